@@ -1,13 +1,28 @@
-"""The `charrnn` command line: parse options, call the library, turn errors into messages."""
+"""The `charrnn` command line: parse options, call the library, turn errors into messages.
+
+Library modules (and numpy with them) are imported inside the commands, so that
+`charrnn --help` stays fast.
+"""
 
 import click
 
 from charrnn import __version__
+from charrnn.errors import CharRNNError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class CharRNNGroup(click.Group):
+    """A click group that shows a library `CharRNNError` as one line on stderr and exits 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharRNNError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=CharRNNGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="charrnn")
 def cli():
     """Train character-level RNN, LSTM and GRU language models on any text, and sample from them.
