@@ -14,7 +14,8 @@ def clip_grad_norm(grads, max_norm):
     `max_norm == 0` turns clipping off. A non-finite norm (inf or nan) is returned as it is and
     the gradients are left untouched: scaling by max_norm / inf would turn every finite
     gradient into 0 (or nan), and the caller is expected to skip the step after checking
-    `math.isfinite(norm)`. Returns the norm before clipping, as a Python float.
+    `math.isfinite(norm)` (a float64 overflow, norm > ~1e154, also reads as inf). Returns the
+    norm before clipping, as a Python float.
     """
     if max_norm < 0:
         raise ValueError(f"max_norm must be >= 0 (0 = no clipping), got {max_norm}")
@@ -35,8 +36,8 @@ class Optimizer:
     """Base class: per-parameter state arrays keyed by parameter name, and their (de)serialisation.
 
     A subclass names its kinds of state in `slots` (e.g. ("m", "v")) and implements
-    `_update(key, p, g, lr)`, which updates one parameter in place using `self.state[slot][key]`
-    and the scratch buffer `self.scratch[key]` (contents undefined between calls).
+    `_update(key, p, g, lr, buf)`, which updates one parameter in place using
+    `self.state[slot][key]` and `buf`, its preallocated scratch array (contents undefined between calls).
     """
 
     name = ""
@@ -114,6 +115,15 @@ def _check_eps(eps):
         raise ValueError(f"eps must be > 0, got {eps}")
 
 
+def _divide_step(p, num, sq, lr, eps, buf):
+    """p -= lr * num / (sqrt(sq) + eps), in place through `buf` (the step shared by Adam, RMSprop, Adagrad)."""
+    np.sqrt(sq, out=buf)
+    buf += eps
+    np.divide(num, buf, out=buf)
+    buf *= lr
+    p -= buf
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction.
 
@@ -149,11 +159,7 @@ class Adam(Optimizer):
         np.multiply(g, g, out=buf)
         buf *= 1.0 - b2
         v += buf
-        np.sqrt(v, out=buf)  # p -= a m / (sqrt(v) + eps c)
-        buf += self.eps * c
-        np.divide(m, buf, out=buf)
-        buf *= a
-        p -= buf
+        _divide_step(p, m, v, a, self.eps * c, buf)  # p -= a m / (sqrt(v) + eps c)
 
 
 class RMSprop(Optimizer):
@@ -201,15 +207,6 @@ class Adagrad(Optimizer):
         np.multiply(g, g, out=buf)  # G += g^2
         G += buf
         _divide_step(p, g, G, lr, self.eps, buf)
-
-
-def _divide_step(p, g, sq, lr, eps, buf):
-    """p -= lr * g / (sqrt(sq) + eps), in place through `buf`."""
-    np.sqrt(sq, out=buf)
-    buf += eps
-    np.divide(g, buf, out=buf)
-    buf *= lr
-    p -= buf
 
 
 class SGD(Optimizer):
