@@ -30,7 +30,7 @@ def read_text(path, encoding="utf-8"):
     """
     try:
         codec = codecs.lookup(encoding)
-        b"".decode(encoding)  # rejects non-text codecs such as 'base64'
+        b"a".decode(encoding, "ignore")  # rejects non-text codecs such as 'base64'
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}; pass one Python knows, "
                           "such as utf-8, latin-1 or cp1252.") from None
@@ -285,6 +285,12 @@ def split_train_val(ids, val_fraction):
     return ids[:n - n_val], ids[n - n_val:]
 
 
+def _require_positive(batch_size, seq_length):
+    """Raise CharRNNError unless both batch dimensions are at least 1."""
+    if batch_size < 1 or seq_length < 1:
+        raise CharRNNError("batch size and sequence length must be at least 1.")
+
+
 def fit_batch_shape(n_ids, batch_size, seq_length):
     """(batch_size, seq_length, warning) that give at least one batch per epoch on n_ids ids.
 
@@ -292,8 +298,7 @@ def fit_batch_shape(n_ids, batch_size, seq_length):
     sequence length is kept and the batch size reduced to (n_ids - 1) // seq_length; if that
     is 0, batch size 1 and sequence length n_ids - 1. The warning is one sentence for the user.
     """
-    if batch_size < 1 or seq_length < 1:
-        raise CharRNNError("batch size and sequence length must be at least 1.")
+    _require_positive(batch_size, seq_length)
     _require_two(n_ids, "the training text")
     if (n_ids - 1) // batch_size >= seq_length:
         return batch_size, seq_length, None
@@ -320,10 +325,11 @@ class BatchStream:
         ids = np.asarray(ids)
         if ids.ndim != 1:
             raise ValueError(f"ids must be 1-D, got shape {ids.shape}")
+        _require_positive(batch_size, seq_length)
         self.batch_size = int(batch_size)
         self.seq_length = int(seq_length)
-        stream_length = (ids.size - 1) // self.batch_size if self.batch_size > 0 else 0
-        self.steps_per_epoch = stream_length // self.seq_length if self.seq_length > 0 else 0
+        stream_length = max(ids.size - 1, 0) // self.batch_size
+        self.steps_per_epoch = stream_length // self.seq_length
         if self.steps_per_epoch == 0:
             raise CorpusError(
                 f"the training text ({ids.size:,} characters) is too short for batch size "
