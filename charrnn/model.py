@@ -1,0 +1,233 @@
+"""The deep character-level recurrent network: configuration, parameters, loss and gradients.
+
+A `CharRNN` is `num_layers` stacked cells (LSTM, GRU or vanilla RNN) over one-hot characters,
+with inverted dropout between layers and before the softmax head. Layer 0's input projection is
+a row lookup of its Wx by character id. Hidden state is kept feature-major, (H, N) per layer,
+the layout of `layers.py`'s internals.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from charrnn import layers
+
+CELLS = ("lstm", "gru", "rnn")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks per cell: LSTM [i f o g], GRU [r z n]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's shapes; saved in every checkpoint."""
+
+    cell: str = "lstm"  # "lstm", "gru" or "rnn"
+    vocab_size: int = 65  # number of distinct characters
+    hidden_size: int = 256  # units per layer
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.0  # dropout probability between layers and before the head (training only)
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.vocab_size < 1 or self.hidden_size < 1 or self.num_layers < 1:
+            raise ValueError("vocab_size, hidden_size and num_layers must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def to_json(self):
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(**d)
+
+
+def param_shapes(config):
+    """Name -> shape of every parameter, in a fixed order.
+
+    layers.{l}.Wx (D, G H), layers.{l}.Wh (H, G H), and b (G H,) — or, for the GRU, bx and bh —
+    where D = vocab_size for layer 0 and H above it; head.W (H, V), head.b (V,).
+    """
+    H, V, G = config.hidden_size, config.vocab_size, GATES[config.cell]
+    shapes = {}
+    for layer in range(config.num_layers):
+        D = V if layer == 0 else H
+        shapes[f"layers.{layer}.Wx"] = (D, G * H)
+        shapes[f"layers.{layer}.Wh"] = (H, G * H)
+        if config.cell == "gru":
+            shapes[f"layers.{layer}.bx"] = (G * H,)
+            shapes[f"layers.{layer}.bh"] = (G * H,)
+        else:
+            shapes[f"layers.{layer}.b"] = (G * H,)
+    shapes["head.W"] = (H, V)
+    shapes["head.b"] = (V,)
+    return shapes
+
+
+def init_params(config, rng, dtype=np.float32):
+    """Initial parameters that train well.
+
+    Wx and head.W ~ U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's default); each gate block of Wh is a
+    random orthogonal matrix, which keeps the recurrent signal from exploding or vanishing early;
+    biases 0 except the LSTM forget gate, 1, so that cells remember by default.
+    """
+    H, G = config.hidden_size, GATES[config.cell]
+    bound = 1.0 / np.sqrt(H)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith("Wh"):
+            blocks = [np.linalg.qr(rng.standard_normal((H, H)))[0] for _ in range(G)]
+            value = np.concatenate(blocks, axis=1)
+        elif name.endswith(("Wx", "W")):
+            value = rng.uniform(-bound, bound, shape)
+        else:
+            value = np.zeros(shape)
+            if config.cell == "lstm" and name.startswith("layers."):
+                value[H : 2 * H] = 1.0  # forget gate
+        params[name] = np.ascontiguousarray(value, dtype=dtype)
+    return params
+
+
+class CharRNN:
+    """A stack of recurrent layers and a softmax head over characters.
+
+    `params` maps names (see `param_shapes`) to arrays; gradients come back as a dict with the
+    same keys. A state is a tuple with one entry per layer: (h,) for RNN/GRU, (h, c) for LSTM,
+    each (H, N) — feature-major, N streams.
+    """
+
+    def __init__(self, config, params=None, seed=0, dtype=np.float32):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        if params is None:
+            params = init_params(config, np.random.default_rng(seed), self.dtype)
+        self.params = params
+
+    @property
+    def num_params(self):
+        return sum(p.size for p in self.params.values())
+
+    def init_state(self, N):
+        """Zero state for N streams."""
+        H = self.config.hidden_size
+        per_layer = 2 if self.config.cell == "lstm" else 1
+        return tuple(
+            tuple(np.zeros((H, N), dtype=self.dtype) for _ in range(per_layer))
+            for _ in range(self.config.num_layers)
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Whole sequences (training and evaluation).
+
+    def _forward(self, x_ids, y_ids, state, rng):
+        """Forward pass over ids (N, T); returns loss, caches for the backward, next state."""
+        cfg, p = self.config, self.params
+        use_dropout = rng is not None and cfg.dropout > 0.0
+        inp, caches, next_state = None, [], []
+        for layer in range(cfg.num_layers):
+            pre = f"layers.{layer}."
+            bias = p[pre + "bx"] if cfg.cell == "gru" else p[pre + "b"]
+            if layer == 0:
+                XP = layers.embed(x_ids, p[pre + "Wx"], bias)
+            else:
+                XP = layers.project(inp, p[pre + "Wx"], bias)
+            h0 = state[layer][0]
+            if cfg.cell == "lstm":
+                Hs, cT, cache = layers.lstm_sequence_forward(XP, h0, state[layer][1], p[pre + "Wh"])
+                next_state.append((Hs[:, -1].copy(), cT))
+            elif cfg.cell == "gru":
+                Hs, cache = layers.gru_sequence_forward(XP, h0, p[pre + "Wh"], p[pre + "bh"])
+                next_state.append((Hs[:, -1].copy(),))
+            else:
+                Hs, cache = layers.rnn_sequence_forward(XP, h0, p[pre + "Wh"])
+                next_state.append((Hs[:, -1].copy(),))
+            mask = None
+            out = Hs
+            if use_dropout:
+                mask = layers.dropout_mask(Hs.shape, cfg.dropout, rng, self.dtype)
+                out = Hs * mask
+            caches.append((inp, cache, mask))
+            inp = out
+        loss, head_cache = layers.softmax_cross_entropy(inp, p["head.W"], p["head.b"], y_ids)
+        return loss, (caches, head_cache), tuple(next_state)
+
+    def loss(self, x_ids, y_ids, state):
+        """Mean cross-entropy in nats/char of predicting y_ids (N, T) from x_ids (N, T), no dropout.
+
+        Returns (loss, next_state) so that evaluation can carry the state across batches.
+        """
+        with np.errstate(over="ignore"):
+            loss, _, next_state = self._forward(x_ids, y_ids, state, None)
+        return loss, next_state
+
+    def loss_and_grads(self, x_ids, y_ids, state, rng=None):
+        """Loss, gradients of every parameter, and the carried state for truncated BPTT.
+
+        x_ids, y_ids (N, T) integer ids; state from `init_state(N)` or a previous call.
+        Dropout (inverted, masks drawn from rng) only when rng is given.
+        Returns (mean loss in nats/char, grads dict like params, next_state).
+        """
+        cfg, p = self.config, self.params
+        loss, (caches, head_cache), next_state = self._forward(x_ids, y_ids, state, rng)
+        grads = {}
+        dX, grads["head.W"], grads["head.b"] = layers.softmax_cross_entropy_backward(head_cache)
+        for layer in range(cfg.num_layers - 1, -1, -1):
+            pre = f"layers.{layer}."
+            inp, cache, mask = caches[layer]
+            if mask is not None:
+                dX *= mask
+            if cfg.cell == "lstm":
+                dXP, _, _, grads[pre + "Wh"] = layers.lstm_sequence_backward(dX, cache)
+            elif cfg.cell == "gru":
+                dXP, _, grads[pre + "Wh"], grads[pre + "bh"] = layers.gru_sequence_backward(dX, cache)
+            else:
+                dXP, _, grads[pre + "Wh"] = layers.rnn_sequence_backward(dX, cache)
+            bias = pre + ("bx" if cfg.cell == "gru" else "b")
+            if layer == 0:
+                grads[pre + "Wx"], grads[bias] = layers.embed_backward(dXP, x_ids, cfg.vocab_size)
+            else:
+                dX, grads[pre + "Wx"], grads[bias] = layers.project_backward(dXP, inp, p[pre + "Wx"])
+        return loss, grads, next_state
+
+    # ------------------------------------------------------------------------------------------
+    # One character at a time (sampling).
+
+    def step(self, ids, state):
+        """Advance N streams by one character each.
+
+        ids (N,) integer ids; state as from `init_state(N)`.
+        Returns logits (N, V) for the next character and the new state. Runs the same cell
+        functions as the sequence forward, so it gives exactly the same numbers.
+        """
+        cfg, p = self.config, self.params
+        H, G = cfg.hidden_size, GATES[cfg.cell]
+        N = len(ids)
+        x = None
+        new_state = []
+        with np.errstate(over="ignore"):
+            for layer in range(cfg.num_layers):
+                pre = f"layers.{layer}."
+                bias = p[pre + "bx"] if cfg.cell == "gru" else p[pre + "b"]
+                if layer == 0:
+                    xp = layers.embed(np.asarray(ids).reshape(N, 1), p[pre + "Wx"], bias)[:, 0]
+                else:
+                    xp = layers.project(x[:, None, :], p[pre + "Wx"], bias)[:, 0]
+                h = np.empty((H, N), dtype=self.dtype)
+                a = np.empty((G * H, N), dtype=self.dtype)
+                if cfg.cell == "lstm":
+                    c = np.empty_like(h)
+                    tc = np.empty_like(h)
+                    h_prev, c_prev = state[layer]
+                    layers.lstm_cell(xp, h_prev, c_prev, p[pre + "Wh"], a, c, tc, h)
+                    new_state.append((h, c))
+                elif cfg.cell == "gru":
+                    hpn = np.empty_like(h)
+                    layers.gru_cell(xp, state[layer][0], p[pre + "Wh"], p[pre + "bh"], a, hpn, h)
+                    new_state.append((h,))
+                else:
+                    layers.rnn_cell(xp, state[layer][0], p[pre + "Wh"], h)
+                    new_state.append((h,))
+                x = h
+        logits = np.matmul(p["head.W"].T, x)
+        logits += p["head.b"][:, None]
+        return logits.T, tuple(new_state)
