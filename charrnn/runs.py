@@ -1,0 +1,461 @@
+"""Runs on disk: finding them under an out-dir, reading their `log.jsonl`, and the run lock.
+
+A run is a directory `<out-dir>/<name>/` with `log.jsonl` (one JSON object a line, append-only),
+`latest.npz` and `best.npz`. While a process trains it, that process holds an exclusive
+`flock` on `<run>/.lock` (see `RunLock`); the kernel drops the lock when the process dies, so
+"is the lock held?" tells a live training from a crashed one. The `.lock` file itself stays on
+disk and means nothing by its presence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from charrnn.errors import RunError
+
+try:  # POSIX only; elsewhere runs are never reported as running and locking is a no-op
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+LOG_NAME = "log.jsonl"
+LOCK_NAME = ".lock"
+CHECKPOINT_NAMES = ("best.npz", "latest.npz")  # in order of preference
+STATUSES = ("running", "finished", "interrupted", "diverged", "crashed", "no log")
+CHARS_PER_SEC_WINDOW = 10  # chars/s of a run = median over its last this-many train events
+
+# Lock files held by this process (resolved paths), so that `is_running` can answer for them
+# without opening a second file description on them.
+_HELD_LOCKS: set[Path] = set()
+
+
+# ----------------------------------------------------------------------------- log.jsonl
+
+
+@dataclass
+class LogContents:
+    """What `read_log_with_problems` found in a log file."""
+
+    records: list[dict]  # the parsed lines, in file order
+    bad_lines: int = 0  # unparseable lines before the last one (a real problem: warn about it)
+    torn_tail: bool = False  # the last line was cut short (a killed run): expected, silent
+
+
+def read_log_with_problems(path: str | os.PathLike) -> LogContents:
+    """Read a `log.jsonl` tolerantly: skip blank and unparseable lines and say how many.
+
+    A torn last line (the writer was killed mid-line) is skipped and reported as `torn_tail`;
+    unparseable lines elsewhere are counted in `bad_lines`. A missing file reads as empty.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return LogContents([])
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc.strerror}.") from None
+    lines = data.split(b"\n")
+    contents = LogContents([])
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            record = None
+        if isinstance(record, dict):
+            contents.records.append(record)
+        elif i == last:
+            contents.torn_tail = True
+        else:
+            contents.bad_lines += 1
+    return contents
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    """The records of a `log.jsonl`, skipping a torn last line and any unparseable line."""
+    return read_log_with_problems(path).records
+
+
+def metric_records(records: list[dict]) -> list[dict]:
+    """The `train` and `eval` records: one row per measurement, for tables and data export."""
+    return [r for r in records if r.get("event") in ("train", "eval")]
+
+
+# ----------------------------------------------------------------------------- the lock
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on a run directory, held while a process trains it.
+
+        with RunLock(run_dir):      # raises RunError if another process trains this run
+            ...train, append to log.jsonl, write checkpoints...
+
+    It is an `fcntl.flock` on `<run_dir>/.lock`, which also holds the owner's pid. The kernel
+    releases it when the process exits or dies, so it can never be left stuck.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        if self._fd is not None:
+            return self
+        key = self.path.resolve() if self.path.exists() else None
+        if key is not None and key in _HELD_LOCKS:
+            raise RunError(
+                f"run '{self.run_dir.name}' is already being trained by this process."
+            )
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunError(f"cannot create the lock file {self.path}: {exc.strerror}.") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                pid = lock_pid(self.run_dir)
+                who = f" (pid {pid})" if pid else ""
+                raise RunError(
+                    f"run '{self.run_dir.name}' is being trained by another charrnn process"
+                    f"{who}; wait for it to finish or stop it first."
+                ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        _HELD_LOCKS.add(self.path.resolve())
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        _HELD_LOCKS.discard(self.path.resolve())
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def is_running(run_dir: str | os.PathLike) -> bool:
+    """Whether some live process (this one included) holds the lock of `run_dir`.
+
+    Probes with a fresh, non-blocking `flock` on a new file description, which never disturbs
+    the holder: flock locks belong to open file descriptions, so the probe fails exactly when
+    someone holds the lock.
+    """
+    path = Path(run_dir) / LOCK_NAME
+    if not path.is_file():
+        return False
+    if path.resolve() in _HELD_LOCKS:
+        return True
+    if fcntl is None:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def lock_pid(run_dir: str | os.PathLike) -> int | None:
+    """The pid written in the lock file of `run_dir` (meaningful only while it is running)."""
+    try:
+        return int((Path(run_dir) / LOCK_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- a run's summary
+
+
+@dataclass
+class RunInfo:
+    """One run, summarised from its log and files; every field may be None when not logged yet."""
+
+    name: str
+    path: Path
+    status: str  # one of STATUSES
+    cell: str | None = None  # "lstm" | "gru" | "rnn"
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    num_params: int | None = None
+    steps: int | None = None  # the last step logged
+    epochs: float | None = None  # fractional epochs done
+    best_val_loss: float | None = None  # nats/char
+    best_val_bpc: float | None = None  # bits/char
+    best_val_step: int | None = None
+    last_train_loss: float | None = None  # nats/char
+    chars_per_sec: float | None = None  # median of the last CHARS_PER_SEC_WINDOW train events
+    train_time: float | None = None  # seconds of training, across resumes
+    started_at: datetime | None = None  # wall clock of the first start
+    end_reason: str | None = None  # of the last start's end, if any
+    resumes: int = 0  # how many times the run was resumed
+    pid: int | None = None  # the training process, while running
+    corpus: str | None = None
+    last_sample: str | None = None
+    has_checkpoint: bool = False
+    bad_lines: int = 0  # unparseable lines in the middle of the log
+    config: dict = field(default_factory=dict)  # the last start's config
+
+    @property
+    def size(self) -> str | None:
+        """The model's shape, e.g. `lstm 2×256`."""
+        if self.cell is None:
+            return None
+        if self.num_layers is None or self.hidden_size is None:
+            return self.cell
+        return f"{self.cell} {self.num_layers}×{self.hidden_size}"
+
+    @property
+    def sort_key(self) -> float:
+        if self.started_at is not None:
+            return self.started_at.timestamp()
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict of the summary (paths and times as strings)."""
+        out = asdict(self)
+        out["path"] = str(self.path)
+        out["started_at"] = self.started_at.isoformat() if self.started_at else None
+        out["size"] = self.size
+        return out
+
+
+def run_status(records: list[dict], running: bool) -> str:
+    """running / finished / interrupted / diverged / crashed, from the lock and the last start."""
+    if running:
+        return "running"
+    starts = [i for i, r in enumerate(records) if r.get("event") == "start"]
+    tail = records[starts[-1] + 1:] if starts else records
+    ends = [r for r in tail if r.get("event") == "end"]
+    if ends:
+        reason = ends[-1].get("reason")
+        if reason == "diverged":
+            return "diverged"
+        return "interrupted" if reason == "interrupted" else "finished"
+    if any(r.get("event") == "interrupt" for r in tail):
+        return "interrupted"
+    return "crashed"
+
+
+def _parse_wall(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _number(value) -> float | None:
+    """A finite float from a log value, or None (a log may hold null, NaN or garbage)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -> RunInfo:
+    """The `RunInfo` of the run in `run_dir` (its log is read unless `contents` is given)."""
+    run_dir = Path(run_dir)
+    log = run_dir / LOG_NAME
+    if contents is None:
+        contents = read_log_with_problems(log)
+    records = contents.records
+    running = is_running(run_dir)
+    info = RunInfo(
+        name=run_dir.name,
+        path=run_dir,
+        status="no log" if not log.exists() and not running else run_status(records, running),
+        has_checkpoint=any((run_dir / n).is_file() for n in CHECKPOINT_NAMES),
+        bad_lines=contents.bad_lines,
+        pid=lock_pid(run_dir) if running else None,
+    )
+    starts = [r for r in records if r.get("event") == "start"]
+    if starts:
+        info.started_at = _parse_wall(starts[0].get("wall"))
+        info.resumes = sum(1 for r in starts if r.get("resumed") is True)
+        config = starts[-1].get("config")
+        info.config = config if isinstance(config, dict) else {}
+        model = info.config.get("model") or {}
+        info.cell = model.get("cell")
+        info.hidden_size = model.get("hidden_size")
+        info.num_layers = model.get("num_layers")
+        info.num_params = info.config.get("num_params")
+        info.corpus = info.config.get("corpus")
+        if info.pid is None and running:
+            info.pid = starts[-1].get("pid")
+    steps = [r["step"] for r in records if isinstance(r.get("step"), int)]
+    info.steps = max(steps) if steps else None
+    info.epochs = max((e for e in map(_number, (r.get("epoch") for r in records)) if e is not None),
+                      default=None)
+    info.train_time = max((t for t in map(_number, (r.get("time") for r in records))
+                           if t is not None), default=None)
+    trains = [r for r in records if r.get("event") == "train" and _number(r.get("loss")) is not None]
+    if trains:
+        info.last_train_loss = _number(trains[-1]["loss"])
+        speeds = [s for s in (_number(r.get("chars_per_sec")) for r in trains[-CHARS_PER_SEC_WINDOW:])
+                  if s is not None]
+        info.chars_per_sec = statistics.median(speeds) if speeds else None
+    evals = [r for r in records if r.get("event") == "eval" and _number(r.get("val_loss")) is not None]
+    if evals:
+        best = min(evals, key=lambda r: r["val_loss"])
+        info.best_val_loss = float(best["val_loss"])
+        info.best_val_bpc = info.best_val_loss / math.log(2)
+        info.best_val_step = best.get("step")
+    ends = [r for r in records if r.get("event") == "end"]
+    if ends and info.status not in ("running", "crashed"):
+        info.end_reason = ends[-1].get("reason")
+    samples = [r for r in records if r.get("event") == "sample" and isinstance(r.get("text"), str)]
+    if samples:
+        info.last_sample = samples[-1]["text"]
+    return info
+
+
+# ----------------------------------------------------------------------------- finding runs
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether `path` is a run directory: it holds a log or a checkpoint."""
+    path = Path(path)
+    return path.is_dir() and any((path / n).is_file() for n in (LOG_NAME, *CHECKPOINT_NAMES))
+
+
+def list_runs(out_dir: str | os.PathLike) -> list[RunInfo]:
+    """Every run directly under `out_dir`, newest first (by first start, else by mtime).
+
+    Directories that are not runs are skipped; a missing `out_dir` has no runs.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    runs = [summarize(p) for p in sorted(out_dir.iterdir()) if is_run_dir(p)]
+    runs.sort(key=lambda r: r.sort_key, reverse=True)
+    return runs
+
+
+def run_names(out_dir: str | os.PathLike) -> list[str]:
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(p.name for p in out_dir.iterdir() if is_run_dir(p))
+
+
+def resolve_run(name_or_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """The run directory meant by `name_or_path`: a path to a run (or to a file in one), or
+    the name of a run under `out_dir`. Raises `RunError` with close names otherwise."""
+    given = Path(name_or_path)
+    candidates = [given]
+    if not given.is_absolute():
+        candidates.append(Path(out_dir) / given)
+    for path in candidates:
+        if path.is_file() and (path.name == LOG_NAME or path.suffix == ".npz"):
+            path = path.parent
+        if is_run_dir(path):
+            return path
+    for path in candidates:
+        if path.is_dir():
+            raise RunError(f"'{path}' is not a run: it has no {LOG_NAME} and no checkpoint.")
+    names = run_names(out_dir)
+    if not names:
+        raise RunError(f"no run named '{name_or_path}': there are no runs in {out_dir}/ yet.")
+    close = difflib.get_close_matches(str(name_or_path), names, n=3, cutoff=0.5)
+    shown = close or names[:8]
+    hint = "did you mean" if close else "runs there"
+    more = ", ..." if not close and len(names) > len(shown) else ""
+    raise RunError(
+        f"no run named '{name_or_path}' in {out_dir}/ ({hint}: {', '.join(shown)}{more})."
+    )
+
+
+def find_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """The checkpoint to use from a run: `best.npz`, else `latest.npz`."""
+    run_dir = Path(run_dir)
+    for name in CHECKPOINT_NAMES:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise RunError(f"run '{run_dir.name}' has no checkpoint yet ({run_dir}/best.npz or latest.npz).")
+
+
+def newest_run(out_dir: str | os.PathLike, with_checkpoint: bool = True) -> Path:
+    """The newest run under `out_dir` (by default: the newest that has a checkpoint)."""
+    for run in list_runs(out_dir):
+        if run.has_checkpoint or not with_checkpoint:
+            return run.path
+    what = "with a checkpoint " if with_checkpoint else ""
+    raise RunError(
+        f"no runs {what}in {out_dir}/ yet; start one with: charrnn train corpus.txt"
+    )
+
+
+# ----------------------------------------------------------------------------- export
+
+LEADING_COLUMNS = ("run", "event", "step", "epoch", "time")
+
+
+def record_columns(records: list[dict]) -> list[str]:
+    """The union of the records' keys: run, event, step, epoch, time first, then the others in
+    the order they first appear."""
+    seen = dict.fromkeys(k for r in records for k in r)
+    return [k for k in LEADING_COLUMNS if k in seen] + [k for k in seen if k not in LEADING_COLUMNS]
+
+
+def records_json(records: list[dict]) -> str:
+    """The records as a JSON array, one record a line."""
+    if not records:
+        return "[]"
+    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]"
+
+
+def records_csv(records: list[dict]) -> str:
+    """The records as CSV with a header of `record_columns`; a missing key is an empty cell,
+    a nested value (list, dict) its JSON text."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = record_columns(records)
+    writer.writerow(columns)
+    for r in records:
+        writer.writerow(_csv_cell(r.get(k)) for k in columns)
+    return buffer.getvalue()
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value

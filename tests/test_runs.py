@@ -1,0 +1,259 @@
+"""charrnn.runs: reading log.jsonl, run status and the run lock, finding runs and checkpoints.
+
+`write_run` makes realistic runs for these tests and for test_logs_cli.py.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from charrnn import runs
+from charrnn.errors import RunError
+
+CONFIG = {
+    "model": {"cell": "lstm", "vocab_size": 65, "hidden_size": 256, "num_layers": 2,
+              "dropout": 0.1},
+    "train": {"batch_size": 32, "seq_length": 64, "optimizer": "adam", "learning_rate": 0.002},
+    "corpus": "data/tiny.txt",
+    "num_params": 805441,
+    "lr_schedule": {"kind": "constant"},
+}
+
+
+def make_records(steps=200, every=10, eval_every=50, end="max_steps", start_loss=4.17,
+                 speed=10000.0, cell="lstm", wall="2024-05-01T14:03:00+00:00", step0=0,
+                 time0=0.0, resumed=False):
+    """The records a training of `steps` steps writes: start, train every `every` steps, eval
+    and checkpoints every `eval_every`, and an `end` with `end` as reason (None: no end)."""
+    config = json.loads(json.dumps(CONFIG))
+    config["model"]["cell"] = cell
+    recs = [{"event": "start", "step": step0, "time": time0, "epoch": step0 / 100,
+             "wall": wall, "resumed": resumed, "pid": 4242, "config": config}]
+    best = None
+    for step in range(step0 + every, step0 + steps + 1, every):
+        t, epoch = time0 + (step - step0) * 0.05, step / 100
+        loss = 1.3 + (start_loss - 1.3) * math.exp(-step / 60)
+        recs.append({"event": "train", "step": step, "time": t, "epoch": epoch, "loss": loss,
+                     "lr": 0.002, "grad_norm": 1.0 + step / 1000, "chars_per_sec": speed})
+        if eval_every and step % eval_every == 0:
+            val = loss + 0.1
+            best = val if best is None else min(best, val)
+            recs.append({"event": "eval", "step": step, "time": t, "epoch": epoch,
+                         "val_loss": val, "val_bpc": val / math.log(2), "best_val_loss": best})
+            recs.append({"event": "checkpoint", "step": step, "time": t, "epoch": epoch,
+                         "path": "best.npz", "kind": "best"})
+    if end == "interrupted":
+        recs.append({"event": "interrupt", "step": step, "time": t, "epoch": epoch})
+    if end is not None:
+        recs.append({"event": "end", "step": step, "time": t, "epoch": epoch, "reason": end,
+                     "best_val_loss": best})
+    return recs
+
+
+def write_run(out_dir, name, records=None, tail="", checkpoint=True, **kwargs):
+    """A run directory `out_dir/name` whose log.jsonl holds `records` (default: make_records
+    with kwargs), then the raw text `tail` (e.g. a torn line)."""
+    run_dir = out_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if records is None:
+        records = make_records(**kwargs)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    (run_dir / "log.jsonl").write_text(text + tail, encoding="utf-8")
+    if checkpoint:
+        (run_dir / "best.npz").write_bytes(b"not really a checkpoint")
+    return run_dir
+
+
+# ----------------------------------------------------------------------------- read_log
+
+
+def test_read_log_round_trips_records(tmp_path):
+    records = make_records()
+    run_dir = write_run(tmp_path, "a", records)
+    assert runs.read_log(run_dir / "log.jsonl") == records
+
+
+def test_read_log_skips_torn_last_line_silently(tmp_path):
+    records = make_records(end=None)
+    run_dir = write_run(tmp_path, "a", records, tail='{"event": "train", "step": 21')
+    contents = runs.read_log_with_problems(run_dir / "log.jsonl")
+    assert contents.records == records
+    assert contents.torn_tail and contents.bad_lines == 0
+
+
+def test_read_log_counts_bad_lines_in_the_middle_and_skips_blank_ones(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"event": "start", "step": 0}\n\ngarbage\n[1, 2]\n\xff\xfe\n'
+                     b'{"event": "end", "step": 1}\n\n')
+    contents = runs.read_log_with_problems(path)
+    assert [r["event"] for r in contents.records] == ["start", "end"]
+    assert contents.bad_lines == 3 and not contents.torn_tail
+
+
+def test_read_log_missing_and_empty_files(tmp_path):
+    assert runs.read_log(tmp_path / "nope.jsonl") == []
+    (tmp_path / "empty.jsonl").write_text("")
+    assert runs.read_log(tmp_path / "empty.jsonl") == []
+
+
+# ----------------------------------------------------------------------------- status
+
+
+@pytest.mark.parametrize("end, status", [
+    ("max_steps", "finished"), ("epochs", "finished"), ("early_stopping", "finished"),
+    ("time_limit", "finished"), ("interrupted", "interrupted"), ("diverged", "diverged"),
+    (None, "crashed"),
+])
+def test_status_from_the_log(tmp_path, end, status):
+    run_dir = write_run(tmp_path, "r", end=end)
+    assert runs.summarize(run_dir).status == status
+
+
+def test_status_follows_the_last_start_of_a_resumed_run(tmp_path):
+    first = make_records(steps=100, end="interrupted")
+    second = make_records(steps=100, step0=100, time0=5.0, end=None, resumed=True)
+    run_dir = write_run(tmp_path, "r", first + second)
+    info = runs.summarize(run_dir)
+    assert info.status == "crashed"
+    assert info.resumes == 1 and info.steps == 200 and info.train_time == pytest.approx(10.0)
+    run_dir = write_run(tmp_path, "r", first + make_records(steps=100, step0=100, resumed=True))
+    assert runs.summarize(run_dir).status == "finished"
+
+
+def test_summary_numbers(tmp_path):
+    records = make_records(steps=200, speed=12345.0)
+    info = runs.summarize(write_run(tmp_path, "r", records))
+    evals = [r for r in records if r["event"] == "eval"]
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert info.best_val_loss == pytest.approx(best["val_loss"])
+    assert info.best_val_bpc == pytest.approx(best["val_loss"] / math.log(2))
+    assert info.best_val_step == best["step"] == 200
+    assert info.last_train_loss == pytest.approx(records[-4]["loss"])
+    assert (info.cell, info.num_layers, info.hidden_size) == ("lstm", 2, 256)
+    assert info.size == "lstm 2×256" and info.num_params == 805441
+    assert info.steps == 200 and info.epochs == pytest.approx(2.0)
+    assert info.chars_per_sec == pytest.approx(12345.0)
+    assert info.started_at.year == 2024 and info.end_reason == "max_steps"
+    assert json.loads(json.dumps(info.to_json()))["size"] == "lstm 2×256"
+
+
+def test_summary_of_a_run_without_eval_or_records(tmp_path):
+    info = runs.summarize(write_run(tmp_path, "r", eval_every=0, end=None))
+    assert info.best_val_loss is None and info.best_val_bpc is None
+    assert info.last_train_loss is not None
+    info = runs.summarize(write_run(tmp_path, "empty", []))
+    assert info.status == "crashed" and info.steps is None and info.size is None
+    (tmp_path / "ckpt_only").mkdir()
+    (tmp_path / "ckpt_only" / "latest.npz").write_bytes(b"x")
+    assert runs.summarize(tmp_path / "ckpt_only").status == "no log"
+
+
+# ----------------------------------------------------------------------------- the lock
+
+
+def test_lock_marks_a_run_running_in_process(tmp_path):
+    run_dir = write_run(tmp_path, "r", end=None)
+    with runs.RunLock(run_dir) as lock:
+        assert lock.held and runs.is_running(run_dir)
+        assert runs.lock_pid(run_dir) == os.getpid()
+        info = runs.summarize(run_dir)
+        assert info.status == "running" and info.pid == os.getpid()
+        with pytest.raises(RunError, match="already being trained"):
+            runs.RunLock(run_dir).acquire()
+    assert not runs.is_running(run_dir)
+    assert runs.summarize(run_dir).status == "crashed"
+
+
+def test_lock_held_by_another_process_then_released_by_its_death(tmp_path):
+    run_dir = write_run(tmp_path, "r", end=None)
+    code = textwrap.dedent(f"""
+        import sys, time
+        from charrnn.runs import RunLock
+        lock = RunLock({str(run_dir)!r}).acquire()
+        print("locked", flush=True)
+        sys.stdin.readline()
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        assert runs.is_running(run_dir)
+        assert runs.summarize(run_dir).status == "running"
+        with pytest.raises(RunError, match=rf"another charrnn process \(pid {child.pid}\)"):
+            runs.RunLock(run_dir).acquire()
+        assert runs.is_running(run_dir), "probing must not disturb the holder"
+    finally:
+        child.kill()
+        child.wait()
+    assert not runs.is_running(run_dir)
+    assert runs.summarize(run_dir).status == "crashed"
+    with runs.RunLock(run_dir):  # a dead holder never leaves the lock stuck
+        pass
+
+
+def test_lock_creates_the_run_directory(tmp_path):
+    with runs.RunLock(tmp_path / "new" / "run"):
+        assert (tmp_path / "new" / "run" / ".lock").is_file()
+
+
+# ----------------------------------------------------------------------------- finding runs
+
+
+def test_list_runs_newest_first_skipping_non_runs(tmp_path):
+    write_run(tmp_path, "old", wall="2024-01-01T00:00:00+00:00")
+    write_run(tmp_path, "new", wall="2024-06-01T00:00:00+02:00")
+    write_run(tmp_path, "mid", wall="2024-03-01T00:00:00Z")
+    (tmp_path / "not_a_run").mkdir()
+    (tmp_path / "stray.txt").write_text("hi")
+    assert [r.name for r in runs.list_runs(tmp_path)] == ["new", "mid", "old"]
+    assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_resolve_run_by_name_path_or_file(tmp_path):
+    run_dir = write_run(tmp_path, "shakespeare")
+    assert runs.resolve_run("shakespeare", tmp_path) == run_dir
+    assert runs.resolve_run(str(run_dir), "elsewhere") == run_dir
+    assert runs.resolve_run(str(run_dir / "best.npz"), "elsewhere") == run_dir
+    with pytest.raises(RunError, match="did you mean: shakespeare"):
+        runs.resolve_run("shakespear", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="is not a run"):
+        runs.resolve_run("empty", tmp_path)
+    with pytest.raises(RunError, match="no runs in"):
+        runs.resolve_run("x", tmp_path / "missing")
+
+
+def test_find_checkpoint_prefers_best_and_newest_run_needs_one(tmp_path):
+    run_dir = write_run(tmp_path, "a", checkpoint=False, wall="2024-01-01T00:00:00+00:00")
+    with pytest.raises(RunError, match="no checkpoint"):
+        runs.find_checkpoint(run_dir)
+    (run_dir / "latest.npz").write_bytes(b"x")
+    assert runs.find_checkpoint(run_dir) == run_dir / "latest.npz"
+    (run_dir / "best.npz").write_bytes(b"x")
+    assert runs.find_checkpoint(run_dir) == run_dir / "best.npz"
+    write_run(tmp_path, "b", checkpoint=False, wall="2024-02-01T00:00:00+00:00")
+    assert runs.newest_run(tmp_path) == run_dir
+    assert runs.newest_run(tmp_path, with_checkpoint=False) == tmp_path / "b"
+    with pytest.raises(RunError, match="charrnn train"):
+        runs.newest_run(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def test_records_csv_columns_and_cells():
+    records = [{"event": "train", "step": 1, "time": 0.5, "epoch": 0.1, "loss": 2.0},
+               {"event": "eval", "step": 1, "time": 0.5, "epoch": 0.1, "val_loss": 2.1,
+                "extra": {"a": 1}, "none": None}]
+    assert runs.record_columns(records) == ["event", "step", "epoch", "time", "loss",
+                                            "val_loss", "extra", "none"]
+    lines = runs.records_csv(records).splitlines()
+    assert lines[1] == "train,1,0.1,0.5,2.0,,,"
+    assert lines[2] == 'eval,1,0.1,0.5,,2.1,"{""a"": 1}",'
+    assert json.loads(runs.records_json(records)) == records
+    assert runs.records_json([]) == "[]"
