@@ -32,3 +32,126 @@ def cli():
     charrnn sample --temp 0.8       generate text from the newest run
     charrnn logs                    list runs; `charrnn logs RUN` plots its curves
     """
+
+
+# ----------------------------------------------------------------------------- charrnn logs
+
+
+@cli.command("logs")
+@click.argument("run_names", nargs=-1, metavar="[RUN]...")
+@click.option("--out-dir", default="checkpoints", type=click.Path(file_okay=False),
+              help="Directory holding the runs.")
+@click.option("--x", "x_axis", type=click.Choice(["step", "time"]), default="step",
+              help="What the charts' x axis shows: training steps or training time.")
+@click.option("--lr", "show_lr", is_flag=True, help="Also chart the learning rate.")
+@click.option("--grad-norm", "show_grad_norm", is_flag=True,
+              help="Also chart the gradient norm (before clipping).")
+@click.option("--height", type=click.IntRange(4, 200), default=14,
+              help="Height of the loss chart in lines.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Redraw every second as training appends to the log, until Ctrl-C.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              help="json/csv: the train and eval records of the RUNs (without RUN: the run "
+                   "summaries) on stdout, for pandas and friends.")
+@click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="Also write the charts to a PNG image (needs matplotlib).")
+def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fmt, plot):
+    """List runs; with RUNs, show their summary and loss curves in the terminal.
+
+    A RUN is a name under --out-dir or a path to a run directory. Several RUNs are
+    overlaid in one chart, each in its own colour.
+
+    \b
+    charrnn logs                          every run, newest first
+    charrnn logs shakespeare              summary and train/val loss curves
+    charrnn logs a b --x time             compare two runs against training time
+    charrnn logs shakespeare -f --lr      follow a training run, with its learning rate
+    charrnn logs a --format csv > a.csv   the train and eval records, as data
+    charrnn logs a --plot a.png           the same charts as an image
+    """
+    import os
+    import time
+
+    from charrnn import runs, ui
+
+    if follow and fmt != "table":
+        raise click.UsageError("--follow works only with --format table.")
+    if plot and not run_names:
+        raise click.UsageError("--plot needs a RUN to draw.")
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise click.ClickException(
+                "--plot needs matplotlib; install it with: pip install 'charrnn[plot]'"
+            ) from None
+    out = ui.make_console()
+
+    def emit(rows):  # the records as data on stdout, nothing else
+        text = runs.records_json(rows) if fmt == "json" else runs.records_csv(rows)
+        click.echo(text, nl=fmt == "json")
+
+    if not run_names:
+        infos = runs.list_runs(out_dir)
+        if fmt != "table":
+            rows = [info.to_json() for info in infos]
+            if fmt == "csv":
+                rows = [{k: v for k, v in row.items() if k != "config"} for row in rows]
+            emit(rows)
+            return
+        if not infos and not follow:
+            missing = "" if os.path.isdir(out_dir) else " (it does not exist)"
+            click.echo(f"no runs in {out_dir}/ yet{missing}; start one with: "
+                       "charrnn train corpus.txt", err=True)
+            return
+
+        def render(first=None):
+            return ui.RunsTable(runs.list_runs(out_dir) if first is None else first)
+
+        first = infos
+    else:
+        dirs = list(dict.fromkeys(runs.resolve_run(name, out_dir) for name in run_names))
+        warned = set()
+
+        def load():
+            infos, records = [], []
+            for run_dir in dirs:
+                contents = runs.read_log_with_problems(run_dir / runs.LOG_NAME)
+                if contents.bad_lines and run_dir not in warned:
+                    warned.add(run_dir)
+                    click.echo(f"warning: skipped {contents.bad_lines} unreadable line(s) in "
+                               f"{run_dir / runs.LOG_NAME}", err=True)
+                infos.append(runs.summarize(run_dir, contents))
+                records.append((run_dir.name, contents.records))
+            return infos, records
+
+        infos, records = load()
+        if fmt != "table":
+            rows = [
+                {"run": name, **r} if len(records) > 1 else r
+                for name, recs in records for r in runs.metric_records(recs)
+            ]
+            emit(rows)
+            return
+        if plot:
+            ui.save_png(plot, ui.chart_specs(records, x_axis, show_lr, show_grad_norm, height),
+                        x_axis)
+            click.echo(f"wrote the charts to {plot}", err=True)
+
+        def render(first=None):
+            return ui.runs_view(*(first or load()), x=x_axis, lr=show_lr,
+                                grad_norm=show_grad_norm, height=height)
+
+        first = (infos, records)
+    if not follow:
+        out.print(render(first))
+        return
+    from rich.live import Live
+
+    try:
+        with Live(render(first), console=out, auto_refresh=False) as live:
+            while True:
+                time.sleep(1.0)
+                live.update(render(), refresh=True)
+    except KeyboardInterrupt:
+        pass
