@@ -1,0 +1,200 @@
+"""Saving and loading checkpoints: one `.npz` of plain arrays plus one JSON metadata entry.
+
+Layout of the archive (every entry a numeric array; nothing is ever pickled):
+  meta            uint8 bytes of a UTF-8 JSON object: format version, charrnn version, model
+                  config, vocabulary (code points), dtype and the training state (step, epoch,
+                  data position, RNG state, learning-rate scale, best validation loss, ...)
+  params/<name>   the model's parameters, e.g. params/layers.0.Wx
+  optim/<key>     the optimizer's state arrays, e.g. optim/m.layers.0.Wx (training checkpoints)
+  state/<l>/<i>   the carried hidden state: layer l, array i (h, and c for the LSTM), (H, N)
+
+Writes are atomic: a temporary file in the same directory, flushed and fsync'ed, then
+`os.replace`d over the target, so a crash leaves either the old or the new checkpoint.
+Loads use `np.load(..., allow_pickle=False)` and check every entry before trusting it.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import __version__
+from charrnn.data import Vocab
+from charrnn.errors import CharRNNError, CheckpointError
+from charrnn.model import CharRNN, ModelConfig, param_shapes
+
+FORMAT_VERSION = 1
+TMP_PREFIX = ".tmp-"  # temporary files of interrupted writes start with this; safe to delete
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint holds, in memory.
+
+    `training` is the JSON-safe training state (empty for a bare model); `optim` the optimizer's
+    state arrays; `state` the carried hidden state (tuple per layer of (H, N) arrays) or None.
+    """
+
+    model: CharRNN
+    vocab: Vocab
+    training: dict = field(default_factory=dict)
+    optim: dict = field(default_factory=dict)
+    state: tuple | None = None
+
+    @property
+    def config(self):
+        return self.model.config
+
+
+def save(path, ckpt):
+    """Write `ckpt` to `path` atomically. Raises CheckpointError (previous file intact) on failure."""
+    path = Path(path)
+    for name, p in ckpt.model.params.items():
+        if not np.isfinite(p).all():
+            raise CheckpointError(f"refusing to save {path}: parameter {name} is not finite.")
+    meta = {
+        "format": "charrnn-checkpoint",
+        "format_version": FORMAT_VERSION,
+        "charrnn_version": __version__,
+        "config": ckpt.model.config.to_json(),
+        "dtype": ckpt.model.dtype.name,
+        "vocab": ckpt.vocab.to_json(),
+        "training": ckpt.training,
+    }
+    arrays = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    arrays.update({f"params/{k}": v for k, v in ckpt.model.params.items()})
+    arrays.update({f"optim/{k}": v for k, v in ckpt.optim.items()})
+    for layer, arrs in enumerate(ckpt.state or ()):
+        arrays.update({f"state/{layer}/{i}": a for i, a in enumerate(arrs)})
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"could not write checkpoint {path}: {exc.strerror or exc}; "
+                "the previous checkpoint is intact."
+            ) from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory):
+    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path):
+    """Read a checkpoint written by `save`, never executing or unpickling anything.
+
+    Raises CheckpointError with one sentence for a missing, truncated, foreign, pickled,
+    newer-format or inconsistent file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory, not a checkpoint file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"{path} {what}.")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+    if magic != _ZIP_MAGIC:
+        raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive).")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise CheckpointError(
+                f"{path} contains pickled Python objects; charrnn never unpickles files, "
+                "so it refuses to load it."
+            ) from None
+        raise CheckpointError(f"{path} is corrupt: {exc}.") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({exc}); use another checkpoint, "
+            "e.g. the run's latest.npz or best.npz."
+        ) from None
+    return _from_arrays(path, arrays)
+
+
+def _from_arrays(path, arrays):
+    meta = _read_meta(path, arrays)
+    try:
+        config = ModelConfig.from_json(meta["config"])
+        vocab = Vocab.from_json(meta["vocab"])
+        dtype = np.dtype(meta.get("dtype", "float32"))
+        training = meta.get("training", {})
+    except (CharRNNError, TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} has invalid metadata ({exc}).") from None
+    if dtype not in (np.float32, np.float64) or config.vocab_size != vocab.size:
+        raise CheckpointError(f"{path} has invalid metadata (dtype or vocabulary size).")
+    params = {}
+    for name, shape in param_shapes(config).items():
+        arr = arrays.get(f"params/{name}")
+        if arr is None or arr.shape != shape or arr.dtype != dtype:
+            raise CheckpointError(f"{path} is inconsistent: parameter {name} is missing or malformed.")
+        params[name] = np.ascontiguousarray(arr)
+    model = CharRNN(config, params=params, dtype=dtype)
+    optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
+    state = _read_state(path, arrays, model)
+    return Checkpoint(model=model, vocab=vocab, training=training, optim=optim, state=state)
+
+
+def _read_meta(path, arrays):
+    raw = arrays.get("meta")
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CheckpointError(f"{path} is an .npz archive but not a charrnn checkpoint.")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path} has unreadable metadata; the file is corrupt.") from None
+    if not isinstance(meta, dict) or meta.get("format") != "charrnn-checkpoint":
+        raise CheckpointError(f"{path} is an .npz archive but not a charrnn checkpoint.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer charrnn (checkpoint format {version}, this is "
+            f"charrnn {__version__} reading format {FORMAT_VERSION}); upgrade charrnn to load it."
+        )
+    return meta
+
+
+def _read_state(path, arrays, model):
+    """The carried hidden state, or None if the checkpoint has none."""
+    if not any(k.startswith("state/") for k in arrays):
+        return None
+    template = model.init_state(1)
+    state = []
+    for layer, arrs in enumerate(template):
+        loaded = []
+        for i, a in enumerate(arrs):
+            s = arrays.get(f"state/{layer}/{i}")
+            if s is None or s.ndim != 2 or s.shape[0] != a.shape[0] or s.dtype != model.dtype:
+                raise CheckpointError(f"{path} is inconsistent: its hidden state is malformed.")
+            loaded.append(np.ascontiguousarray(s))
+        state.append(tuple(loaded))
+    return tuple(state)
