@@ -293,20 +293,23 @@ class LineChart:
         if yhi == ylo:
             pad = abs(ylo) * 0.05 or 1.0
             ylo, yhi = ylo - pad, yhi + pad
-        ystep = nice_step((yhi - ylo) / max(2, H // 3))
+        ystep = nice_step((yhi - ylo) / max(2, H // 2))
         ylo = math.floor(ylo / ystep + 1e-9) * ystep
         yhi = math.ceil(yhi / ystep - 1e-9) * ystep
-        yticks = _ticks(ylo, yhi, max(2, H // 3))
+        yticks = _ticks(ylo, yhi, max(2, H // 2))
         ylabels = [_number_label(v, ystep) for v in yticks]
         lw = max(len(s) for s in ylabels)
         W = max(10, width - lw - 2)
+        # a whole number of rows between ticks, so that each tick sits on its own row
+        per_tick = max(1, round((H - 1) / max(1, len(yticks) - 1)))
+        H = per_tick * max(1, len(yticks) - 1) + 1
         DW, DH = 2 * W, 4 * H
 
         def col(x):
             return round((x - xlo) / (xhi - xlo) * (DW - 1))
 
-        def row(y):
-            return round((yhi - y) / (yhi - ylo) * (DH - 1))
+        def row(y):  # the dot row; ylo and yhi fall in the middle of the last and first rows
+            return round((yhi - y) / (yhi - ylo) * (H - 1) * 4 + 1.5)
 
         bits = [[0] * W for _ in range(H)]
         owner = [[-1] * W for _ in range(H)]
