@@ -286,6 +286,21 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _typed(value, kind):
+    """`value` if it is a `kind` (bools are not ints), else None: a log may hold anything."""
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _values(records: list[dict], key: str, event: str | None = None) -> list[float]:
+    """The finite numbers under `key` in the records (of `event` only, if given), in order."""
+    values = (_number(r.get(key)) for r in records if event is None or r.get("event") == event)
+    return [v for v in values if v is not None]
+
+
 def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -> RunInfo:
     """The `RunInfo` of the run in `run_dir` (its log is read unless `contents` is given)."""
     run_dir = Path(run_dir)
@@ -306,37 +321,33 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
     if starts:
         info.started_at = _parse_wall(starts[0].get("wall"))
         info.resumes = sum(1 for r in starts if r.get("resumed") is True)
-        config = starts[-1].get("config")
-        info.config = config if isinstance(config, dict) else {}
-        model = info.config.get("model") or {}
-        info.cell = model.get("cell")
-        info.hidden_size = model.get("hidden_size")
-        info.num_layers = model.get("num_layers")
-        info.num_params = info.config.get("num_params")
-        info.corpus = info.config.get("corpus")
+        info.config = _dict(starts[-1].get("config"))
+        model = _dict(info.config.get("model"))
+        info.cell = _typed(model.get("cell"), str)
+        info.hidden_size = _typed(model.get("hidden_size"), int)
+        info.num_layers = _typed(model.get("num_layers"), int)
+        info.num_params = _typed(info.config.get("num_params"), int)
+        info.corpus = _typed(info.config.get("corpus"), str)
         if info.pid is None and running:
-            info.pid = starts[-1].get("pid")
-    steps = [r["step"] for r in records if isinstance(r.get("step"), int)]
+            info.pid = _typed(starts[-1].get("pid"), int)
+    steps = [r["step"] for r in records if _typed(r.get("step"), int) is not None]
     info.steps = max(steps) if steps else None
-    info.epochs = max((e for e in map(_number, (r.get("epoch") for r in records)) if e is not None),
-                      default=None)
-    info.train_time = max((t for t in map(_number, (r.get("time") for r in records))
-                           if t is not None), default=None)
-    trains = [r for r in records if r.get("event") == "train" and _number(r.get("loss")) is not None]
-    if trains:
-        info.last_train_loss = _number(trains[-1]["loss"])
-        speeds = [s for s in (_number(r.get("chars_per_sec")) for r in trains[-CHARS_PER_SEC_WINDOW:])
-                  if s is not None]
-        info.chars_per_sec = statistics.median(speeds) if speeds else None
-    evals = [r for r in records if r.get("event") == "eval" and _number(r.get("val_loss")) is not None]
+    info.epochs = max(_values(records, "epoch"), default=None)
+    info.train_time = max(_values(records, "time"), default=None)
+    losses = _values(records, "loss", "train")
+    info.last_train_loss = losses[-1] if losses else None
+    speeds = _values(records, "chars_per_sec", "train")[-CHARS_PER_SEC_WINDOW:]
+    info.chars_per_sec = statistics.median(speeds) if speeds else None
+    evals = [r for r in records
+             if r.get("event") == "eval" and _number(r.get("val_loss")) is not None]
     if evals:
         best = min(evals, key=lambda r: r["val_loss"])
         info.best_val_loss = float(best["val_loss"])
         info.best_val_bpc = info.best_val_loss / math.log(2)
-        info.best_val_step = best.get("step")
+        info.best_val_step = _typed(best.get("step"), int)
     ends = [r for r in records if r.get("event") == "end"]
     if ends and info.status not in ("running", "crashed"):
-        info.end_reason = ends[-1].get("reason")
+        info.end_reason = _typed(ends[-1].get("reason"), str)
     samples = [r for r in records if r.get("event") == "sample" and isinstance(r.get("text"), str)]
     if samples:
         info.last_sample = samples[-1]["text"]
@@ -405,7 +416,9 @@ def find_checkpoint(run_dir: str | os.PathLike) -> Path:
     for name in CHECKPOINT_NAMES:
         if (run_dir / name).is_file():
             return run_dir / name
-    raise RunError(f"run '{run_dir.name}' has no checkpoint yet ({run_dir}/best.npz or latest.npz).")
+    raise RunError(
+        f"run '{run_dir.name}' has no checkpoint yet ({run_dir}/best.npz or latest.npz)."
+    )
 
 
 def newest_run(out_dir: str | os.PathLike, with_checkpoint: bool = True) -> Path:

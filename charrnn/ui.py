@@ -97,7 +97,7 @@ def fmt_int(value) -> str:
 RUN_COLUMNS = (
     ("run", "left", lambda r: Text(r.name, style="bold")),
     ("status", "left", lambda r: Text(r.status, style=STATUS_STYLES.get(r.status, "dim"))),
-    ("model", "left", lambda r: r.size or "-"),
+    ("model", "left", lambda r: Text(r.size or "-")),
     ("params", "right", lambda r: fmt_count(r.num_params)),
     ("steps", "right", lambda r: fmt_int(r.steps)),
     ("epochs", "right", lambda r: fmt_float(r.epochs, 1)),
@@ -145,16 +145,20 @@ def run_panel(run) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
+
+    def add(key: str, value) -> None:  # values come from the log: never read them as markup
+        grid.add_row(key, value if isinstance(value, Text) else Text(str(value)))
+
     config = run.config
-    model = config.get("model") or {}
-    train = config.get("train") or {}
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
     if run.size:
         params = f", {fmt_int(run.num_params)} parameters" if run.num_params else ""
         dropout = f", dropout {model['dropout']}" if model.get("dropout") else ""
         vocab = f", vocabulary {model['vocab_size']}" if model.get("vocab_size") else ""
-        grid.add_row("model", f"{run.size}{params}{vocab}{dropout}")
+        add("model", f"{run.size}{params}{vocab}{dropout}")
     if run.corpus:
-        grid.add_row("corpus", str(run.corpus))
+        add("corpus", str(run.corpus))
     if train:
         parts = [str(train["optimizer"])] if train.get("optimizer") else []
         if train.get("learning_rate") is not None:
@@ -162,7 +166,7 @@ def run_panel(run) -> Panel:
         if train.get("batch_size") and train.get("seq_length"):
             parts.append(f"batch {train['batch_size']} × seq {train['seq_length']}")
         if parts:
-            grid.add_row("training", ", ".join(parts))
+            add("training", ", ".join(parts))
     if run.steps is not None:
         progress = [f"{fmt_int(run.steps)} steps"]
         if run.epochs is not None:
@@ -171,25 +175,25 @@ def run_panel(run) -> Panel:
             progress.append(fmt_duration(run.train_time))
         if run.chars_per_sec is not None:
             progress.append(f"{fmt_count(run.chars_per_sec)} chars/s")
-        grid.add_row("progress", ", ".join(progress))
+        add("progress", ", ".join(progress))
     if run.best_val_loss is not None:
         at = f" at step {fmt_int(run.best_val_step)}" if run.best_val_step is not None else ""
-        grid.add_row("best val", Text.assemble(
+        add("best val", Text.assemble(
             (f"{run.best_val_loss:.3f}", "bold"), " nats/char  ",
             (f"{run.best_val_bpc:.3f}", "bold"), f" bits/char{at}"))
     else:
-        grid.add_row("best val", Text("no evaluation yet", style="dim"))
+        add("best val", Text("no evaluation yet", style="dim"))
     if run.last_train_loss is not None:
-        grid.add_row("last train", f"{run.last_train_loss:.3f} nats/char")
+        add("last train", f"{run.last_train_loss:.3f} nats/char")
     started = fmt_when(run.started_at)
     if run.resumes:
         started += f" (resumed {run.resumes}×)"
-    grid.add_row("started", started)
+    add("started", started)
     if run.end_reason:
-        grid.add_row("ended", run.end_reason.replace("_", " "))
+        add("ended", run.end_reason.replace("_", " "))
     if run.last_sample:
         first = next((ln for ln in run.last_sample.splitlines() if ln.strip()), "")
-        grid.add_row("sample", Text(first[:200], style="italic"))
+        add("sample", Text(first[:200], style="italic"))
     status = Text(run.status, style=STATUS_STYLES.get(run.status, "dim"))
     if run.status == "running" and run.pid:
         status.append(f" (pid {run.pid})")

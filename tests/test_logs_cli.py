@@ -1,4 +1,5 @@
-"""`charrnn logs`: the runs table, one or several runs' curves, JSON/CSV export, --plot, --follow."""
+"""`charrnn logs`: the runs table, one or several runs' curves, JSON/CSV export, --plot,
+--follow."""
 
 import csv
 import io
@@ -263,3 +264,23 @@ def test_follow_redraws_as_the_log_grows_until_ctrl_c(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert len(calls) == 2 and calls[0] == pytest.approx(1.0)
     assert "300 steps" in result.stdout and "finished" in result.stdout
+
+
+def test_odd_values_in_a_log_never_give_a_traceback(tmp_path):
+    records = [
+        {"event": "start", "step": 0, "time": 0, "epoch": 0, "wall": "yesterday",
+         "config": {"model": "lstm", "train": [1], "corpus": "[bold]x[/bold]",
+                    "num_params": "many"}},
+        {"event": "train", "step": "ten", "time": None, "epoch": 0.1, "loss": "NaN"},
+        {"event": "train", "step": 10, "time": 1.0, "epoch": 0.1, "loss": float("nan")},
+        {"event": "train", "step": 20, "time": 2.0, "epoch": 0.2, "loss": 2.5, "lr": True},
+        {"event": "eval", "step": 20, "time": 2.0, "epoch": 0.2, "val_loss": None},
+        {"no event": 1},
+        {"event": "end", "step": 20, "reason": 3},
+    ]
+    write_run(tmp_path, "odd", records)
+    for args in ((), ("odd",), ("odd", "--lr", "--grad-norm", "--x", "time")):
+        result = logs("--out-dir", tmp_path, *args)
+        assert result.exit_code == 0, result.output
+        assert "odd" in result.stdout and "finished" in result.stdout
+    assert "[bold]x[/bold]" in logs("--out-dir", tmp_path, "odd").stdout  # not read as markup
