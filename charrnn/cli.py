@@ -4,6 +4,8 @@ Library modules (and numpy with them) are imported inside the commands, so that
 `charrnn --help` stays fast.
 """
 
+import math
+
 import click
 
 from charrnn import __version__
@@ -155,3 +157,120 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
                 live.update(render(), refresh=True)
     except KeyboardInterrupt:
         pass
+
+
+# ---------------------------------------------------------------------------------------- train
+
+
+class Duration(click.ParamType):
+    """A time span such as 90s, 10m, 1h30m (plain numbers are seconds) -> seconds."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        from charrnn.train import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DEFAULT_TIME_LIMIT = 600.0  # a new run with no budget trains for 10 minutes
+
+
+def _train_options(f):
+    """The TrainConfig options of `charrnn train`; defaults shown are TrainConfig's own."""
+    pos_int, nonneg_int = click.IntRange(min=1), click.IntRange(min=0)
+    options = [
+        click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", help="Recurrent cell."),
+        click.option("--hidden-size", type=click.IntRange(1, 65536), default=256, help="Units per layer."),
+        click.option("--num-layers", type=click.IntRange(1, 64), default=2, help="Stacked recurrent layers."),
+        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+                     help="Dropout between layers and before the output."),
+        click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+                     help="Floating-point precision."),
+        click.option("--seq-length", type=pos_int, default=100, help="Characters per BPTT window."),
+        click.option("--batch-size", type=pos_int, default=64, help="Parallel streams per step."),
+        click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+                     help="Last part of the text held out for validation."),
+        click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
+                     default="adam", help="Optimizer."),
+        click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+                     default=None, help="Peak learning rate [default: 2e-3 for adam and rmsprop]."),
+        click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
+                     help="After warm-up: cosine decay over the budget, or constant."),
+        click.option("--warmup-steps", type=nonneg_int, default=100, help="Linear learning-rate warm-up."),
+        click.option("--grad-clip", type=click.FloatRange(min=0), default=5.0,
+                     help="Clip the global gradient norm to this (0 = off)."),
+        click.option("--max-steps", type=pos_int, default=None, help="Stop after this many steps in all."),
+        click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop after this many passes over the text."),
+        click.option("--time-limit", type=Duration(), default=None,
+                     help="Stop after this much training time, e.g. 90s, 10m, 1h "
+                     "[default: 10m when no other budget is given]."),
+        click.option("--patience", type=pos_int, default=None,
+                     help="Stop after this many evaluations without improvement."),
+        click.option("--eval-every", type=pos_int, default=200, help="Steps between validations."),
+        click.option("--checkpoint-every", type=pos_int, default=200, help="Steps between latest.npz saves."),
+        click.option("--sample-every", type=nonneg_int, default=0, help="Steps between printed samples (0 = never)."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: random, logged]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.command("train")
+@click.argument("corpus", required=False, type=click.Path(dir_okay=True))
+@_train_options
+@click.option("--out-dir", default="checkpoints", type=click.Path(file_okay=False),
+              help="Directory holding the runs.")
+@click.option("--name", default=None, help="Run name [default: from the corpus file name].")
+@click.option("--resume", default=None, metavar="RUN|CKPT", help="Continue a run from its directory or a checkpoint.")
+@click.option("--encoding", default="utf-8", help="Text encoding of CORPUS.")
+@click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
+@click.pass_context
+def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options):
+    """Train a model on a text file (without CORPUS: on a built-in demo corpus).
+
+    Checkpoints and a log go to OUT_DIR/NAME/. Ctrl-C saves and stops; --resume continues
+    exactly where the run stopped.
+
+    \b
+    Examples:
+      charrnn train corpus.txt
+      charrnn train corpus.txt --cell gru --hidden-size 512 --time-limit 1h
+      charrnn train --resume checkpoints/corpus
+    """
+    from click.core import ParameterSource
+
+    from charrnn.train import train
+    from charrnn.ui import TrainProgress, fmt_duration
+    from charrnn.train import Reporter
+
+    explicit = {k: v for k, v in options.items()
+                if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    reporter = Reporter() if quiet else TrainProgress()
+    result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume, encoding=encoding,
+                   reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT)
+    if result.reason == "diverged":
+        raise click.ClickException(result.message)
+    run = result.run_dir
+    if result.reason == "interrupted":
+        click.echo(f"interrupted at step {result.step}; latest.npz saved. Resume with: "
+                   f"charrnn train --resume {run}", err=True)
+        ctx.exit(130)
+    if not quiet:
+        best = "no validation loss (--val-fraction 0)" if result.best_val_loss is None else (
+            f"best validation loss {result.best_val_loss:.4f} nats/char "
+            f"({result.best_val_loss / math.log(2):.3f} bits/char)")
+        click.echo(
+            f"done ({result.reason.replace('_', ' ')}) after {result.step} steps, "
+            f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"
+            f"checkpoints: {run}/best.npz, {run}/latest.npz\n"
+            f"next: charrnn sample {run}",
+            err=True,
+        )

@@ -504,3 +504,85 @@ def save_png(path, specs: list[ChartSpec], x: str = "step") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- training progress
+
+
+class TrainProgress:
+    """The live view of `charrnn train` on stderr: one tqdm bar and lines written above it.
+
+    The bar counts steps when the run has a step or epoch budget, and seconds when it only has
+    a time limit; its postfix shows the smoothed loss, the last validation loss and chars/s.
+    When stderr is not a terminal the bar is off and each evaluation prints one plain line.
+    Implements the trainer's reporter interface (`charrnn.train.Reporter`).
+    """
+
+    def __init__(self, file=None):
+        import sys
+
+        self.file = file or sys.stderr
+        self.bar = None
+        self.loss = None  # exponential moving average of the training loss
+        self.val = None
+        self.speed = None
+        self.by_time = False
+
+    def start(self, info):
+        from tqdm import tqdm
+
+        cfg = info["config"]
+        verb = "resuming" if info["resumed"] else "training"
+        self.message(
+            f"{verb} run '{info['name']}' in {info['run_dir']}: {cfg.cell} "
+            f"{cfg.num_layers}×{cfg.hidden_size} ({fmt_count(info['num_params'])} parameters), "
+            f"batch {cfg.batch_size} × {cfg.seq_length} characters; {info['description']}"
+        )
+        total, initial = None, info["step"]
+        if info["max_steps"]:
+            total = info["max_steps"]
+        elif info["epochs"]:
+            total = math.ceil(info["epochs"] * info["steps_per_epoch"])
+        elif info["time_limit"]:
+            self.by_time = True
+            total, initial = round(info["time_limit"]), round(info["elapsed"])
+        fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+        if self.by_time:
+            fmt = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
+        self.bar = tqdm(total=total, initial=min(initial, total or initial), file=self.file,
+                        dynamic_ncols=True, disable=None, unit="step", desc="train",
+                        bar_format=fmt, mininterval=0.5, leave=True)
+        self.step = info["step"]
+
+    def update(self, step, loss, chars_per_sec, lr, elapsed):
+        self.loss = loss if self.loss is None or step < 2 else 0.95 * self.loss + 0.05 * loss
+        self.speed = chars_per_sec if self.speed is None else 0.9 * self.speed + 0.1 * chars_per_sec
+        self.step = step
+        if self.bar is None or self.bar.disable:
+            return
+        postfix = {"step": step, "loss": f"{self.loss:.3f}"}
+        if self.val is not None:
+            postfix["val"] = f"{self.val:.3f}"
+        postfix["chars/s"] = fmt_count(self.speed)
+        self.bar.set_postfix(postfix, refresh=False)
+        if self.by_time:
+            self.bar.update(max(0, min(round(elapsed), self.bar.total) - self.bar.n))
+        else:
+            self.bar.update(max(0, step - self.bar.n))
+
+    def evaluated(self, step, val_loss, best):
+        self.val = val_loss
+        if self.bar is None or self.bar.disable:
+            loss = f"{self.loss:.3f}" if self.loss is not None else "-"
+            speed = fmt_count(self.speed) if self.speed is not None else "-"
+            self.message(f"step {step}: train loss {loss}, val loss {val_loss:.4f} nats/char "
+                         f"({val_loss / math.log(2):.3f} bits/char), {speed} chars/s")
+
+    def message(self, text):
+        from tqdm import tqdm
+
+        tqdm.write(text, file=self.file)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

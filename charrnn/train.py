@@ -1,0 +1,646 @@
+"""The training loop: from a corpus to a checkpointed, resumable, logged run.
+
+A run lives in `<out_dir>/<name>/`: `log.jsonl` (append-only, one JSON object a line),
+`latest.npz` (the newest state) and `best.npz` (the lowest validation loss). `train()` takes the
+run's lock, trains until a budget is used up (steps, epochs, time), an early stop, Ctrl-C or
+unrecoverable divergence, and returns a `TrainResult`. It never prints: what the user should see
+goes through a reporter (see `Reporter`), and problems raise `CharRNNError`.
+"""
+
+import json
+import math
+import os
+import signal
+import time
+import zlib
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import checkpoint, data
+from charrnn.errors import CharRNNError, RunError
+from charrnn.model import GATES, CharRNN, ModelConfig
+from charrnn.optim import DEFAULT_LR, LRSchedule, clip_grad_norm, make_optimizer
+from charrnn.runs import RunLock
+
+LOG_NAME = "log.jsonl"
+SHAPE_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length")
+MAX_DIVERGENCES = 3
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; saved in checkpoints and in the log's `start` event."""
+
+    # model
+    cell: str = "lstm"  # "lstm", "gru" or "rnn"
+    hidden_size: int = 256  # units per layer
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.1  # between layers and before the head
+    dtype: str = "float32"  # "float32" or "float64"
+    # data
+    seq_length: int = 100  # BPTT steps per batch
+    batch_size: int = 64  # parallel streams
+    val_fraction: float = 0.1  # last part of the text held out for validation
+    val_max_chars: int = 1_000_000  # cap on the validation characters scored per evaluation
+    # optimisation
+    optimizer: str = "adam"  # "adam", "rmsprop", "adagrad" or "sgd"
+    learning_rate: float | None = None  # None: the optimizer's default
+    lr_schedule: str = "cosine"  # "cosine" (decay over the budget) or "constant"
+    warmup_steps: int = 100  # linear warm-up steps
+    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * this
+    grad_clip: float = 5.0  # global-norm clipping threshold, 0 = off
+    # budget: training stops at the first limit reached
+    max_steps: int | None = None  # total steps of the run, resumes included
+    epochs: float | None = None  # passes over the training text
+    time_limit: float | None = None  # seconds of training, resumes included
+    patience: int | None = None  # evaluations without improvement before stopping early
+    # monitoring
+    eval_every: int = 200  # steps between validations
+    checkpoint_every: int = 200  # steps between latest.npz saves
+    sample_every: int = 0  # steps between printed samples, 0 = never
+    sample_length: int = 200  # characters per printed sample
+    log_every: int = 10  # steps between `train` lines in log.jsonl
+    seed: int | None = None  # None: a random seed, recorded in the log
+
+    def model_config(self, vocab_size):
+        return ModelConfig(self.cell, vocab_size, self.hidden_size, self.num_layers, self.dropout)
+
+    @property
+    def base_lr(self):
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
+
+
+@dataclass
+class TrainResult:
+    """How a training session ended."""
+
+    run_dir: Path
+    reason: str  # "max_steps", "epochs", "time_limit", "early_stopping", "interrupted", "diverged"
+    step: int
+    epoch: float
+    best_val_loss: float | None
+    elapsed: float  # seconds of training of the whole run
+    message: str = ""  # for "diverged": what happened and what to try
+
+
+class Reporter:
+    """What the trainer tells the user; this base class shows nothing (`--quiet`)."""
+
+    def start(self, info):
+        """Before the first step. info: run_dir, step, max_steps, time_limit, steps_per_epoch..."""
+
+    def update(self, step, loss, chars_per_sec, lr, elapsed):
+        """After each step."""
+
+    def evaluated(self, step, val_loss, best):
+        """After each evaluation."""
+
+    def message(self, text):
+        """A line for the user: a notice, a warning or a sample."""
+
+    def close(self):
+        """After the last step."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Budget and progress.
+
+
+def parse_duration(text):
+    """'90s', '10m', '1h', '1h30m', '2.5h' or plain seconds -> seconds (float). ValueError if bad."""
+    s = str(text).strip().lower()
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    total, number = 0.0, ""
+    for ch in s:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            raise ValueError(f"cannot read {text!r} as a duration; use e.g. 90s, 10m or 1h30m")
+    if number:
+        total += float(number)
+    if not s or total <= 0:
+        raise ValueError(f"cannot read {text!r} as a positive duration; use e.g. 90s, 10m or 1h")
+    return total
+
+
+def progress(cfg, step, epoch, elapsed):
+    """Fraction of the training budget used: the largest of the limits that are set, or None."""
+    parts = []
+    if cfg.max_steps:
+        parts.append(step / cfg.max_steps)
+    if cfg.epochs:
+        parts.append(epoch / cfg.epochs)
+    if cfg.time_limit:
+        parts.append(elapsed / cfg.time_limit)
+    return max(parts) if parts else None
+
+
+def estimate_memory(cfg, vocab_size):
+    """Rough peak bytes of training: parameters x 5 (weights, grads, two Adam moments, scratch)
+    plus the activations BPTT keeps for one batch (about 24 H values per step per layer for an
+    LSTM, fewer for GRU/RNN) and the softmax (2 V values per step)."""
+    G = GATES[cfg.cell]
+    H, L, N, T = cfg.hidden_size, cfg.num_layers, cfg.batch_size, cfg.seq_length
+    itemsize = np.dtype(cfg.dtype).itemsize
+    n_params = L * (H + max(H, vocab_size)) * G * H + H * vocab_size
+    activations = L * T * N * H * (6 * G) + 2 * T * N * vocab_size
+    return (5 * n_params + activations) * itemsize
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg, vocab_size):
+    """Refuse up front a model that cannot fit in this machine's memory."""
+    need, have = estimate_memory(cfg, vocab_size), _physical_memory()
+    if have and need > 0.8 * have:
+        raise CharRNNError(
+            f"this model needs about {need / 2**30:,.1f} GiB of memory to train, more than this "
+            f"machine's {have / 2**30:,.1f} GiB; reduce --hidden-size, --num-layers, "
+            "--batch-size or --seq-length."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Run directories.
+
+
+def validate_name(name):
+    """A run name is one path component: no separators, not empty, not starting with a dot."""
+    if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
+        raise RunError(
+            f"invalid run name {name!r}: use letters, digits, '-', '_' and '.', without path "
+            "separators, not starting with a dot."
+        )
+    return name
+
+
+def unique_name(out_dir, base):
+    """`base`, or `base-2`, `base-3`, ... whichever does not exist yet under out_dir."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-") or "run"
+    name, n = stem, 1
+    while (Path(out_dir) / name).exists():
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def _resume_target(resume):
+    """(run_dir, checkpoint path) for --resume RUN_DIR|CKPT."""
+    path = Path(resume)
+    if path.is_dir():
+        for fname in ("latest.npz", "best.npz"):
+            if (path / fname).is_file():
+                return path, path / fname
+        raise RunError(f"{path} has no checkpoint to resume from (no latest.npz or best.npz).")
+    if path.is_file():
+        return path.parent, path
+    raise RunError(f"cannot resume {resume}: no such run directory or checkpoint file.")
+
+
+def _clean_temporaries(run_dir):
+    """Remove the temporary files of checkpoint writes that a killed process left behind."""
+    for tmp in Path(run_dir).glob(checkpoint.TMP_PREFIX + "*"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _corpus_fingerprint(ids):
+    return {"chars": int(ids.size), "crc32": zlib.crc32(ids.tobytes())}
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer.
+
+
+class _Interrupt:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so a step (or a checkpoint
+    write) is never cut in half; a second Ctrl-C during the final save is absorbed too."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: no handlers, Ctrl-C is not ours to catch
+            pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """One training session of a run: the model, optimizer, data position and bookkeeping."""
+
+    def __init__(self, run_dir, cfg, model, vocab, train_ids, val_ids, corpus, reporter, log):
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.model = model
+        self.vocab = vocab
+        self.corpus = corpus
+        self.reporter = reporter
+        self.log_file = log
+        self.stream = data.BatchStream(train_ids, cfg.batch_size, cfg.seq_length)
+        self.val_stream = None
+        if val_ids is not None and val_ids.size >= 2:
+            n_val, t_val, _ = data.fit_batch_shape(val_ids.size, cfg.batch_size, cfg.seq_length)
+            self.val_stream = data.BatchStream(val_ids, n_val, t_val)
+        self.optimizer = make_optimizer(cfg.optimizer, model.params)
+        self.schedule = LRSchedule(cfg.base_lr, cfg.warmup_steps, cfg.min_lr_ratio)
+        self.fingerprint = _corpus_fingerprint(train_ids)
+        # training state (everything a checkpoint must restore)
+        self.step = 0
+        self.epoch = 0
+        self.batch = 0  # index of the next batch within the epoch
+        self.elapsed_before = 0.0  # seconds of training in earlier sessions
+        self.lr_scale = 1.0  # halved at each divergence
+        self.best_val_loss = None
+        self.bad_evals = 0  # evaluations since the last improvement
+        self.divergences = 0  # in a row, since the last good snapshot
+        self.rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
+        self.state = model.init_state(cfg.batch_size)
+        self._session_start = time.perf_counter()
+        self._snapshot = None
+
+    # -- state in and out of checkpoints -------------------------------------------------------
+
+    def training_state(self):
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "epoch_float": self.epoch_float,
+            "time": self.elapsed,
+            "lr_scale": self.lr_scale,
+            "best_val_loss": self.best_val_loss,
+            "bad_evals": self.bad_evals,
+            "rng": self.rng.bit_generator.state,
+            "train_config": asdict(self.cfg),
+            "lr_schedule": self.schedule.to_json(),
+            "optimizer": self.optimizer.hyperparams(),
+            "corpus": self.corpus,
+            "corpus_fingerprint": self.fingerprint,
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def restore(self, ckpt):
+        """Continue exactly where `ckpt` (a checkpoint of this run) stopped."""
+        t = ckpt.training
+        self.step, self.epoch, self.batch = int(t["step"]), int(t["epoch"]), int(t["batch"])
+        self.elapsed_before = float(t.get("time", 0.0))
+        self.lr_scale = float(t.get("lr_scale", 1.0))
+        self.best_val_loss = t.get("best_val_loss")
+        self.bad_evals = int(t.get("bad_evals", 0))
+        self.rng.bit_generator.state = t["rng"]
+        try:
+            self.optimizer.load_state_arrays(ckpt.optim)
+        except ValueError as exc:
+            raise CharRNNError(f"cannot resume: the optimizer state does not fit ({exc}).") from None
+        if self.batch >= self.stream.steps_per_epoch:  # the text changed length
+            self.epoch, self.batch = self.epoch + 1, 0
+        if self.batch > 0 and ckpt.state is not None and ckpt.state[0][0].shape[1] == self.cfg.batch_size:
+            self.state = ckpt.state
+
+    def save(self, kind):
+        path = self.run_dir / f"{kind}.npz"
+        ckpt = checkpoint.Checkpoint(
+            model=self.model,
+            vocab=self.vocab,
+            training=self.training_state(),
+            optim=self.optimizer.state_arrays(),
+            state=self.state,
+        )
+        checkpoint.save(path, ckpt)
+        self.log("checkpoint", path=str(path), kind=kind)
+
+    def take_snapshot(self):
+        """Remember the current (finite) state, to roll back to if training diverges."""
+        self._snapshot = (
+            {k: v.copy() for k, v in self.model.params.items()},
+            self.optimizer.state_arrays(),
+            self.rng.bit_generator.state,
+            self.state,
+            (self.step, self.epoch, self.batch),
+        )
+        self.divergences = 0
+
+    def roll_back(self):
+        params, optim, rng_state, state, position = self._snapshot
+        for k, v in params.items():
+            self.model.params[k][...] = v
+        self.optimizer.load_state_arrays(optim)
+        self.rng.bit_generator.state = rng_state
+        self.state = state
+        self.step, self.epoch, self.batch = position
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    @property
+    def elapsed(self):
+        return self.elapsed_before + (time.perf_counter() - self._session_start)
+
+    @property
+    def epoch_float(self):
+        return self.epoch + self.batch / self.stream.steps_per_epoch
+
+    def log(self, event, **fields_):
+        record = {"event": event, "step": self.step, "time": round(self.elapsed, 3),
+                  "epoch": round(self.epoch_float, 4), **fields_}
+        self.log_file.write(json.dumps(record) + "\n")
+        self.log_file.flush()
+
+    def lr(self):
+        p = None
+        if self.cfg.lr_schedule == "cosine":
+            p = progress(self.cfg, self.step, self.epoch_float, self.elapsed)
+        return self.schedule(self.step, p) * self.lr_scale
+
+    def stop_reason(self):
+        cfg = self.cfg
+        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+            return "max_steps"
+        if cfg.epochs is not None and self.epoch_float >= cfg.epochs:
+            return "epochs"
+        if cfg.time_limit is not None and self.elapsed >= cfg.time_limit:
+            return "time_limit"
+        if cfg.patience is not None and self.bad_evals >= cfg.patience:
+            return "early_stopping"
+        return None
+
+    # -- the work ------------------------------------------------------------------------------
+
+    def evaluate(self):
+        """Mean validation loss (nats/char) with carried state and no dropout, or None."""
+        if self.val_stream is None:
+            return None
+        vs = self.val_stream
+        state = self.model.init_state(vs.batch_size)
+        total = 0.0
+        for k in range(vs.steps_per_epoch):
+            x, y = vs.batch(k)
+            loss, state = self.model.loss(x, y, state)
+            total += loss
+        return total / vs.steps_per_epoch
+
+    def eval_and_save_best(self):
+        val = self.evaluate()
+        if val is None:
+            return
+        improved = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
+        if improved:
+            self.best_val_loss = val
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        self.log("eval", val_loss=val, val_bpc=val / math.log(2), best_val_loss=self.best_val_loss)
+        self.reporter.evaluated(self.step, val, self.best_val_loss)
+        if improved:
+            self.save("best")
+        self.last_eval_step = self.step
+
+    def sample(self):
+        from charrnn.sampling import sample_text
+
+        text = sample_text(self.model, self.vocab, self.cfg.sample_length,
+                           rng=np.random.default_rng(self.step))[0]
+        self.log("sample", text=text)
+        self.reporter.message(f"--- sample at step {self.step} ---\n{text}\n---")
+
+    def run(self, interrupt):
+        cfg = self.cfg
+        self.last_eval_step = None
+        self.take_snapshot()
+        chars_per_step = cfg.batch_size * cfg.seq_length
+        window_loss, window_steps, window_time = 0.0, 0, 0.0
+        use_rng = self.rng if cfg.dropout > 0 else None
+        reason = None
+        while True:
+            reason = "interrupted" if interrupt.requested else self.stop_reason()
+            if reason:
+                break
+            if self.batch == 0:
+                self.state = self.model.init_state(cfg.batch_size)  # a new epoch starts fresh
+            t0 = time.perf_counter()
+            x, y = self.stream.batch(self.batch)
+            lr = self.lr()
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, grads, next_state = self.model.loss_and_grads(x, y, self.state, rng=use_rng)
+            norm = clip_grad_norm(grads, cfg.grad_clip)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                if not self.diverged(loss, norm):
+                    reason = "diverged"
+                    break
+                continue
+            self.optimizer.step(self.model.params, grads, lr)
+            self.state = next_state
+            self.step += 1
+            self.batch += 1
+            if self.batch == self.stream.steps_per_epoch:
+                self.epoch, self.batch = self.epoch + 1, 0
+            dt = time.perf_counter() - t0
+            window_loss, window_steps, window_time = window_loss + loss, window_steps + 1, window_time + dt
+            self.reporter.update(self.step, loss, chars_per_step / dt, lr, self.elapsed)
+            if self.step % cfg.log_every == 0:
+                self.log("train", loss=window_loss / window_steps, lr=lr, grad_norm=norm,
+                         chars_per_sec=round(chars_per_step * window_steps / window_time, 1))
+                window_loss, window_steps, window_time = 0.0, 0, 0.0
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self.eval_and_save_best()
+            if cfg.sample_every and self.step % cfg.sample_every == 0:
+                self.sample()
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save("latest")
+                self.take_snapshot()
+        return self.finish(reason)
+
+    def diverged(self, loss, norm):
+        """Roll back to the last good state and halve the learning rate.
+
+        Returns False (stop) at the MAX_DIVERGENCES-th divergence in a row, that is without a
+        new good snapshot (taken at each checkpoint) in between.
+        """
+        count = self.divergences + 1
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        step = self.step
+        self.roll_back()
+        self.divergences = count
+        if count >= MAX_DIVERGENCES:
+            self.log("diverged", reason=f"non-finite {what}", lr=self.lr(), count=count)
+            return False
+        self.lr_scale *= 0.5
+        self.log("diverged", reason=f"non-finite {what}", lr=self.lr(), count=count)
+        self.reporter.message(
+            f"training diverged at step {step} (non-finite {what}); rolled back to step "
+            f"{self.step} and halved the learning rate to {self.lr():.3g}."
+        )
+        return True
+
+    def finish(self, reason):
+        if reason == "interrupted":
+            self.log("interrupt")
+        elif reason != "diverged" and self.last_eval_step != self.step and self.step > 0:
+            self.eval_and_save_best()
+        self.save("latest")  # after a divergence: the last good state, rolled back to
+        self.log("end", reason=reason, best_val_loss=self.best_val_loss)
+        message = ""
+        if reason == "diverged":
+            message = (
+                f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or "
+                f"gradients) even after lowering the learning rate to {self.lr():.3g}; the last "
+                f"good state is saved in {self.run_dir / 'latest.npz'}; try a smaller "
+                "--learning-rate or --grad-clip."
+            )
+        return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
+                           self.best_val_loss, self.elapsed, message)
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def _load_corpus(corpus, encoding):
+    """(text, corpus record for the log, description) for a path or None (the demo corpus)."""
+    if corpus is None or corpus == "demo":
+        text, description = data.demo_corpus()
+        return text, "demo", description
+    text = data.read_text(corpus, encoding)
+    return text, str(Path(corpus).resolve()), f"corpus: {corpus} ({len(text):,} characters)"
+
+
+def _resumed_config(ckpt, overrides, reporter):
+    """The run's saved config with the user's explicit overrides; shape changes are errors."""
+    saved = TrainConfig(**ckpt.training["train_config"])
+    changes = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
+    shape = [k for k in changes if k in SHAPE_OPTIONS]
+    if shape:
+        given = ", ".join(f"--{k.replace('_', '-')} {changes[k]}" for k in shape)
+        kept = ", ".join(f"{getattr(saved, k)}" for k in shape)
+        raise CharRNNError(
+            f"cannot resume with {given}: the run was trained with {kept}; drop those options "
+            "or start a new run."
+        )
+    for k, v in changes.items():
+        reporter.message(f"note: {k.replace('_', '-')} changes from {getattr(saved, k)} to {v}.")
+    return replace(saved, **changes)
+
+
+def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
+          encoding="utf-8", reporter=None, default_time_limit=None):
+    """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
+
+    corpus: a text file path, or None for the built-in demo corpus (on resume: None means the
+    corpus the run was started with). overrides: TrainConfig fields the user set explicitly.
+    default_time_limit: seconds, used for a new run that sets no budget at all.
+    Returns a TrainResult; raises CharRNNError for every user mistake.
+    """
+    reporter = reporter or Reporter()
+    overrides = dict(overrides or {})
+    valid = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - valid
+    if unknown:
+        raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+
+    ckpt = None
+    if resume is not None:
+        run_dir, ckpt_path = _resume_target(resume)
+        ckpt = checkpoint.load(ckpt_path)
+        if "train_config" not in ckpt.training:
+            raise CharRNNError(f"{ckpt_path} holds a model without training state; it cannot be resumed.")
+        cfg = _resumed_config(ckpt, overrides, reporter)
+        if corpus is None:
+            corpus = ckpt.training.get("corpus")
+    else:
+        cfg = TrainConfig(**overrides)
+        if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
+            cfg = replace(cfg, time_limit=default_time_limit)
+        if cfg.seed is None:
+            cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
+
+    text, corpus_record, description = _load_corpus(corpus, encoding)
+    if ckpt is not None:
+        vocab = ckpt.vocab
+        try:
+            ids = vocab.encode(text)
+        except CharRNNError as exc:
+            raise CharRNNError(f"cannot resume on this corpus: {exc} Resume on the text the "
+                               "run was trained on.") from None
+    else:
+        vocab, ids = data.encode_corpus(text)
+    del text
+    train_ids, val_ids = data.split_train_val(ids, cfg.val_fraction)
+    batch_size, seq_length, warning = data.fit_batch_shape(train_ids.size, cfg.batch_size, cfg.seq_length)
+    if warning:
+        if ckpt is not None:
+            raise CharRNNError(f"cannot resume: {warning}")
+        reporter.message("warning: " + warning)
+        cfg = replace(cfg, batch_size=batch_size, seq_length=seq_length)
+    check_memory(cfg, vocab.size)
+
+    if ckpt is None:
+        if name is None:
+            base = "demo" if corpus_record == "demo" else Path(corpus).stem
+            name = unique_name(out_dir, base)
+        run_dir = Path(out_dir) / validate_name(name)
+        if run_dir.exists():
+            raise RunError(
+                f"run '{name}' already exists in {out_dir}; continue it with: charrnn train "
+                f"--resume {run_dir}  (or choose another --name)."
+            )
+        model = CharRNN(cfg.model_config(vocab.size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+    else:
+        model = ckpt.model
+        if model.config.dropout != cfg.dropout:
+            model.config = replace(model.config, dropout=cfg.dropout)
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=ckpt is not None)
+    except OSError as exc:
+        raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}.") from None
+    with RunLock(run_dir), open(run_dir / LOG_NAME, "a", encoding="utf-8") as log, _Interrupt() as interrupt:
+        _clean_temporaries(run_dir)
+        trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+            if trainer.fingerprint != ckpt.training.get("corpus_fingerprint"):
+                reporter.message("note: the training text differs from the one this run started on.")
+        trainer.log(
+            "start",
+            wall=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            resumed=ckpt is not None,
+            pid=os.getpid(),
+            config={"model": model.config.to_json(), "train": asdict(cfg), "corpus": corpus_record,
+                    "num_params": model.num_params, "lr_schedule": trainer.schedule.to_json(),
+                    "vocab_size": vocab.size, "train_chars": int(train_ids.size),
+                    "val_chars": int(val_ids.size)},
+        )
+        reporter.start({
+            "run_dir": str(run_dir), "name": run_dir.name, "description": description,
+            "step": trainer.step, "max_steps": cfg.max_steps, "time_limit": cfg.time_limit,
+            "elapsed": trainer.elapsed_before, "steps_per_epoch": trainer.stream.steps_per_epoch,
+            "epochs": cfg.epochs, "num_params": model.num_params, "resumed": ckpt is not None,
+            "config": cfg,
+        })
+        try:
+            return trainer.run(interrupt)
+        finally:
+            reporter.close()
