@@ -22,17 +22,47 @@ import numpy as np
 
 
 # ----------------------------------------------------------------------------------------------
+# Buffers.
+
+
+class Workspace:
+    """Arrays reused from call to call, keyed by name.
+
+    A training step allocates the same large stores every time; drawing them from a workspace
+    avoids the allocation and the page faults of touching fresh memory. Whatever a function
+    returns from a workspace stays valid until that workspace is used again.
+    """
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, name, shape, dtype):
+        """An uninitialised array of this shape; one name always means the same memory, so
+        shapes asked under one name share it (the input projection XP and its gradient dXP)."""
+        size = int(np.prod(shape))
+        a = self._arrays.get(name)
+        if a is None or a.size < size or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(size, dtype=dtype)
+        return a[:size].reshape(shape)
+
+
+def _ws(ws):
+    return ws if ws is not None else Workspace()
+
+
+# ----------------------------------------------------------------------------------------------
 # Input projections: XP = Wx^T x + b for every (t, n) at once.
 
 
-def project(X, Wx, b):
+def project(X, Wx, b, ws=None):
     """Input projection of a whole sequence as one GEMM.
 
     X (D, T, N) feature-major inputs (a view with contiguous (T, N) rows is fine);
     Wx (D, G); b (G,). Returns XP (G, T, N) with XP[:, t, n] = Wx^T X[:, t, n] + b.
     """
     D, T, N = X.shape
-    XP = np.matmul(Wx.T, X.reshape(D, T * N))  # (G, T*N)
+    XP = _ws(ws).get("XP", (Wx.shape[1], T * N), X.dtype)
+    np.matmul(Wx.T, X.reshape(D, T * N), out=XP)
     XP += b[:, None]
     return XP.reshape(-1, T, N)
 
@@ -52,37 +82,42 @@ def project_backward(dXP, X, Wx):
     return dX, dWx, db
 
 
-def embed(ids, Wx, b):
+def embed(ids, Wx, b, ws=None):
     """Input projection of character ids: a row lookup of Wx (one-hot input, no matrix product).
 
     ids (N, T) integers in [0, V); Wx (V, G); b (G,). Returns XP (G, T, N) = Wx[ids]^T + b.
     """
     WxT = np.ascontiguousarray(Wx.T)  # (G, V): gathering columns yields (G, T, N) directly
-    XP = np.take(WxT, ids.T, axis=1)
+    N, T = ids.shape
+    XP = _ws(ws).get("XP", (Wx.shape[1], T, N), Wx.dtype)
+    np.take(WxT, ids.T, axis=1, out=XP)
     XP += b[:, None, None]
     return XP
 
 
-def embed_backward(dXP, ids, vocab_size):
-    """Backward of `embed`: dWx[v] = sum of dXP[:, t, n] over the positions where ids[n, t] == v.
+def embed_backward(dXP_rows, ids, vocab_size):
+    """Backward of `embed`: dWx[v] = sum of the gradient rows of the positions where ids == v.
 
-    A segment sum over the positions sorted by id (deterministic, no one-hot product).
-    dXP (G, T, N); ids (N, T). Returns dWx (V, G) and db (G,).
+    dXP_rows (T, N, G): the gradient of XP laid out one row per position (the "rows" layout of
+    the sequence backward passes); ids (N, T). Returns dWx (V, G) and db (G,).
+    A segment sum: gather the rows in order of id (contiguous row copies), then sum each id's
+    block of rows — deterministic, and never a one-hot product.
     """
-    G = dXP.shape[0]
-    flat_ids = ids.T.reshape(-1)  # position order (t, n), matching dXP.reshape(G, T*N)
+    T, N, G = dXP_rows.shape
+    rows = dXP_rows.reshape(T * N, G)
+    flat_ids = ids.T.reshape(-1)  # position order (t, n)
     order = np.argsort(flat_ids, kind="stable")
     sorted_ids = flat_ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    dXP2 = dXP.reshape(G, -1)
-    sums = np.add.reduceat(dXP2[:, order], starts, axis=1)  # (G, number of distinct ids)
-    dWx = np.zeros((vocab_size, G), dtype=dXP.dtype)
-    dWx[sorted_ids[starts]] = sums.T
-    return dWx, dXP2.sum(axis=1)
+    bounds = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1], True])
+    grouped = np.take(rows, order, axis=0)
+    dWx = np.zeros((vocab_size, G), dtype=rows.dtype)
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        grouped[start:end].sum(axis=0, out=dWx[sorted_ids[start]])
+    return dWx, rows.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------------------------
-# Elementwise helpers.
+# Elementwise helpers and layouts.
 
 
 def sigmoid(x, out):
@@ -99,14 +134,38 @@ def _errstate():
     return np.errstate(over="ignore")
 
 
-def _time_major(a):
-    """(F, T, N) view -> contiguous (T, F, N) copy, so each time step is one contiguous slab."""
-    return np.ascontiguousarray(a.transpose(1, 0, 2))
+def _contiguous_T(W):
+    """W with a C-contiguous transpose: the per-step product W^T h runs faster on it."""
+    return np.ascontiguousarray(W.T).T
 
 
-def _feature_major(a):
-    """(T, F, N) -> contiguous (F, T, N), the layout of the one-GEMM projections."""
-    return np.ascontiguousarray(a.transpose(1, 0, 2))
+class _GradOut:
+    """Where a sequence backward writes the gradient of its projected input, step by step.
+
+    layout "features": dXP (G, T, N), the input of `project_backward`'s GEMMs;
+    layout "rows":     (T, N, G), one row per position, the input of `embed_backward`.
+    Each step's (G, N) slab is computed in a contiguous scratch array and copied out.
+    """
+
+    def __init__(self, layout, G, T, N, dtype, ws):
+        if layout not in ("features", "rows"):
+            raise ValueError(f"unknown layout {layout!r}")
+        self.rows = layout == "rows"
+        shape = (T, N, G) if self.rows else (G, T, N)
+        self.array = ws.get("XP", shape, dtype)  # the forward's XP is no longer needed
+
+    def put(self, t, d):
+        if self.rows:
+            np.copyto(self.array[t], d.T)
+        else:
+            np.copyto(self.array[:, t], d)
+
+    def weight_grad(self, Hprev):
+        """sum_t h_{t-1}^T dXP_t for Hprev (H, T, N): one GEMM over all steps, either layout."""
+        H, T, N = Hprev.shape
+        if self.rows:
+            return np.matmul(Hprev.reshape(H, T * N), self.array.reshape(T * N, -1))
+        return np.matmul(Hprev.reshape(H, T * N), self.array.reshape(-1, T * N).T)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,49 +176,56 @@ def _feature_major(a):
 
 
 def rnn_cell(xp, h_prev, Wh, h):
-    """One RNN step, feature-major: h = tanh(xp + Wh^T h_prev). xp, h_prev, h (H, N)."""
+    """One RNN step, feature-major: h = tanh(xp + Wh^T h_prev). xp, h_prev, h (H, N).
+
+    h may be h_prev itself (updated in place): the product reads h_prev before h is written.
+    """
     np.matmul(Wh.T, h_prev, out=h)
     h += xp
     np.tanh(h, out=h)
     return h
 
 
-def rnn_sequence_forward(XP, h0, Wh):
+def rnn_sequence_forward(XP, h0, Wh, ws=None):
     """Run the RNN over a projected sequence.
 
     XP (H, T, N) = x Wx + b for every step; h0 (H, N); Wh (H, H).
-    Returns Hs (H, T, N) hidden states and a cache for `rnn_sequence_backward`.
+    Returns Hs (H, T, N) hidden states (a view of the workspace) and a cache for the backward.
     """
+    ws = _ws(ws)
     H, T, N = XP.shape
-    hs = np.empty((T + 1, H, N), dtype=XP.dtype)  # hs[0] = h0, hs[t+1] = h_t
-    hs[0] = h0
+    Hs = ws.get("Hs", (H, T + 1, N), XP.dtype)  # Hs[:, 0] = h0, Hs[:, t+1] = h_t
+    h = ws.get("h", (H, N), XP.dtype)
+    Hs[:, 0] = h0
+    h[...] = h0
+    WhT = _contiguous_T(Wh)
     for t in range(T):
-        rnn_cell(XP[:, t], hs[t], Wh, hs[t + 1])
-    Hs = _feature_major(hs)  # (H, T+1, N)
-    return Hs[:, 1:], (Hs, hs, Wh)
+        rnn_cell(XP[:, t], h, WhT, h)
+        Hs[:, t + 1] = h
+    return Hs[:, 1:], (Hs, Wh, ws)
 
 
-def rnn_sequence_backward(dHs, cache):
+def rnn_sequence_backward(dHs, cache, layout="features"):
     """Backward of `rnn_sequence_forward`.
 
-    dHs (H, T, N) upstream gradient on every h_t. Returns dXP (H, T, N), dh0 (H, N), dWh (H, H).
+    dHs (H, T, N) upstream gradient on every h_t.
+    Returns dXP (in `layout`, see `_GradOut`), dh0 (H, N), dWh (H, H).
     """
-    Hs, hs, Wh = cache
+    Hs, Wh, ws = cache
     H, T, N = dHs.shape
-    dh_seq = _time_major(dHs)
-    da = np.empty((T, H, N), dtype=dHs.dtype)
-    dh_next = np.zeros((H, N), dtype=dHs.dtype)
+    dtype = dHs.dtype
+    out = _GradOut(layout, H, T, N, dtype, ws)
+    dh_next = np.zeros((H, N), dtype=dtype)
+    a = ws.get("d", (H, N), dtype)
     for t in range(T - 1, -1, -1):
-        dh = dh_seq[t]
-        dh += dh_next  # gradient from the output and from step t+1
-        a = da[t]
-        np.multiply(hs[t + 1], hs[t + 1], out=a)  # backprop through tanh: 1 - h^2
+        h = Hs[:, t + 1]
+        np.multiply(h, h, out=a)  # backprop through tanh: 1 - h^2
         np.subtract(1.0, a, out=a)
-        a *= dh
+        np.add(dHs[:, t], dh_next, out=dh_next)  # gradient from the output and from step t+1
+        a *= dh_next
+        out.put(t, a)
         np.matmul(Wh, a, out=dh_next)  # into h_{t-1}
-    dXP = _feature_major(da)
-    dWh = np.matmul(Hs[:, :T].reshape(H, T * N), dXP.reshape(H, T * N).T)
-    return dXP, dh_next, dWh
+    return out.array, dh_next, out.weight_grad(Hs[:, :T])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,6 +244,7 @@ def lstm_cell(xp, h_prev, c_prev, Wh, a, c, tc, h):
 
     xp (4H, N) projected input; h_prev, c_prev (H, N); Wh (H, 4H).
     Outputs: a (4H, N) gate activations [i f o g]; c (H, N) cell; tc (H, N) tanh(c); h (H, N).
+    h may be h_prev itself: the product reads h_prev before h is written.
     """
     H = h.shape[0]
     np.matmul(Wh.T, h_prev, out=a)
@@ -193,73 +260,74 @@ def lstm_cell(xp, h_prev, c_prev, Wh, a, c, tc, h):
     return h, c
 
 
-def lstm_sequence_forward(XP, h0, c0, Wh):
+def lstm_sequence_forward(XP, h0, c0, Wh, ws=None):
     """Run the LSTM over a projected sequence.
 
     XP (4H, T, N); h0, c0 (H, N); Wh (H, 4H).
-    Returns Hs (H, T, N) hidden states, cT (H, N) final cell, and a cache for the backward.
+    Returns Hs (H, T, N) hidden states (a view of the workspace), cT (H, N) the final cell
+    (a copy), and a cache for the backward.
     """
+    ws = _ws(ws)
     G, T, N = XP.shape
     H = G // 4
     dtype = XP.dtype
-    acts = np.empty((T, G, N), dtype=dtype)  # gate activations per step
-    cs = np.empty((T + 1, H, N), dtype=dtype)  # cs[0] = c0
-    tcs = np.empty((T, H, N), dtype=dtype)  # tanh(c_t)
-    hs = np.empty((T + 1, H, N), dtype=dtype)  # hs[0] = h0
-    hs[0] = h0
+    acts = ws.get("acts", (T, G, N), dtype)  # gate activations per step
+    cs = ws.get("cs", (T + 1, H, N), dtype)  # cs[0] = c0
+    tcs = ws.get("tcs", (T, H, N), dtype)  # tanh(c_t)
+    Hs = ws.get("Hs", (H, T + 1, N), dtype)  # Hs[:, 0] = h0
+    h = ws.get("h", (H, N), dtype)
+    Hs[:, 0] = h0
+    h[...] = h0
     cs[0] = c0
+    WhT = _contiguous_T(Wh)
     with _errstate():
         for t in range(T):
-            lstm_cell(XP[:, t], hs[t], cs[t], Wh, acts[t], cs[t + 1], tcs[t], hs[t + 1])
-    Hs = _feature_major(hs)
-    return Hs[:, 1:], cs[T].copy(), (Hs, acts, cs, tcs, Wh)
+            lstm_cell(XP[:, t], h, cs[t], WhT, acts[t], cs[t + 1], tcs[t], h)
+            Hs[:, t + 1] = h
+    return Hs[:, 1:], cs[T].copy(), (Hs, acts, cs, tcs, Wh, ws)
 
 
-def lstm_sequence_backward(dHs, cache, dcT=None):
+def lstm_sequence_backward(dHs, cache, dcT=None, layout="features"):
     """Backward of `lstm_sequence_forward`.
 
     dHs (H, T, N) upstream gradient on every h_t; dcT (H, N) optional gradient on the final cell.
-    Returns dXP (4H, T, N), dh0 (H, N), dc0 (H, N), dWh (H, 4H).
+    Returns dXP (in `layout`, see `_GradOut`), dh0 (H, N), dc0 (H, N), dWh (H, 4H).
     """
-    Hs, acts, cs, tcs, Wh = cache
+    Hs, acts, cs, tcs, Wh, ws = cache
     H, T, N = dHs.shape
     dtype = dHs.dtype
-    dh_seq = _time_major(dHs)
-    da = np.empty((T, 4 * H, N), dtype=dtype)
-    dh_next = np.zeros((H, N), dtype=dtype)
+    out = _GradOut(layout, 4 * H, T, N, dtype, ws)
+    dh = np.zeros((H, N), dtype=dtype)  # total gradient on h_t; after the loop, on h0
     dc_next = np.zeros((H, N), dtype=dtype) if dcT is None else dcT.astype(dtype, copy=True)
-    dc = np.empty((H, N), dtype=dtype)
-    tmp = np.empty((H, N), dtype=dtype)
+    d = ws.get("d", (4 * H, N), dtype)
+    dc = ws.get("dc", (H, N), dtype)
+    tmp = ws.get("tmp", (3 * H, N), dtype)
+    di, df, do, dg = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+    tmp1 = tmp[:H]
     for t in range(T - 1, -1, -1):
-        a, d = acts[t], da[t]
+        a, tc = acts[t], tcs[t]
         i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        di, df, do, dg = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
-        tc = tcs[t]
-        dh = dh_seq[t]
-        dh += dh_next
+        np.add(dHs[:, t], dh, out=dh)  # from the output and from step t+1
         np.multiply(dh, tc, out=do)  # do = dh * tanh(c)
-        # dc = dc_next + dh * o * (1 - tanh(c)^2)
-        np.multiply(tc, tc, out=tmp)
-        np.subtract(1.0, tmp, out=tmp)
-        tmp *= o
-        tmp *= dh
-        np.add(dc_next, tmp, out=dc)
+        np.multiply(tc, tc, out=tmp1)  # dc = dc_next + dh * o * (1 - tanh(c)^2)
+        np.subtract(1.0, tmp1, out=tmp1)
+        tmp1 *= o
+        tmp1 *= dh
+        np.add(dc_next, tmp1, out=dc)
         np.multiply(dc, g, out=di)  # di = dc * g
         np.multiply(dc, cs[t], out=df)  # df = dc * c_{t-1}
         np.multiply(dc, i, out=dg)  # dg = dc * i
         np.multiply(dc, f, out=dc_next)  # into c_{t-1}
-        # backprop through the sigmoids of i, f, o: d * s * (1 - s)
-        s, ds = a[: 3 * H], d[: 3 * H]
-        ds *= s
-        ds -= ds * s  # ds * s * (1 - s) = ds*s - ds*s*s
-        # backprop through the tanh of g: dg * (1 - g^2)
-        np.multiply(g, g, out=tmp)
-        np.subtract(1.0, tmp, out=tmp)
-        dg *= tmp
-        np.matmul(Wh, d, out=dh_next)  # into h_{t-1}
-    dXP = _feature_major(da)
-    dWh = np.matmul(Hs[:, :T].reshape(H, T * N), dXP.reshape(4 * H, T * N).T)
-    return dXP, dh_next, dc_next, dWh
+        s, ds = a[: 3 * H], d[: 3 * H]  # backprop through the sigmoids: ds * s * (1 - s)
+        np.subtract(1.0, s, out=tmp)
+        tmp *= s
+        ds *= tmp
+        np.multiply(g, g, out=tmp1)  # backprop through tanh(g): dg * (1 - g^2)
+        np.subtract(1.0, tmp1, out=tmp1)
+        dg *= tmp1
+        out.put(t, d)
+        np.matmul(Wh, d, out=dh)  # into h_{t-1}
+    return out.array, dh, dc_next, out.weight_grad(Hs[:, :T])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,6 +348,7 @@ def gru_cell(xp, h_prev, Wh, bh, a, hpn, h):
 
     xp (3H, N) = x Wx + bx; h_prev (H, N); Wh (H, 3H); bh (3H,).
     Outputs: a (3H, N) activations [r z n]; hpn (H, N) = (h_prev Wh + bh)_n; h (H, N).
+    h must not be h_prev (the last line reads h_prev).
     """
     H = h.shape[0]
     np.matmul(Wh.T, h_prev, out=a)
@@ -299,73 +368,72 @@ def gru_cell(xp, h_prev, Wh, bh, a, hpn, h):
     return h
 
 
-def gru_sequence_forward(XP, h0, Wh, bh):
+def gru_sequence_forward(XP, h0, Wh, bh, ws=None):
     """Run the GRU over a projected sequence.
 
     XP (3H, T, N) = x Wx + bx; h0 (H, N); Wh (H, 3H); bh (3H,).
-    Returns Hs (H, T, N) hidden states and a cache for the backward.
+    Returns Hs (H, T, N) hidden states (a view of the workspace) and a cache for the backward.
     """
+    ws = _ws(ws)
     G, T, N = XP.shape
     H = G // 3
     dtype = XP.dtype
-    acts = np.empty((T, G, N), dtype=dtype)
-    hpns = np.empty((T, H, N), dtype=dtype)
-    hs = np.empty((T + 1, H, N), dtype=dtype)
+    acts = ws.get("acts", (T, G, N), dtype)
+    hpns = ws.get("hpns", (T, H, N), dtype)
+    hs = ws.get("hs", (T + 1, H, N), dtype)  # time-major h, read by the backward per step
+    Hs = ws.get("Hs", (H, T + 1, N), dtype)
     hs[0] = h0
+    Hs[:, 0] = h0
+    WhT = _contiguous_T(Wh)
     with _errstate():
         for t in range(T):
-            gru_cell(XP[:, t], hs[t], Wh, bh, acts[t], hpns[t], hs[t + 1])
-    Hs = _feature_major(hs)
-    return Hs[:, 1:], (Hs, hs, acts, hpns, Wh)
+            gru_cell(XP[:, t], hs[t], WhT, bh, acts[t], hpns[t], hs[t + 1])
+            Hs[:, t + 1] = hs[t + 1]
+    return Hs[:, 1:], (Hs, hs, acts, hpns, Wh, ws)
 
 
-def gru_sequence_backward(dHs, cache):
+def gru_sequence_backward(dHs, cache, layout="features"):
     """Backward of `gru_sequence_forward`.
 
-    dHs (H, T, N). Returns dXP (3H, T, N), dh0 (H, N), dWh (H, 3H), dbh (3H,).
+    dHs (H, T, N). Returns dXP (in `layout`, see `_GradOut`), dh0 (H, N), dWh (H, 3H), dbh (3H,).
     """
-    Hs, hs, acts, hpns, Wh = cache
+    Hs, hs, acts, hpns, Wh, ws = cache
     H, T, N = dHs.shape
     dtype = dHs.dtype
-    dh_seq = _time_major(dHs)
-    dxp = np.empty((T, 3 * H, N), dtype=dtype)
-    dhpn = np.empty((T, H, N), dtype=dtype)
-    dhp = np.empty((3 * H, N), dtype=dtype)
-    dh_next = np.zeros((H, N), dtype=dtype)
-    tmp = np.empty((H, N), dtype=dtype)
+    out = _GradOut(layout, 3 * H, T, N, dtype, ws)
+    dHP = ws.get("dHP", (3 * H, T, N), dtype)  # [da_r, da_z, dHP_n] per step, for dWh and dbh
+    d = ws.get("d", (3 * H, N), dtype)
+    dhp = ws.get("dhp", (3 * H, N), dtype)
+    tmp = ws.get("tmp", (2 * H, N), dtype)
+    dh = np.zeros((H, N), dtype=dtype)
+    dr, dz, dn = d[:H], d[H : 2 * H], d[2 * H :]
+    tmp1 = tmp[:H]
     for t in range(T - 1, -1, -1):
-        a, d = acts[t], dxp[t]
+        a = acts[t]
         r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
-        dr, dz, dn = d[:H], d[H : 2 * H], d[2 * H :]
-        dh = dh_seq[t]
-        dh += dh_next
+        np.add(dHs[:, t], dh, out=dh)
         np.subtract(hs[t], n, out=dz)  # dz = dh * (h_{t-1} - n)
         dz *= dh
         np.subtract(1.0, z, out=dn)  # dn = dh * (1 - z)
         dn *= dh
-        np.multiply(n, n, out=tmp)  # backprop through tanh: da_n = dn * (1 - n^2)
-        np.subtract(1.0, tmp, out=tmp)
-        dn *= tmp
+        np.multiply(n, n, out=tmp1)  # backprop through tanh: da_n = dn * (1 - n^2)
+        np.subtract(1.0, tmp1, out=tmp1)
+        dn *= tmp1
         np.multiply(dn, hpns[t], out=dr)  # dr = da_n * HP_n
-        np.multiply(dn, r, out=dhpn[t])  # dHP_n = da_n * r
-        # backprop through the sigmoids of r, z: d * s * (1 - s)
-        s, ds = a[: 2 * H], d[: 2 * H]
-        ds *= s
-        ds -= ds * s
+        np.multiply(dn, r, out=dhp[2 * H :])  # dHP_n = da_n * r
+        s, ds = a[: 2 * H], d[: 2 * H]  # backprop through the sigmoids: ds * s * (1 - s)
+        np.subtract(1.0, s, out=tmp)
+        tmp *= s
+        ds *= tmp
         dhp[: 2 * H] = ds
-        dhp[2 * H :] = dhpn[t]
-        np.multiply(dh, z, out=tmp)  # direct path h_{t-1} -> h_t
-        np.matmul(Wh, dhp, out=dh_next)
-        dh_next += tmp
-    dXP = _feature_major(dxp)
-    dHPn = _feature_major(dhpn)
-    Hprev = Hs[:, :T].reshape(H, T * N)
-    dXP2 = dXP.reshape(3 * H, T * N)
-    dWh = np.empty((H, 3 * H), dtype=dtype)
-    np.matmul(Hprev, dXP2[: 2 * H].T, out=dWh[:, : 2 * H])  # r, z: dHP = dXP
-    np.matmul(Hprev, dHPn.reshape(H, T * N).T, out=dWh[:, 2 * H :])
-    dbh = np.concatenate([dXP2[: 2 * H].sum(axis=1), dHPn.reshape(H, T * N).sum(axis=1)])
-    return dXP, dh_next, dWh, dbh
+        out.put(t, d)
+        dHP[:, t] = dhp
+        dh *= z  # the direct path h_{t-1} -> h_t ...
+        np.matmul(Wh, dhp, out=tmp1)  # ... plus the path through HP
+        dh += tmp1
+    dHP2 = dHP.reshape(3 * H, T * N)
+    dWh = np.matmul(Hs[:, :T].reshape(H, T * N), dHP2.T)
+    return out.array, dh, dWh, dHP2.sum(axis=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -452,39 +520,41 @@ def dropout_mask(shape, p, rng, dtype):
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
 
-def softmax_cross_entropy(X, W, b, targets):
+def softmax_cross_entropy(X, W, b, targets, denom=None):
     """Affine head + softmax cross-entropy, averaged over every position.
 
     X (H, T, N) feature-major inputs; W (H, V); b (V,); targets (N, T) ids.
-    logits = W^T x + b (V, T*N); loss = mean over (t, n) of -log softmax(logits)[target].
-    Softmax is computed stably: logits - max over V before the exp.
+    logits z = W^T x + b (V, T*N); per position, -log softmax(z)[y] = log sum_v exp(z_v - m)
+    - (z_y - m) with m = max_v z_v, which never overflows. The loss is the sum over positions
+    divided by denom (default T*N, the mean; a batch split into chunks passes the whole
+    batch's count so that the chunks' losses and gradients simply add up).
     Returns loss (float) and a cache for `softmax_cross_entropy_backward`.
     """
     H, T, N = X.shape
-    X2 = X.reshape(H, T * N)
-    logits = np.matmul(W.T, X2)  # (V, T*N)
+    denom = T * N if denom is None else denom
+    logits = np.matmul(W.T, X.reshape(H, T * N))  # (V, T*N)
     logits += b[:, None]
     logits -= logits.max(axis=0)
-    np.exp(logits, out=logits)
-    probs = logits
-    probs /= probs.sum(axis=0)
     cols = np.arange(T * N)
     rows = targets.T.reshape(-1)  # position order (t, n)
-    picked = probs[rows, cols]
-    loss = -np.log(np.maximum(picked, np.finfo(probs.dtype).tiny)).mean(dtype=np.float64)
-    return float(loss), (X, W, probs, rows, cols)
+    picked = logits[rows, cols].astype(np.float64)
+    probs = np.exp(logits, out=logits)
+    sums = probs.sum(axis=0)
+    loss = (np.log(sums, dtype=np.float64) - picked).sum() / denom
+    probs /= sums
+    return float(loss), (X, W, probs, rows, cols, denom)
 
 
 def softmax_cross_entropy_backward(cache):
-    """Backward of `softmax_cross_entropy`: dlogits = (softmax - onehot(target)) / (T*N).
+    """Backward of `softmax_cross_entropy`: dz = (softmax(z) - onehot(y)) / denom.
 
     Returns dX (H, T, N), dW (H, V), db (V,).
     """
-    X, W, probs, rows, cols = cache
+    X, W, probs, rows, cols, denom = cache
     H, T, N = X.shape
     dlogits = probs  # reused in place: the probabilities are not needed afterwards
     dlogits[rows, cols] -= 1.0
-    dlogits *= 1.0 / (T * N)
+    dlogits *= 1.0 / denom
     dX = np.matmul(W, dlogits).reshape(H, T, N)
     dW = np.matmul(X.reshape(H, T * N), dlogits.T)
     return dX, dW, dlogits.sum(axis=1)

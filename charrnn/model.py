@@ -102,6 +102,7 @@ class CharRNN:
         if params is None:
             params = init_params(config, np.random.default_rng(seed), self.dtype)
         self.params = params
+        self._ws = {}  # (batch shape, chunk) -> per-layer layers.Workspace
 
     @property
     def num_params(self):
@@ -119,37 +120,81 @@ class CharRNN:
     # ------------------------------------------------------------------------------------------
     # Whole sequences (training and evaluation).
 
-    def _forward(self, x_ids, y_ids, state, rng):
-        """Forward pass over ids (N, T); returns loss, caches for the backward, next state."""
+    def _workspaces(self, shape, chunk):
+        """Per-layer buffers for batches of this shape (training and evaluation differ)."""
+        key = (shape, chunk)
+        if key not in self._ws:
+            self._ws[key] = [layers.Workspace() for _ in range(self.config.num_layers)]
+        return self._ws[key]
+
+    def _dropout_masks(self, N, T, rng):
+        """One inverted-dropout mask (H, T, N) per layer output, drawn for the whole batch in a
+        fixed order, so that splitting the batch across threads draws the same numbers."""
+        cfg = self.config
+        if rng is None or cfg.dropout == 0.0:
+            return None
+        return [layers.dropout_mask((cfg.hidden_size, T, N), cfg.dropout, rng, self.dtype)
+                for _ in range(cfg.num_layers)]
+
+    def _forward(self, x_ids, y_ids, state, masks, ws, denom=None):
+        """Forward pass over ids (N, T) with the given dropout masks (or None).
+
+        Returns the loss (summed over positions / denom), the caches for `_backward` and the
+        next state (copies).
+        """
         cfg, p = self.config, self.params
-        use_dropout = rng is not None and cfg.dropout > 0.0
         inp, caches, next_state = None, [], []
         for layer in range(cfg.num_layers):
-            pre = f"layers.{layer}."
+            pre, lws = f"layers.{layer}.", ws[layer]
             bias = p[pre + "bx"] if cfg.cell == "gru" else p[pre + "b"]
             if layer == 0:
-                XP = layers.embed(x_ids, p[pre + "Wx"], bias)
+                XP = layers.embed(x_ids, p[pre + "Wx"], bias, lws)
             else:
-                XP = layers.project(inp, p[pre + "Wx"], bias)
+                XP = layers.project(inp, p[pre + "Wx"], bias, lws)
             h0 = state[layer][0]
             if cfg.cell == "lstm":
-                Hs, cT, cache = layers.lstm_sequence_forward(XP, h0, state[layer][1], p[pre + "Wh"])
+                Hs, cT, cache = layers.lstm_sequence_forward(XP, h0, state[layer][1], p[pre + "Wh"], lws)
                 next_state.append((Hs[:, -1].copy(), cT))
             elif cfg.cell == "gru":
-                Hs, cache = layers.gru_sequence_forward(XP, h0, p[pre + "Wh"], p[pre + "bh"])
+                Hs, cache = layers.gru_sequence_forward(XP, h0, p[pre + "Wh"], p[pre + "bh"], lws)
                 next_state.append((Hs[:, -1].copy(),))
             else:
-                Hs, cache = layers.rnn_sequence_forward(XP, h0, p[pre + "Wh"])
+                Hs, cache = layers.rnn_sequence_forward(XP, h0, p[pre + "Wh"], lws)
                 next_state.append((Hs[:, -1].copy(),))
-            mask = None
+            mask = None if masks is None else masks[layer]
             out = Hs
-            if use_dropout:
-                mask = layers.dropout_mask(Hs.shape, cfg.dropout, rng, self.dtype)
-                out = Hs * mask
+            if mask is not None:
+                out = np.multiply(Hs, mask, out=lws.get("dropped", Hs.shape, self.dtype))
             caches.append((inp, cache, mask))
             inp = out
-        loss, head_cache = layers.softmax_cross_entropy(inp, p["head.W"], p["head.b"], y_ids)
+        loss, head_cache = layers.softmax_cross_entropy(inp, p["head.W"], p["head.b"], y_ids, denom)
         return loss, (caches, head_cache), tuple(next_state)
+
+    def _backward(self, x_ids, caches):
+        """Gradients of every parameter from the caches of `_forward`."""
+        cfg, p = self.config, self.params
+        layer_caches, head_cache = caches
+        grads = {}
+        dX, grads["head.W"], grads["head.b"] = layers.softmax_cross_entropy_backward(head_cache)
+        for layer in range(cfg.num_layers - 1, -1, -1):
+            pre = f"layers.{layer}."
+            inp, cache, mask = layer_caches[layer]
+            if mask is not None:
+                dX *= mask
+            layout = "rows" if layer == 0 else "features"  # layer 0 feeds a segment sum
+            if cfg.cell == "lstm":
+                dXP, _, _, grads[pre + "Wh"] = layers.lstm_sequence_backward(dX, cache, layout=layout)
+            elif cfg.cell == "gru":
+                dXP, _, grads[pre + "Wh"], grads[pre + "bh"] = layers.gru_sequence_backward(
+                    dX, cache, layout=layout)
+            else:
+                dXP, _, grads[pre + "Wh"] = layers.rnn_sequence_backward(dX, cache, layout=layout)
+            bias = pre + ("bx" if cfg.cell == "gru" else "b")
+            if layer == 0:
+                grads[pre + "Wx"], grads[bias] = layers.embed_backward(dXP, x_ids, cfg.vocab_size)
+            else:
+                dX, grads[pre + "Wx"], grads[bias] = layers.project_backward(dXP, inp, p[pre + "Wx"])
+        return grads
 
     def loss(self, x_ids, y_ids, state):
         """Mean cross-entropy in nats/char of predicting y_ids (N, T) from x_ids (N, T), no dropout.
@@ -157,7 +202,8 @@ class CharRNN:
         Returns (loss, next_state) so that evaluation can carry the state across batches.
         """
         with np.errstate(over="ignore"):
-            loss, _, next_state = self._forward(x_ids, y_ids, state, None)
+            loss, _, next_state = self._forward(
+                x_ids, y_ids, state, None, self._workspaces(x_ids.shape, "eval"))
         return loss, next_state
 
     def loss_and_grads(self, x_ids, y_ids, state, rng=None):
@@ -167,27 +213,11 @@ class CharRNN:
         Dropout (inverted, masks drawn from rng) only when rng is given.
         Returns (mean loss in nats/char, grads dict like params, next_state).
         """
-        cfg, p = self.config, self.params
-        loss, (caches, head_cache), next_state = self._forward(x_ids, y_ids, state, rng)
-        grads = {}
-        dX, grads["head.W"], grads["head.b"] = layers.softmax_cross_entropy_backward(head_cache)
-        for layer in range(cfg.num_layers - 1, -1, -1):
-            pre = f"layers.{layer}."
-            inp, cache, mask = caches[layer]
-            if mask is not None:
-                dX *= mask
-            if cfg.cell == "lstm":
-                dXP, _, _, grads[pre + "Wh"] = layers.lstm_sequence_backward(dX, cache)
-            elif cfg.cell == "gru":
-                dXP, _, grads[pre + "Wh"], grads[pre + "bh"] = layers.gru_sequence_backward(dX, cache)
-            else:
-                dXP, _, grads[pre + "Wh"] = layers.rnn_sequence_backward(dX, cache)
-            bias = pre + ("bx" if cfg.cell == "gru" else "b")
-            if layer == 0:
-                grads[pre + "Wx"], grads[bias] = layers.embed_backward(dXP, x_ids, cfg.vocab_size)
-            else:
-                dX, grads[pre + "Wx"], grads[bias] = layers.project_backward(dXP, inp, p[pre + "Wx"])
-        return loss, grads, next_state
+        N, T = x_ids.shape
+        masks = self._dropout_masks(N, T, rng)
+        ws = self._workspaces(x_ids.shape, 0)
+        loss, caches, next_state = self._forward(x_ids, y_ids, state, masks, ws)
+        return loss, self._backward(x_ids, caches), next_state
 
     # ------------------------------------------------------------------------------------------
     # One character at a time (sampling).
@@ -231,3 +261,96 @@ class CharRNN:
         logits = np.matmul(p["head.W"].T, x)
         logits += p["head.b"][:, None]
         return logits.T, tuple(new_state)
+
+
+class Stepper:
+    """`CharRNN.step` for sampling: N streams advanced one character at a time, allocation-free.
+
+        stepper = Stepper(model, N)          # zero state
+        logits = stepper.step(ids)           # ids (N,) -> logits (N, V), a view that the next
+                                             # call overwrites
+        stepper.state                        # a copy, in `init_state` form
+
+    Every buffer is allocated here, once, and the weights are copied once into the layout the
+    per-step products want (C-contiguous (G H, D) matrices, read row by row):
+    * layer 0's input projection is a row of E = Wx + b (V, G H), the one-hot lookup;
+    * for the LSTM and the RNN, layer l >= 1 computes x Wx + h Wh as ONE product of
+      [Wx; Wh]^T (G H, 2H) with the stacked vector [h_{l-1}; h_l]. All layers' h live one after
+      another in one (L H, N) buffer, so that stacked vector is a slice of it and the cell
+      writes its new h in place, after its product has read the old one;
+    * the GRU keeps Wx and Wh apart, since its n gate needs h Wh_n + bh_n on its own.
+    The cells are `layers.lstm_cell/gru_cell/rnn_cell`, so the numbers are `step`'s up to
+    float rounding (the fused products add in another order). The weights are copies: build a
+    new Stepper after changing `model.params`.
+    """
+
+    def __init__(self, model, N=1):
+        cfg, p, dt = model.config, model.params, model.dtype
+        H, G, L = cfg.hidden_size, GATES[cfg.cell], cfg.num_layers
+        self.model, self.N, self.cell, self.H = model, N, cfg.cell, H
+        bias0 = p["layers.0.bx"] if cfg.cell == "gru" else p["layers.0.b"]
+        self._E = np.ascontiguousarray(p["layers.0.Wx"] + bias0)  # (V, G H): row v = x_v Wx + b
+        self._ET = np.ascontiguousarray(self._E.T)  # (G H, V): gathers N columns at once
+        self._hs = np.zeros((L * H, N), dtype=dt)  # h of every layer, stacked
+        self._cs = np.zeros((L, H, N), dtype=dt)  # LSTM cells
+        self._xp = np.empty((G * H, N), dtype=dt)  # projected input
+        self._a = np.empty((G * H, N), dtype=dt)  # gate activations
+        self._tc = np.empty((H, N), dtype=dt)  # LSTM tanh(c)
+        self._hpn = np.empty((H, N), dtype=dt)  # GRU h Wh_n + bh_n
+        self._logits = np.empty((cfg.vocab_size, N), dtype=dt)
+        # per layer: the recurrent product's matrix (passed as the cells' Wh, i.e. the .T of a
+        # C-contiguous (G H, K) copy), input bias (G H, 1), and for the GRU bh and Wx^T
+        self._W, self._b, self._bh, self._WxT = [], [], [], []
+        for layer in range(L):
+            pre = f"layers.{layer}."
+            Wh = p[pre + "Wh"]
+            if layer > 0 and cfg.cell != "gru":
+                Wh = np.concatenate([p[pre + "Wx"], Wh])  # (2H, G H) acting on [x; h]
+            self._W.append(np.ascontiguousarray(Wh.T).T)
+            if cfg.cell == "gru":
+                self._b.append(p[pre + "bx"][:, None])
+                self._bh.append(p[pre + "bh"])
+                self._WxT.append(np.ascontiguousarray(p[pre + "Wx"].T))
+            else:
+                self._b.append(p[pre + "b"][:, None])
+        self._headW = np.ascontiguousarray(p["head.W"].T)  # (V, H)
+        self._headb = p["head.b"][:, None]
+
+    @property
+    def state(self):
+        """The current state, as `init_state(N)` lays it out (copies)."""
+        H = self.H
+        hs = [self._hs[layer * H : (layer + 1) * H].copy() for layer in range(len(self._W))]
+        if self.cell == "lstm":
+            return tuple((h, c.copy()) for h, c in zip(hs, self._cs))
+        return tuple((h,) for h in hs)
+
+    def step(self, ids):
+        """Feed ids (N,) and return the logits (N, V) for the next character (a reused view)."""
+        H, hs = self.H, self._hs
+        if self.N == 1:
+            xp = self._E[int(ids[0])][:, None]  # a view of one row: no copy
+        else:
+            xp = np.take(self._ET, ids, axis=1, out=self._xp, mode="clip")
+        with np.errstate(over="ignore"):
+            for layer, W in enumerate(self._W):
+                h = hs[layer * H : (layer + 1) * H]
+                if self.cell == "gru":
+                    if layer > 0:
+                        xp = np.matmul(self._WxT[layer], hs[(layer - 1) * H : layer * H], out=self._xp)
+                        xp += self._b[layer]
+                    layers.gru_cell(xp, h, W, self._bh[layer], self._a, self._hpn, h)
+                    continue
+                z = h if layer == 0 else hs[(layer - 1) * H : (layer + 1) * H]  # [x; h]
+                if layer > 0:
+                    xp = self._b[layer]
+                if self.cell == "lstm":
+                    c = self._cs[layer]
+                    layers.lstm_cell(xp, z, c, W, self._a, c, self._tc, h)
+                else:
+                    a = self._a[:H]
+                    layers.rnn_cell(xp, z, W, a)  # not in place: the product would alias h
+                    h[...] = a
+        np.matmul(self._headW, hs[-H:], out=self._logits)
+        self._logits += self._headb
+        return self._logits.T

@@ -95,7 +95,7 @@ def test_embed_gradients():
     for n in range(N):
         for t in range(T):
             np.testing.assert_allclose(XP[:, t, n], Wx[ids[n, t]] + b)
-    dWx, db = layers.embed_backward(dXP, ids, V)
+    dWx, db = layers.embed_backward(np.ascontiguousarray(dXP.transpose(1, 2, 0)), ids, V)
     run = lambda: float(np.sum(layers.embed(ids, Wx, b) * dXP))
     _check(run, {"Wx": dWx, "b": db}, {"Wx": Wx, "b": b})
 
@@ -153,3 +153,30 @@ def test_dropout_mask_is_inverted():
     assert mask.dtype == np.float32
     assert set(np.unique(mask)) == {0.0, np.float32(1 / 0.7)}
     assert abs(mask.mean() - 1.0) < 0.02
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_rows_layout_equals_features_layout(cell):
+    """Layer 0's backward writes dXP one row per position, for the segment sum of `embed_backward`."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * H
+    rng = np.random.default_rng(8)
+    XP = rng.standard_normal((G, T, N))
+    h0 = rng.standard_normal((H, N))
+    Wh = rng.standard_normal((H, G)) * 0.5
+    dHs = rng.standard_normal((H, T, N))
+    results = {}
+    for layout in ("features", "rows"):
+        if cell == "lstm":
+            _, _, cache = layers.lstm_sequence_forward(XP, h0, h0.copy(), Wh)
+            out = layers.lstm_sequence_backward(dHs, cache, layout=layout)
+        elif cell == "gru":
+            _, cache = layers.gru_sequence_forward(XP, h0, Wh, np.zeros(G))
+            out = layers.gru_sequence_backward(dHs, cache, layout=layout)
+        else:
+            _, cache = layers.rnn_sequence_forward(XP, h0, Wh)
+            out = layers.rnn_sequence_backward(dHs, cache, layout=layout)
+        results[layout] = [o.copy() for o in out]
+    feats, rows = results["features"], results["rows"]
+    np.testing.assert_allclose(rows[0], feats[0].transpose(1, 2, 0), rtol=0, atol=1e-12)
+    for a, b in zip(feats[1:], rows[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

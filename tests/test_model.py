@@ -65,7 +65,8 @@ def test_step_equals_sequence(cell, num_layers):
     N, T = 3, 5
     x = rng.integers(0, 7, size=(N, T))
     state0 = _random_state(model, N, rng)
-    _, (_, head_cache), seq_state = model._forward(x, x, state0, None)
+    ws = model._workspaces(x.shape, "eval")
+    _, (_, head_cache), seq_state = model._forward(x, x, state0, None, ws)
     seq_probs = head_cache[2].reshape(7, T, N)  # softmax of the sequence's logits, (V, T, N)
     state = state0
     for t in range(T):
