@@ -217,6 +217,8 @@ def _train_options(f):
         click.option("--checkpoint-every", type=pos_int, default=200, help="Steps between latest.npz saves."),
         click.option("--sample-every", type=nonneg_int, default=0, help="Steps between printed samples (0 = never)."),
         click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: random, logged]."),
+        click.option("--threads", type=click.IntRange(1, 256), default=None,
+                     help="Worker threads per step [default: one per core]."),
     ]
     for option in reversed(options):
         f = option(f)

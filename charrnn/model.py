@@ -88,6 +88,19 @@ def init_params(config, rng, dtype=np.float32):
     return params
 
 
+def _single_threaded_blas():
+    """A context in which BLAS runs on one thread (each worker thread owns one core)."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_BLAS_CONTROLLER = None
+
+
 class CharRNN:
     """A stack of recurrent layers and a softmax head over characters.
 
@@ -103,6 +116,8 @@ class CharRNN:
             params = init_params(config, np.random.default_rng(seed), self.dtype)
         self.params = params
         self._ws = {}  # (batch shape, chunk) -> per-layer layers.Workspace
+        self.threads = 1  # worker threads for loss_and_grads (see there)
+        self._executor = None
 
     @property
     def num_params(self):
@@ -212,12 +227,48 @@ class CharRNN:
         x_ids, y_ids (N, T) integer ids; state from `init_state(N)` or a previous call.
         Dropout (inverted, masks drawn from rng) only when rng is given.
         Returns (mean loss in nats/char, grads dict like params, next_state).
+
+        With `threads` > 1 the batch is cut into that many chunks of streams, each run forward
+        and backward in its own thread with single-threaded BLAS (numpy releases the GIL in
+        ufuncs and BLAS, so the elementwise work, not only the GEMMs, uses every core); each
+        chunk's loss is its share of the whole batch's mean, so losses and gradients add up.
         """
         N, T = x_ids.shape
         masks = self._dropout_masks(N, T, rng)
-        ws = self._workspaces(x_ids.shape, 0)
-        loss, caches, next_state = self._forward(x_ids, y_ids, state, masks, ws)
-        return loss, self._backward(x_ids, caches), next_state
+        bounds = np.linspace(0, N, min(self.threads, N) + 1).astype(int)
+        if len(bounds) == 2:
+            ws = self._workspaces(x_ids.shape, 0)
+            loss, caches, next_state = self._forward(x_ids, y_ids, state, masks, ws)
+            return loss, self._backward(x_ids, caches), next_state
+
+        def chunk(k):
+            lo, hi = bounds[k], bounds[k + 1]
+            ws = self._workspaces((hi - lo, T), k)
+            sub_state = tuple(tuple(a[:, lo:hi] for a in layer) for layer in state)
+            sub_masks = None if masks is None else [m[:, :, lo:hi] for m in masks]
+            x = x_ids[lo:hi]
+            loss, caches, next_state = self._forward(x, y_ids[lo:hi], sub_state, sub_masks, ws, N * T)
+            return loss, self._backward(x, caches), next_state
+
+        with _single_threaded_blas():
+            results = list(self._pool().map(chunk, range(len(bounds) - 1)))
+        loss = sum(r[0] for r in results)
+        grads = results[0][1]
+        for _, g, _ in results[1:]:
+            for k, v in g.items():
+                grads[k] += v
+        next_state = tuple(
+            tuple(np.concatenate(parts, axis=1) for parts in zip(*layer_parts))
+            for layer_parts in zip(*(r[2] for r in results))
+        )
+        return loss, grads, next_state
+
+    def _pool(self):
+        if self._executor is None or self._executor._max_workers != self.threads:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="charrnn")
+        return self._executor
 
     # ------------------------------------------------------------------------------------------
     # One character at a time (sampling).

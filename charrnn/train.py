@@ -64,6 +64,18 @@ class TrainConfig:
     sample_length: int = 200  # characters per printed sample
     log_every: int = 10  # steps between `train` lines in log.jsonl
     seed: int | None = None  # None: a random seed, recorded in the log
+    threads: int | None = None  # worker threads per step; None: one per available core
+
+    def thread_count(self):
+        """Worker threads for a step: `threads`, or one per available core (at most one per
+        4 streams, below which a thread has too little work to pay for itself)."""
+        if self.threads:
+            return self.threads
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, self.batch_size // 4))
 
     def model_config(self, vocab_size):
         return ModelConfig(self.cell, vocab_size, self.hidden_size, self.num_layers, self.dropout)
@@ -618,6 +630,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}.") from None
     with RunLock(run_dir), open(run_dir / LOG_NAME, "a", encoding="utf-8") as log, _Interrupt() as interrupt:
         _clean_temporaries(run_dir)
+        model.threads = cfg.thread_count()
         trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:
             trainer.restore(ckpt)

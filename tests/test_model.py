@@ -130,3 +130,36 @@ def test_param_shapes():
     assert shapes["layers.1.bh"] == (24,) and shapes["head.W"] == (8, 10)
     model = CharRNN(cfg)
     assert model.num_params == sum(int(np.prod(s)) for s in shapes.values())
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_threaded_batch_split_matches_single_thread(cell):
+    """Splitting the batch across worker threads gives the same loss, gradients and state."""
+    model = _model(cell, 2, dropout=0.3, V=7, H=6)
+    rng = np.random.default_rng(4)
+    N, T = 5, 4
+    x = rng.integers(0, 7, size=(N, T))
+    y = rng.integers(0, 7, size=(N, T))
+    state = _random_state(model, N, rng)
+    loss1, grads1, state1 = model.loss_and_grads(x, y, state, rng=np.random.default_rng(9))
+    model.threads = 2
+    loss2, grads2, state2 = model.loss_and_grads(x, y, state, rng=np.random.default_rng(9))
+    assert loss2 == pytest.approx(loss1, rel=1e-12)
+    for name in grads1:
+        np.testing.assert_allclose(grads2[name], grads1[name], rtol=1e-10, atol=1e-12)
+    for l1, l2 in zip(state1, state2):
+        for a, b in zip(l1, l2):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_threaded_gradients_match_finite_differences():
+    model = _model("lstm", 2, dropout=0.2)
+    model.threads = 3
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 6, size=(3, 3))
+    y = rng.integers(0, 6, size=(3, 3))
+    state = _random_state(model, 3, rng)
+    _, grads, _ = model.loss_and_grads(x, y, state, rng=np.random.default_rng(1))
+    run = lambda: model.loss_and_grads(x, y, state, rng=np.random.default_rng(1))[0]
+    for name, p in model.params.items():
+        assert rel_error(grads[name], numerical_grad(run, p)) < 1e-6, name
