@@ -276,3 +276,290 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
             f"next: charrnn sample {run}",
             err=True,
         )
+
+
+# ----------------------------------------------------------------------- sample, eval, info
+
+
+def _one_blas_thread():
+    """Sampling and eval multiply matrices by single vectors, which a second BLAS thread does
+    not speed up, and on a busy machine its spinning made each product up to 10x slower.
+    Effective only before numpy's first import; a user's own setting wins."""
+    import os
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _load_checkpoint(target, out_dir, note=""):
+    """(path, Checkpoint) for a RUN|CKPT argument; says on stderr which file is used."""
+    from charrnn import checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(target, out_dir)
+    ckpt = checkpoint.load(path)
+    click.echo(f"using {path}{note}", err=True)
+    return path, ckpt
+
+
+def _escape(chars):
+    """The characters with the invisible ones written as escapes: \\n, \\t, \\x00, \\u2028."""
+    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode()
+                   for c in chars)
+
+
+def _print_fields(fields):
+    """A two-column table of (name, value) on stdout; values are never read as markup."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from charrnn import ui
+
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in fields:
+        table.add_row(name, Text(str(value)))
+    ui.make_console().print(table)
+
+
+def _echo_json(obj):
+    import json
+
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+_CKPT_ARG = click.argument("target", required=False, metavar="[RUN|CKPT]")
+_OUT_DIR = click.option("--out-dir", default="checkpoints", type=click.Path(file_okay=False),
+                        help="Directory holding the runs.")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                       help="json: one JSON object on stdout.")
+
+
+@cli.command("sample")
+@_CKPT_ARG
+@click.option("--temp", "--temperature", "temperature", type=click.FloatRange(min=0), default=0.8,
+              help="Randomness: lower is safer, higher is wilder; 0 = always the most probable "
+                   "character (greedy).")
+@click.option("-n", "--length", type=click.IntRange(min=0), default=500,
+              help="Characters to generate after the prime.")
+@click.option("--prime", default=None, help="Text to start from; it is printed, then continued.")
+@click.option("--prime-file", type=click.Path(dir_okay=False), default=None,
+              help="Read the prime from a file.")
+@click.option("--encoding", default="utf-8", help="Text encoding of --prime-file.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Random seed: the same checkpoint, seed and options give the same text "
+                   "[default: fresh randomness; the seed used is shown on stderr].")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Sample only among the K most probable characters (1 = greedy).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Sample only among the most probable characters whose probabilities add up "
+                   "to P.")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1,
+              help="How many samples, generated together as one batch.")
+@click.option("--separator", default="---", help="The line printed between samples.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              help="Prime characters the model never saw: stop with an error, or skip them.")
+@_OUT_DIR
+def sample_command(target, temperature, length, prime, prime_file, encoding, seed, top_k, top_p,
+                   num_samples, separator, unknown, out_dir):
+    """Generate text from a checkpoint, streaming it to stdout.
+
+    RUN|CKPT is a run (a name under --out-dir or a directory: its best.npz, else latest.npz)
+    or a .npz file; without it, the newest run under --out-dir.
+
+    stdout gets the prime, then exactly --length generated characters, then a newline, and
+    nothing else. Several samples follow one another, each after a line holding --separator.
+    The first sample appears as it is generated; the others, generated in the same batch,
+    appear when it is done. Without a prime the model starts from a newline.
+
+    \b
+    Examples:
+      charrnn sample                          500 characters from the newest run
+      charrnn sample shakespeare --prime "ROMEO:" --temp 0.5 --seed 1
+      charrnn sample run/best.npz -n 2000 --top-p 0.9 > out.txt
+      charrnn sample --num-samples 3 -n 200
+    """
+    _one_blas_thread()
+    import secrets
+
+    from charrnn.data import read_text
+    from charrnn.sampling import generate
+
+    if prime is not None and prime_file is not None:
+        raise click.UsageError("give --prime or --prime-file, not both.")
+    if prime_file is not None:
+        prime = read_text(prime_file, encoding)
+    prime = prime or ""
+    if seed is None:
+        seed = secrets.randbits(32)
+    _, ckpt = _load_checkpoint(target, out_dir, f" (seed {seed})")
+    skipped = ckpt.vocab.unknown_chars(prime) if unknown == "skip" else ""
+    if skipped:
+        click.echo(f"skipping {len(skipped)} prime character(s) the model does not know: "
+                   f"{', '.join(map(repr, skipped[:20]))}", err=True)
+    stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
+                      top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
+                      unknown=unknown)
+    _write_samples(stream, prime, num_samples, separator)
+
+
+STREAM_FLUSH_SECONDS = 0.02  # how often a streaming sample reaches stdout
+
+
+def _write_samples(stream, prime, num_samples, separator):
+    """Write sample 1 as it is generated (flushed every STREAM_FLUSH_SECONDS), then the rest."""
+    import sys
+    import time
+
+    out = sys.stdout
+    rest = [[] for _ in range(num_samples - 1)]
+    try:
+        pending = [prime]
+        last = time.monotonic()
+        for chars in stream:
+            pending.append(chars[0])
+            for column, ch in zip(rest, chars[1:]):
+                column.append(ch)
+            now = time.monotonic()
+            if now - last >= STREAM_FLUSH_SECONDS:
+                out.write("".join(pending))
+                out.flush()
+                pending.clear()
+                last = now
+        out.write("".join(pending) + "\n")
+        for column in rest:
+            out.write(f"{separator}\n{prime}{''.join(column)}\n")
+        out.flush()
+    except UnicodeEncodeError:
+        raise click.ClickException(
+            f"stdout's encoding ({out.encoding}) cannot write the generated characters; "
+            "set PYTHONIOENCODING=utf-8 or write to a file."
+        ) from None
+    except BrokenPipeError:  # e.g. `charrnn sample | head`: the reader has all it wanted
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+@cli.command("eval")
+@click.argument("paths", nargs=-1, metavar="[RUN|CKPT] FILE")
+@click.option("--encoding", default="utf-8", help="Text encoding of FILE.")
+@_FORMAT
+@_OUT_DIR
+def eval_command(paths, encoding, fmt, out_dir):
+    """Score a checkpoint on a text file: its loss in nats and bits per character.
+
+    RUN|CKPT as for `charrnn sample` (default: the newest run). The whole file is one stream:
+    each character is predicted from all the text before it, the state carried through.
+    Characters the model does not know are skipped, counted and reported.
+
+    \b
+    Examples:
+      charrnn eval test.txt
+      charrnn eval shakespeare test.txt --format json
+    """
+    if len(paths) not in (1, 2):
+        raise click.UsageError("give FILE, or RUN|CKPT and FILE.")
+    _one_blas_thread()
+    import math
+    import sys
+
+    from tqdm import tqdm
+
+    from charrnn.data import read_text
+    from charrnn.sampling import score
+
+    target, file = (None, *paths) if len(paths) == 1 else paths
+    path, ckpt = _load_checkpoint(target, out_dir)
+    text = read_text(file, encoding)
+    ids = ckpt.vocab.encode(text, unknown="skip")
+    unknown = ckpt.vocab.unknown_chars(text) if ids.size < len(text) else ""
+    with tqdm(total=max(ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
+              dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
+        total, scored = score(ckpt.model, ids, progress=bar.update)
+    nats = total / scored
+    result = {
+        "checkpoint": str(path),
+        "file": str(file),
+        "nats_per_char": nats,
+        "bits_per_char": nats / math.log(2),
+        "perplexity": math.exp(nats),
+        "chars_scored": scored,
+        "chars_skipped": len(text) - ids.size,
+        "unknown_chars": unknown,
+    }
+    if fmt == "json":
+        _echo_json(result)
+        return
+    skipped = f"{result['chars_skipped']:,}"
+    if unknown:
+        skipped += f" (unknown to the model: {_escape(unknown[:40])}{'...' if len(unknown) > 40 else ''})"
+    _print_fields([
+        ("checkpoint", path), ("file", file),
+        ("nats/char", f"{nats:.4f}"), ("bits/char", f"{result['bits_per_char']:.4f}"),
+        ("perplexity", f"{result['perplexity']:.3f}"),
+        ("scored", f"{scored:,} characters"), ("skipped", skipped),
+    ])
+
+
+INFO_TRAINING_KEYS = ("step", "epoch", "best_val_loss", "time", "train_config")
+
+
+@cli.command("info")
+@_CKPT_ARG
+@_FORMAT
+@_OUT_DIR
+def info_command(target, fmt, out_dir):
+    """Show a checkpoint: model config, parameters, vocabulary and training state.
+
+    RUN|CKPT as for `charrnn sample` (default: the newest run).
+    """
+    import json
+    import math
+
+    import numpy as np
+
+    from charrnn import ui
+
+    path, ckpt = _load_checkpoint(target, out_dir)
+    with np.load(path, allow_pickle=False) as npz:  # already checked by checkpoint.load
+        meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+    training = ckpt.training
+    info = {
+        "checkpoint": str(path),
+        "file_size": path.stat().st_size,
+        "format_version": meta.get("format_version"),
+        "charrnn_version": meta.get("charrnn_version"),
+        "config": ckpt.config.to_json(),
+        "dtype": ckpt.model.dtype.name,
+        "num_params": int(ckpt.model.num_params),
+        "vocab_size": ckpt.vocab.size,
+        "chars": ckpt.vocab.chars,
+        "training": {k: training[k] for k in INFO_TRAINING_KEYS if k in training},
+    }
+    if fmt == "json":
+        _echo_json(info)
+        return
+    c, best = ckpt.config, training.get("best_val_loss")
+    fields = [
+        ("checkpoint", path),
+        ("file", f"{ui.fmt_count(info['file_size'])}B, format {info['format_version']}, "
+                 f"written by charrnn {info['charrnn_version']}"),
+        ("model", f"{c.cell}, {c.num_layers} layer(s) x {c.hidden_size} units, "
+                  f"dropout {c.dropout:g}, {info['dtype']}"),
+        ("parameters", f"{info['num_params']:,}"),
+        ("vocabulary", f"{ckpt.vocab.size} characters"),
+        ("characters", _escape(ckpt.vocab.chars)),
+        ("steps", ui.fmt_int(training.get("step"))),
+        ("epochs", ui.fmt_float(training.get("epoch"), 2)),
+        ("best val loss", "-" if best is None else
+            f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)"),
+        ("training time", ui.fmt_duration(training.get("time"))),
+    ]
+    train_config = training.get("train_config")
+    if isinstance(train_config, dict):
+        fields.append(("train config", ", ".join(f"{k}={v}" for k, v in train_config.items())))
+    _print_fields(fields)

@@ -196,11 +196,12 @@ class Sampler:
                                              unknown))
 
 
-def score(model, ids, chunk=256):
+def score(model, ids, chunk=256, progress=None):
     """The summed cross-entropy (nats) of predicting ids[1:] from ids[:-1], and its count.
 
     One stream from the zero state, carried across windows of `chunk` characters: every
     character is predicted from all the text before it, exactly as sampling would.
+    `progress(n)`, if given, is called with the number of characters each window scored.
     """
     ids = np.asarray(ids)
     n = ids.size - 1
@@ -214,4 +215,6 @@ def score(model, ids, chunk=256):
         y = ids[start + 1 : stop + 1][None, :]
         loss, state = model.loss(x, y, state)
         total += float(loss) * (stop - start)
+        if progress is not None:
+            progress(stop - start)
     return total, n

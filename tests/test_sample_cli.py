@@ -1,0 +1,197 @@
+"""`charrnn sample`, `eval` and `info` through the command line."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from charrnn.cli import cli
+from charrnn.data import Vocab
+from charrnn.sampling import score
+from test_sampling import CYRILLIC, HELLO, cycle, save_checkpoint, trained
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """checkpoints/hello (best.npz) and checkpoints/ru (latest.npz only) in the working dir."""
+    monkeypatch.chdir(tmp_path)
+    for name, text, fname in (("hello", HELLO, "best.npz"), ("ru", CYRILLIC, "latest.npz")):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+        save_checkpoint(tmp_path / "checkpoints" / name / fname, text)
+    return tmp_path / "checkpoints"
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+def test_sample_prints_prime_then_exactly_length_chars_and_a_newline(runs):
+    result = run("sample", "hello", "--temp", "0", "--length", "30", "--prime", "hel")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "hel" + cycle(HELLO, 3, 30) + "\n"
+    assert result.stderr.startswith(f"using {Path('checkpoints/hello/best.npz')}")
+
+
+def test_sample_finds_the_checkpoint_from_a_dir_a_file_or_nothing(runs):
+    by_dir = run("sample", runs / "ru", "-n", "50", "--seed", "3")
+    by_file = run("sample", runs / "ru" / "latest.npz", "-n", "50", "--seed", "3")
+    assert by_dir.exit_code == by_file.exit_code == 0
+    assert by_dir.stdout == by_file.stdout and len(by_dir.stdout) == 51
+    assert "latest.npz" in by_dir.stderr
+    newest = run("sample", "-n", "5")
+    assert newest.exit_code == 0 and "using checkpoints" in newest.stderr
+
+
+def test_no_runs_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("sample")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: no runs") and "charrnn train" in result.stderr
+
+
+def test_same_seed_same_output_and_top_k_1_is_greedy(runs):
+    a = run("sample", "hello", "--seed", "7", "--temp", "1.3", "--top-p", "0.95", "-n", "300")
+    b = run("sample", "hello", "--seed", "7", "--temp", "1.3", "--top-p", "0.95", "-n", "300")
+    c = run("sample", "hello", "--seed", "8", "--temp", "1.3", "--top-p", "0.95", "-n", "300")
+    assert a.stdout == b.stdout != c.stdout
+    assert "(seed 7)" in a.stderr
+    greedy = run("sample", "hello", "--temp", "0", "--prime", "hello w", "-n", "100")
+    top1 = run("sample", "hello", "--top-k", "1", "--seed", "5", "--prime", "hello w", "-n", "100")
+    assert greedy.stdout == top1.stdout == "hello w" + cycle(HELLO, 7, 100) + "\n"
+
+
+def test_several_samples_are_separated_by_a_line(runs):
+    result = run("sample", "hello", "--num-samples", "3", "-n", "40", "--prime", "he", "--seed", "1")
+    assert result.exit_code == 0
+    samples = result.stdout.split("\n---\n")
+    assert len(samples) == 3 and result.stdout.endswith("\n")
+    assert all(s.rstrip("\n").startswith("he") and len(s.rstrip("\n")) == 42 for s in samples)
+    custom = run("sample", "hello", "--num-samples", "2", "-n", "5", "--separator", "=====")
+    assert custom.stdout.count("\n=====\n") == 1
+
+
+def test_unknown_prime_characters_exit_1_naming_them(runs):
+    result = run("sample", "hello", "--prime", "héllo!")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines()[-1].startswith("Error: the prime has 2 character(s)")
+    assert "'!', 'é'" in result.stderr and "--unknown skip" in result.stderr
+    skipped = run("sample", "hello", "--prime", "hé!llo", "--unknown", "skip", "--temp", "0", "-n", "8")
+    assert skipped.exit_code == 0
+    assert skipped.stdout == "hé!llo" + cycle(HELLO, 5, 8) + "\n"
+    assert "skipping 2 prime character(s)" in skipped.stderr
+
+
+def test_cyrillic_run_with_a_cyrillic_prime(runs):
+    result = run("sample", "ru", "--prime", "привет", "--temp", "0", "-n", "20")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "привет" + cycle(CYRILLIC, 6, 20) + "\n"
+
+
+def test_prime_file(runs):
+    Path("prime.txt").write_text("hello w", encoding="utf-8")
+    result = run("sample", "hello", "--prime-file", "prime.txt", "--temp", "0", "-n", "10")
+    assert result.stdout == "hello w" + cycle(HELLO, 7, 10) + "\n"
+    both = run("sample", "hello", "--prime-file", "prime.txt", "--prime", "x")
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
+@pytest.mark.parametrize("args", [["--temp", "-1"], ["--top-p", "0"], ["--top-p", "1.5"],
+                                  ["--length", "-5"], ["--top-k", "0"], ["--num-samples", "0"],
+                                  ["--seed", "-3"], ["--unknown", "ignore"]])
+def test_bad_option_values_are_usage_errors(runs, args):
+    result = run("sample", "hello", *args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "Invalid value" in result.stderr
+
+
+def test_sample_streams_before_it_ends(runs):
+    """The first characters reach a pipe while the process is still generating."""
+    import charrnn
+
+    root = Path(charrnn.__file__).parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "sample", "hello", "-n", "100000000", "--temp", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        first = proc.stdout.read(20)  # returns once 20 bytes have arrived
+        assert proc.poll() is None  # 10^8 characters: far from done
+        assert len(first) == 20
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def test_eval_reports_loss_counts_and_skipped_characters(runs):
+    text = (HELLO * 10) + "é€" + HELLO
+    Path("test.txt").write_text(text, encoding="utf-8")
+    result = run("eval", "hello", "test.txt", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    model, vocab = trained()
+    ids = vocab.encode(text, unknown="skip")
+    whole, _ = model.loss(ids[None, :-1], ids[None, 1:], model.init_state(1))
+    assert report["chars_skipped"] == 2 and report["unknown_chars"] == "é€"
+    assert report["chars_scored"] == len(text) - 2 - 1
+    assert report["nats_per_char"] == pytest.approx(float(whole), rel=1e-4)
+    assert report["nats_per_char"] == pytest.approx(score(model, ids)[0] / report["chars_scored"])
+    assert report["bits_per_char"] == pytest.approx(report["nats_per_char"] / math.log(2))
+    assert report["perplexity"] == pytest.approx(math.exp(report["nats_per_char"]))
+    table = run("eval", "hello", "test.txt")
+    assert "bits/char" in table.stdout and "unknown to the model: é€" in table.stdout
+
+
+def test_eval_without_a_run_uses_the_newest(runs):
+    Path("t.txt").write_text("привет", encoding="utf-8")
+    result = run("eval", "t.txt", "--format", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["chars_scored"] == 5
+
+
+def test_eval_needs_two_known_characters(runs):
+    Path("t.txt").write_text("hé", encoding="utf-8")
+    result = run("eval", "hello", "t.txt")
+    assert result.exit_code == 1 and "at least 2 characters" in result.stderr
+    missing = run("eval", "hello", "nope.txt")
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    assert run("eval").exit_code == 2
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def test_info_json(runs):
+    result = run("info", "hello", "--format", "json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    model, vocab = trained()
+    assert info["config"] == model.config.to_json()
+    assert info["num_params"] == model.num_params and info["vocab_size"] == vocab.size
+    assert info["chars"] == vocab.chars == " ,dehlorw"
+    assert info["training"] == {"step": 250, "epoch": 3.5, "best_val_loss": 0.01, "time": 12.5}
+    assert info["format_version"] == 1 and info["file_size"] == (runs / "hello" / "best.npz").stat().st_size
+
+
+def test_info_table_escapes_control_characters(tmp_path):
+    from charrnn import checkpoint
+    from charrnn.model import CharRNN, ModelConfig
+
+    vocab = Vocab("ab\n\t\x00[red]")
+    model = CharRNN(ModelConfig(vocab_size=vocab.size, hidden_size=4, num_layers=1))
+    path = tmp_path / "m.npz"
+    checkpoint.save(path, checkpoint.Checkpoint(model=model, vocab=vocab,
+                                                training={"step": 12, "time": 3725.0}))
+    result = run("info", path)
+    assert result.exit_code == 0, result.output
+    assert "\\x00\\t\\n" in result.stdout and "[]abder" in result.stdout
+    assert "1h 02m" in result.stdout and "12" in result.stdout
