@@ -143,8 +143,7 @@ class CharRNN:
         return self._ws[key]
 
     def _dropout_masks(self, N, T, rng):
-        """One inverted-dropout mask (H, T, N) per layer output, drawn for the whole batch in a
-        fixed order, so that splitting the batch across threads draws the same numbers."""
+        """One inverted-dropout mask (H, T, N) per layer output, or None without dropout."""
         cfg = self.config
         if rng is None or cfg.dropout == 0.0:
             return None
@@ -232,22 +231,28 @@ class CharRNN:
         and backward in its own thread with single-threaded BLAS (numpy releases the GIL in
         ufuncs and BLAS, so the elementwise work, not only the GEMMs, uses every core); each
         chunk's loss is its share of the whole batch's mean, so losses and gradients add up.
+        Each chunk draws its dropout masks from its own generator, seeded from rng: results
+        are reproducible for a given thread count (and differ, like any sampling, between
+        thread counts).
         """
         N, T = x_ids.shape
-        masks = self._dropout_masks(N, T, rng)
         bounds = np.linspace(0, N, min(self.threads, N) + 1).astype(int)
         if len(bounds) == 2:
             ws = self._workspaces(x_ids.shape, 0)
+            masks = self._dropout_masks(N, T, rng)
             loss, caches, next_state = self._forward(x_ids, y_ids, state, masks, ws)
             return loss, self._backward(x_ids, caches), next_state
+        # each chunk draws its own masks, contiguous and in parallel, from a child generator
+        seeds = rng.integers(2**63, size=len(bounds) - 1) if rng is not None else [None] * N
 
         def chunk(k):
             lo, hi = bounds[k], bounds[k + 1]
             ws = self._workspaces((hi - lo, T), k)
             sub_state = tuple(tuple(a[:, lo:hi] for a in layer) for layer in state)
-            sub_masks = None if masks is None else [m[:, :, lo:hi] for m in masks]
+            sub_rng = None if rng is None else np.random.default_rng(seeds[k])
+            masks = self._dropout_masks(hi - lo, T, sub_rng)
             x = x_ids[lo:hi]
-            loss, caches, next_state = self._forward(x, y_ids[lo:hi], sub_state, sub_masks, ws, N * T)
+            loss, caches, next_state = self._forward(x, y_ids[lo:hi], sub_state, masks, ws, N * T)
             return loss, self._backward(x, caches), next_state
 
         with _single_threaded_blas():
