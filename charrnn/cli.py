@@ -186,7 +186,7 @@ def _train_options(f):
     pos_int, nonneg_int = click.IntRange(min=1), click.IntRange(min=0)
     options = [
         click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", help="Recurrent cell."),
-        click.option("--hidden-size", type=click.IntRange(1, 65536), default=256, help="Units per layer."),
+        click.option("--hidden-size", type=pos_int, default=256, help="Units per layer."),
         click.option("--num-layers", type=click.IntRange(1, 64), default=2, help="Stacked recurrent layers."),
         click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
                      help="Dropout between layers and before the output."),
@@ -269,10 +269,11 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
         best = "no validation loss (--val-fraction 0)" if result.best_val_loss is None else (
             f"best validation loss {result.best_val_loss:.4f} nats/char "
             f"({result.best_val_loss / math.log(2):.3f} bits/char)")
+        saved = ", ".join(str(run / f) for f in ("best.npz", "latest.npz") if (run / f).exists())
         click.echo(
             f"done ({result.reason.replace('_', ' ')}) after {result.step} steps, "
             f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"
-            f"checkpoints: {run}/best.npz, {run}/latest.npz\n"
+            f"checkpoints: {saved}\n"
             f"next: charrnn sample {run}",
             err=True,
         )

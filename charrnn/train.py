@@ -26,7 +26,9 @@ from charrnn.optim import DEFAULT_LR, LRSchedule, clip_grad_norm, make_optimizer
 from charrnn.runs import RunLock
 
 LOG_NAME = "log.jsonl"
-SHAPE_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length")
+# options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
+FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
+                 "optimizer", "seed")
 MAX_DIVERGENCES = 3
 
 
@@ -44,7 +46,7 @@ class TrainConfig:
     seq_length: int = 100  # BPTT steps per batch
     batch_size: int = 64  # parallel streams
     val_fraction: float = 0.1  # last part of the text held out for validation
-    val_max_chars: int = 1_000_000  # cap on the validation characters scored per evaluation
+    val_max_chars: int = 200_000  # evaluations score at most the first this-many val characters
     # optimisation
     optimizer: str = "adam"  # "adam", "rmsprop", "adagrad" or "sgd"
     learning_rate: float | None = None  # None: the optimizer's default
@@ -230,7 +232,7 @@ def _clean_temporaries(run_dir):
 
 
 def _corpus_fingerprint(ids):
-    return {"chars": int(ids.size), "crc32": zlib.crc32(ids.tobytes())}
+    return {"chars": int(ids.size), "crc32": zlib.crc32(np.ascontiguousarray(ids))}  # no copy
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +277,7 @@ class Trainer:
         self.stream = data.BatchStream(train_ids, cfg.batch_size, cfg.seq_length)
         self.val_stream = None
         if val_ids is not None and val_ids.size >= 2:
+            val_ids = val_ids[: cfg.val_max_chars]
             n_val, t_val, _ = data.fit_batch_shape(val_ids.size, cfg.batch_size, cfg.seq_length)
             self.val_stream = data.BatchStream(val_ids, n_val, t_val)
         self.optimizer = make_optimizer(cfg.optimizer, model.params)
@@ -292,7 +295,9 @@ class Trainer:
         self.rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
         self.state = model.init_state(cfg.batch_size)
         self._session_start = time.perf_counter()
+        self._stopped_at = None  # the clock stops when training does, so a resume continues it
         self._snapshot = None
+        self.latest_step = None  # the step latest.npz was last written at, in this session
 
     # -- state in and out of checkpoints -------------------------------------------------------
 
@@ -343,6 +348,8 @@ class Trainer:
             state=self.state,
         )
         checkpoint.save(path, ckpt)
+        if kind == "latest":
+            self.latest_step = self.step
         self.log("checkpoint", path=str(path), kind=kind)
 
     def take_snapshot(self):
@@ -355,6 +362,13 @@ class Trainer:
             (self.step, self.epoch, self.batch),
         )
         self.divergences = 0
+
+    def finite(self):
+        """Whether the weights and the optimizer state hold only finite numbers: an update can
+        overflow them even when the loss and the gradients were finite."""
+        arrays = [*self.model.params.values()]
+        arrays += [a for per_key in self.optimizer.state.values() for a in per_key.values()]
+        return all(np.isfinite(a).all() for a in arrays)
 
     def roll_back(self):
         params, optim, rng_state, state, position = self._snapshot
@@ -369,6 +383,8 @@ class Trainer:
 
     @property
     def elapsed(self):
+        if self._stopped_at is not None:
+            return self._stopped_at
         return self.elapsed_before + (time.perf_counter() - self._session_start)
 
     @property
@@ -455,15 +471,23 @@ class Trainer:
             t0 = time.perf_counter()
             x, y = self.stream.batch(self.batch)
             lr = self.lr()
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):  # overflows are caught below
                 loss, grads, next_state = self.model.loss_and_grads(x, y, self.state, rng=use_rng)
-            norm = clip_grad_norm(grads, cfg.grad_clip)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                if not self.diverged(loss, norm):
+                norm = clip_grad_norm(grads, cfg.grad_clip)
+                bad = None
+                if not math.isfinite(loss):
+                    bad = "loss"
+                elif not math.isfinite(norm):
+                    bad = "gradient norm"
+                else:
+                    self.optimizer.step(self.model.params, grads, lr)
+                    if not self.finite():
+                        bad = "weights after the update"
+            if bad:
+                if not self.diverged(bad):
                     reason = "diverged"
                     break
                 continue
-            self.optimizer.step(self.model.params, grads, lr)
             self.state = next_state
             self.step += 1
             self.batch += 1
@@ -485,34 +509,38 @@ class Trainer:
                 self.take_snapshot()
         return self.finish(reason)
 
-    def diverged(self, loss, norm):
-        """Roll back to the last good state and halve the learning rate.
+    def diverged(self, what):
+        """Roll back to the last good state and halve the learning rate; `what` went non-finite.
 
-        Returns False (stop) at the MAX_DIVERGENCES-th divergence in a row, that is without a
-        new good snapshot (taken at each checkpoint) in between.
+        Logs `diverged` with the step that failed. Returns False (stop) at the
+        MAX_DIVERGENCES-th divergence in a row, that is without a new good snapshot (taken at
+        each checkpoint) in between.
         """
-        count = self.divergences + 1
-        what = "loss" if not math.isfinite(loss) else "gradient norm"
-        step = self.step
+        failed = self.step + 1
         self.roll_back()
-        self.divergences = count
-        if count >= MAX_DIVERGENCES:
-            self.log("diverged", reason=f"non-finite {what}", lr=self.lr(), count=count)
-            return False
-        self.lr_scale *= 0.5
-        self.log("diverged", reason=f"non-finite {what}", lr=self.lr(), count=count)
-        self.reporter.message(
-            f"training diverged at step {step} (non-finite {what}); rolled back to step "
-            f"{self.step} and halved the learning rate to {self.lr():.3g}."
-        )
-        return True
+        self.divergences += 1
+        stop = self.divergences >= MAX_DIVERGENCES
+        if not stop:
+            self.lr_scale *= 0.5
+        self.log("diverged", step=failed, reason=f"non-finite {what}", rolled_back_to=self.step,
+                 lr=self.lr(), count=self.divergences)
+        if not stop:
+            self.reporter.message(
+                f"training diverged at step {failed} (non-finite {what}); rolled back to step "
+                f"{self.step} and halved the learning rate to {self.lr():.3g}."
+            )
+        return not stop
 
     def finish(self, reason):
+        self._stopped_at = self.elapsed
+        saved = self.latest_step == self.step and reason != "diverged"  # latest.npz is current
         if reason == "interrupted":
             self.log("interrupt")
         elif reason != "diverged" and self.last_eval_step != self.step and self.step > 0:
             self.eval_and_save_best()
-        self.save("latest")  # after a divergence: the last good state, rolled back to
+            saved = False
+        if not saved:
+            self.save("latest")  # after a divergence: the last good state, rolled back to
         self.log("end", reason=reason, best_val_loss=self.best_val_loss)
         message = ""
         if reason == "diverged":
@@ -532,7 +560,7 @@ class Trainer:
 
 def _load_corpus(corpus, encoding):
     """(text, corpus record for the log, description) for a path or None (the demo corpus)."""
-    if corpus is None or corpus == "demo":
+    if corpus is None:
         text, description = data.demo_corpus()
         return text, "demo", description
     text = data.read_text(corpus, encoding)
@@ -540,20 +568,38 @@ def _load_corpus(corpus, encoding):
 
 
 def _resumed_config(ckpt, overrides, reporter):
-    """The run's saved config with the user's explicit overrides; shape changes are errors."""
+    """The run's saved config with the user's explicit overrides; changing the model's shape,
+    the optimizer or the seed is an error, any other change a notice."""
     saved = TrainConfig(**ckpt.training["train_config"])
     changes = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
-    shape = [k for k in changes if k in SHAPE_OPTIONS]
-    if shape:
-        given = ", ".join(f"--{k.replace('_', '-')} {changes[k]}" for k in shape)
-        kept = ", ".join(f"{getattr(saved, k)}" for k in shape)
+    fixed = [k for k in changes if k in FIXED_OPTIONS]
+    if fixed:
+        given = ", ".join(f"--{k.replace('_', '-')} {changes[k]}" for k in fixed)
+        kept = ", ".join(f"--{k.replace('_', '-')} {getattr(saved, k)}" for k in fixed)
         raise CharRNNError(
             f"cannot resume with {given}: the run was trained with {kept}; drop those options "
             "or start a new run."
         )
-    for k, v in changes.items():
-        reporter.message(f"note: {k.replace('_', '-')} changes from {getattr(saved, k)} to {v}.")
-    return replace(saved, **changes)
+    new = replace(saved, **changes)
+    for k in changes:
+        old, now = getattr(saved, k), getattr(new, k)
+        if k == "learning_rate":  # None means the optimizer's default: show the rate itself
+            old, now = saved.base_lr, new.base_lr
+        reporter.message(f"note: {k.replace('_', '-')} changes from {old} to {now}.")
+    return new
+
+
+def _new_run_dir(out_dir, name, corpus):
+    """The directory of a new run: `name`, or one derived from the corpus file name."""
+    if name is None:
+        name = unique_name(out_dir, "demo" if corpus is None else Path(corpus).stem)
+    run_dir = Path(out_dir) / validate_name(name)
+    if run_dir.exists():
+        raise RunError(
+            f"run '{name}' already exists in {out_dir}; continue it with: charrnn train "
+            f"--resume {run_dir}  (or choose another --name)."
+        )
+    return run_dir
 
 
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
@@ -579,7 +625,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         if "train_config" not in ckpt.training:
             raise CharRNNError(f"{ckpt_path} holds a model without training state; it cannot be resumed.")
         cfg = _resumed_config(ckpt, overrides, reporter)
-        if corpus is None:
+        if corpus is None and ckpt.training.get("corpus") != "demo":
             corpus = ckpt.training.get("corpus")
     else:
         cfg = TrainConfig(**overrides)
@@ -587,6 +633,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             cfg = replace(cfg, time_limit=default_time_limit)
         if cfg.seed is None:
             cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
+        run_dir = _new_run_dir(out_dir, name, corpus)
+    if cfg.patience and not cfg.val_fraction:
+        raise CharRNNError("--patience counts evaluations on the validation split, which "
+                           "--val-fraction 0 leaves empty; drop one of the two.")
 
     text, corpus_record, description = _load_corpus(corpus, encoding)
     if ckpt is not None:
@@ -607,17 +657,11 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         reporter.message("warning: " + warning)
         cfg = replace(cfg, batch_size=batch_size, seq_length=seq_length)
     check_memory(cfg, vocab.size)
+    if val_ids.size > cfg.val_max_chars:
+        reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
+                         f"{val_ids.size:,} validation characters.")
 
     if ckpt is None:
-        if name is None:
-            base = "demo" if corpus_record == "demo" else Path(corpus).stem
-            name = unique_name(out_dir, base)
-        run_dir = Path(out_dir) / validate_name(name)
-        if run_dir.exists():
-            raise RunError(
-                f"run '{name}' already exists in {out_dir}; continue it with: charrnn train "
-                f"--resume {run_dir}  (or choose another --name)."
-            )
         model = CharRNN(cfg.model_config(vocab.size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
     else:
         model = ckpt.model
@@ -636,6 +680,12 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             trainer.restore(ckpt)
             if trainer.fingerprint != ckpt.training.get("corpus_fingerprint"):
                 reporter.message("note: the training text differs from the one this run started on.")
+            done = trainer.stop_reason()
+            if done:
+                option = {"max_steps": "--max-steps", "epochs": "--epochs",
+                          "time_limit": "--time-limit", "early_stopping": "--patience"}[done]
+                reporter.message(f"note: the run has already reached its {option} limit; pass a "
+                                 f"larger {option} to train it further.")
         trainer.log(
             "start",
             wall=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -644,7 +694,8 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             config={"model": model.config.to_json(), "train": asdict(cfg), "corpus": corpus_record,
                     "num_params": model.num_params, "lr_schedule": trainer.schedule.to_json(),
                     "vocab_size": vocab.size, "train_chars": int(train_ids.size),
-                    "val_chars": int(val_ids.size)},
+                    "val_chars": int(val_ids.size),
+                    "val_scored_chars": int(min(val_ids.size, cfg.val_max_chars))},
         )
         reporter.start({
             "run_dir": str(run_dir), "name": run_dir.name, "description": description,

@@ -533,19 +533,23 @@ class TrainProgress:
 
         cfg = info["config"]
         verb = "resuming" if info["resumed"] else "training"
+        step_budgets = [b for b in (info["max_steps"], info["epochs"] and math.ceil(
+            info["epochs"] * info["steps_per_epoch"])) if b]
+        budget = [f"{info['max_steps']:,} steps" if info["max_steps"] else "",
+                  f"{info['epochs']:g} epochs" if info["epochs"] else "",
+                  fmt_duration(info["time_limit"]) if info["time_limit"] else ""]
         self.message(
             f"{verb} run '{info['name']}' in {info['run_dir']}: {cfg.cell} "
             f"{cfg.num_layers}×{cfg.hidden_size} ({fmt_count(info['num_params'])} parameters), "
-            f"batch {cfg.batch_size} × {cfg.seq_length} characters; {info['description']}"
+            f"batch {cfg.batch_size} × {cfg.seq_length} characters, for "
+            f"{' or '.join(b for b in budget if b)}; {info['description']}"
         )
         total, initial = None, info["step"]
-        if info["max_steps"]:
-            total = info["max_steps"]
-        elif info["epochs"]:
-            total = math.ceil(info["epochs"] * info["steps_per_epoch"])
+        if step_budgets:
+            total = min(step_budgets)
         elif info["time_limit"]:
             self.by_time = True
-            total, initial = round(info["time_limit"]), round(info["elapsed"])
+            total, initial = math.ceil(info["time_limit"]), int(info["elapsed"])
         fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
         if self.by_time:
             fmt = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
@@ -566,7 +570,7 @@ class TrainProgress:
         postfix["chars/s"] = fmt_count(self.speed)
         self.bar.set_postfix(postfix, refresh=False)
         if self.by_time:
-            self.bar.update(max(0, min(round(elapsed), self.bar.total) - self.bar.n))
+            self.bar.update(max(0, min(int(elapsed), self.bar.total) - self.bar.n))
         else:
             self.bar.update(max(0, step - self.bar.n))
 
