@@ -1,0 +1,209 @@
+"""Resuming a run exactly, Ctrl-C, and what may and may not change on --resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import charrnn
+from charrnn import train as train_module
+from train_helpers import (TINY, all_finite, assert_same_arrays, events, files_snapshot, load,
+                           make_corpus, train)
+
+RESUMABLE = [*TINY, "--seed", 7, "--eval-every", 5, "--checkpoint-every", 7, "--dropout", 0.2]
+
+
+def exact_corpus(path, chars):
+    """A corpus of exactly `chars` characters, to place epoch boundaries where a test wants."""
+    text = make_corpus(path, chars=chars).read_text()[:chars]
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("chars, extra", [
+    (720, ["--cell", "lstm"]),  # 10 steps an epoch: the resume lands on an epoch boundary
+    (520, ["--cell", "gru", "--optimizer", "rmsprop"]),  # 7 an epoch: mid-epoch
+    (520, ["--cell", "rnn", "--optimizer", "adagrad", "--num-layers", 1]),
+    (1040, ["--batch-size", 8, "--threads", 2]),  # the batch split across threads
+])
+def test_twenty_steps_resumed_to_forty_equal_forty_straight(tmp_path, chars, extra):
+    """With `--lr-schedule constant` the learning rate does not depend on --max-steps, so a run
+    stopped by `--max-steps 20` and resumed with `--max-steps 40` must end bit for bit where a
+    40-step run ends (weights, optimizer state, carried hidden state, data position, RNG).
+    The default cosine schedule decays over --max-steps, so there the two runs would differ by
+    design; test_interrupted_cosine_run_resumes_exactly covers it."""
+    corpus = exact_corpus(tmp_path / "c.txt", chars)
+    out = tmp_path / "runs"
+    opts = [*RESUMABLE, *extra, "--lr-schedule", "constant", "--out-dir", out, "-q"]
+    assert train(corpus, *opts, "--max-steps", 40, "--name", "straight").exit_code == 0
+    assert train(corpus, *opts, "--max-steps", 20, "--name", "split").exit_code == 0
+    assert load(out / "split" / "latest.npz").training["step"] == 20
+    result = train("--resume", out / "split", *opts, "--max-steps", 40)
+    assert result.exit_code == 0, result.stderr
+
+    straight, split = load(out / "straight" / "latest.npz"), load(out / "split" / "latest.npz")
+    assert_same_arrays(straight, split)
+    for key in ("step", "epoch", "batch", "rng", "lr_scale"):
+        assert straight.training[key] == split.training[key], key
+    assert straight.training["epoch"] >= 2
+    assert events(out / "split", "start")[1]["resumed"] is True
+
+
+class InterruptAt(train_module.Reporter):
+    """Sends this process a real SIGINT after `step`, as Ctrl-C would."""
+
+    def __init__(self, step):
+        self.at = step
+
+    def update(self, step, loss, chars_per_sec, lr, elapsed):
+        if step == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_interrupted_cosine_run_resumes_exactly(tmp_path):
+    """The default schedule (warm-up, then cosine decay over --max-steps 40): a run interrupted
+    by SIGINT after step 20 and resumed ends bit for bit like the uninterrupted run."""
+    corpus = exact_corpus(tmp_path / "c.txt", 520)
+    options = dict(hidden_size=16, batch_size=4, seq_length=16, warmup_steps=8, max_steps=40,
+                   seed=7, eval_every=5, checkpoint_every=7, dropout=0.2)
+    out = tmp_path / "runs"
+    straight = train_module.train(corpus, options, out_dir=out, name="straight")
+    assert (straight.reason, straight.step) == ("max_steps", 40)
+
+    stopped = train_module.train(corpus, options, out_dir=out, name="split", reporter=InterruptAt(20))
+    assert (stopped.reason, stopped.step) == ("interrupted", 20)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert [r["event"] for r in events(out / "split")][-3:] == ["interrupt", "checkpoint", "end"]
+    resumed = train_module.train(None, {}, resume=out / "split")
+    assert (resumed.reason, resumed.step) == ("max_steps", 40)
+
+    a, b = load(out / "straight" / "latest.npz"), load(out / "split" / "latest.npz")
+    assert_same_arrays(a, b)
+    lrs = {r["step"]: r["lr"] for r in events(out / "straight", "train")}
+    assert lrs == {r["step"]: r["lr"] for r in events(out / "split", "train")}
+    assert lrs[10] > lrs[20] > lrs[30] > lrs[40]
+
+
+def test_ctrl_c_saves_and_exits_130_and_the_run_resumes(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", str(corpus), *map(str, TINY),
+         "--max-steps", "1000000", "--out-dir", str(out), "--name", "run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "run" / "log.jsonl").exists() or not events(out / "run", "train"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    assert f"charrnn train --resume {out / 'run'}" in stderr
+
+    log = events(out / "run")
+    assert [r["event"] for r in log][-3:] == ["interrupt", "checkpoint", "end"]
+    assert log[-1]["reason"] == "interrupted"
+    latest = load(out / "run" / "latest.npz")
+    assert latest.training["step"] == log[-1]["step"] >= 10 and all_finite(latest)
+    assert not list((out / "run").glob(".tmp-*"))
+
+    step = latest.training["step"]
+    result = train("--resume", out / "run", "--max-steps", step + 5, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert events(out / "run", "end")[-1]["step"] == step + 5
+
+
+def test_time_and_steps_continue_across_a_resume(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 10, "--out-dir", out, "-q").exit_code == 0
+    first_end = events(out / "c", "end")[-1]
+    assert train("--resume", out / "c", "--max-steps", 20, "-q").exit_code == 0
+    log = events(out / "c")
+    starts = [r for r in log if r["event"] == "start"]
+    assert len(starts) == 2 and starts[1]["step"] == 10
+    assert starts[1]["time"] >= first_end["time"] > 0
+    assert [r["time"] for r in log] == sorted(r["time"] for r in log)
+    assert [r["step"] for r in log if r["event"] == "train"] == [10, 20]
+
+
+def test_resume_from_a_checkpoint_file(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 10, "--eval-every", 4, "--out-dir", out, "-q").exit_code == 0
+    assert load(out / "c" / "best.npz").training["step"] in (4, 8, 10)
+    best_step = load(out / "c" / "best.npz").training["step"]
+    result = train("--resume", out / "c" / "best.npz", "--max-steps", 12, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert events(out / "c", "start")[-1]["step"] == best_step
+    assert load(out / "c" / "latest.npz").training["step"] == 12
+
+
+@pytest.mark.parametrize("option, value, saved", [
+    ("--hidden-size", 32, 16), ("--cell", "gru", "lstm"), ("--num-layers", 3, 2),
+    ("--batch-size", 8, 4), ("--seq-length", 8, 16), ("--dtype", "float64", "float32"),
+    ("--optimizer", "sgd", "adam"), ("--seed", 99, 1),
+])
+def test_contradicting_the_checkpoint_on_resume_is_refused(tmp_path, option, value, saved):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 3, "--seed", 1, "--out-dir", out, "-q").exit_code == 0
+    before = files_snapshot(out)
+    result = train("--resume", out / "c", option, value, "--max-steps", 6)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert f"{option} {value}" in result.stderr and f"{option} {saved}" in result.stderr
+    assert files_snapshot(out) == before
+
+
+def test_training_options_may_change_on_resume_with_a_notice(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    opts = [*TINY, "--lr-schedule", "constant", "--out-dir", out]
+    assert train(corpus, *opts, "--max-steps", 10, "-q").exit_code == 0
+    result = train("--resume", out / "c", "--learning-rate", 0.01, "--max-steps", 20,
+                   "--dropout", 0.3)
+    assert result.exit_code == 0, result.stderr
+    assert "note: learning-rate changes from 0.002 to 0.01" in result.stderr
+    assert "note: max-steps changes from 10 to 20" in result.stderr
+    assert "note: dropout changes from 0.1 to 0.3" in result.stderr
+    assert [r["lr"] for r in events(out / "c", "train")] == [0.002, 0.01]
+    ckpt = load(out / "c" / "latest.npz")
+    assert ckpt.config.dropout == 0.3 and ckpt.training["train_config"]["max_steps"] == 20
+
+
+def test_resuming_a_finished_run_says_how_to_continue(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 5, "--out-dir", out, "-q").exit_code == 0
+    result = train("--resume", out / "c")
+    assert result.exit_code == 0, result.stderr
+    assert "already reached its --max-steps limit" in result.stderr
+    assert load(out / "c" / "latest.npz").training["step"] == 5
+
+
+def test_resume_problems_are_clean_errors(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 3, "--out-dir", out, "-q").exit_code == 0
+    (tmp_path / "nothing").mkdir()
+    other = tmp_path / "other.txt"
+    other.write_text("Ωmega " * 200)
+    before = files_snapshot(out)
+    for args, phrase in [
+        (["--resume", tmp_path / "missing"], "no such run"),
+        (["--resume", tmp_path / "nothing"], "no checkpoint"),
+        ([other, "--resume", out / "c"], "'Ω'"),
+    ]:
+        result = train(*args, "--max-steps", 6, "-q")
+        assert result.exit_code == 1 and phrase in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert files_snapshot(out) == before
