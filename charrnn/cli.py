@@ -195,13 +195,16 @@ def _train_options(f):
         click.option("--seq-length", type=pos_int, default=100, help="Characters per BPTT window."),
         click.option("--batch-size", type=pos_int, default=64, help="Parallel streams per step."),
         click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
-                     help="Last part of the text held out for validation."),
+                     help="Last part of the text held out for validation (each evaluation "
+                     "scores at most its first 200,000 characters)."),
         click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
                      default="adam", help="Optimizer."),
         click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-                     default=None, help="Peak learning rate [default: 2e-3 for adam and rmsprop]."),
+                     default=None, help="Peak learning rate [default: 2e-3 for adam and rmsprop, 0.1 for adagrad, 1 for sgd]."),
         click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
-                     help="After warm-up: cosine decay over the budget, or constant."),
+                     help="After the linear warm-up: cosine decay to 0.1x the rate over the "
+                     "budget (progress = the largest used fraction of --max-steps, --epochs and "
+                     "--time-limit), or constant. Recorded in the log's start event."),
         click.option("--warmup-steps", type=nonneg_int, default=100, help="Linear learning-rate warm-up."),
         click.option("--grad-clip", type=click.FloatRange(min=0), default=5.0,
                      help="Clip the global gradient norm to this (0 = off)."),
@@ -256,8 +259,12 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
     explicit = {k: v for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     reporter = Reporter() if quiet else TrainProgress()
-    result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume, encoding=encoding,
-                   reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT)
+    try:
+        result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume,
+                       encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT)
+    except KeyboardInterrupt:  # while reading the corpus: nothing to save yet
+        click.echo("interrupted before training started.", err=True)
+        ctx.exit(130)
     if result.reason == "diverged":
         raise click.ClickException(result.message)
     run = result.run_dir

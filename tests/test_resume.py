@@ -207,3 +207,15 @@ def test_resume_problems_are_clean_errors(tmp_path):
         assert result.exit_code == 1 and phrase in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert files_snapshot(out) == before
+
+
+def test_ctrl_c_while_reading_the_corpus_exits_130_without_a_run(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "c.txt")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("charrnn.data.read_text", interrupted)
+    result = train(corpus, *TINY, "--max-steps", 3, "--out-dir", tmp_path / "runs")
+    assert result.exit_code == 130 and "interrupted before training started" in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,13 +1,16 @@
 """`charrnn train` end to end: a run's files and log, budgets, bad input, names, the demo and
 Unicode corpora, divergence. Resuming and Ctrl-C are in test_resume.py."""
 
+import io
 import math
 
 import numpy as np
 import pytest
 
+from charrnn import train as train_module
 from charrnn.model import CharRNN
 from charrnn.runs import RunLock
+from charrnn.ui import TrainProgress
 from train_helpers import (TINY, all_finite, events, files_snapshot, load, make_corpus, train)
 
 
@@ -48,13 +51,18 @@ def test_a_run_writes_checkpoints_and_a_complete_log(tmp_path, corpus):
     times = [r["time"] for r in log]
     assert times == sorted(times)
 
+    assert [r["step"] for r in events(run, "checkpoint") if r["kind"] == "latest"] == [10, 20]
     latest = load(run / "latest.npz")
     assert latest.training["step"] == 20
+    assert {"step", "epoch", "batch", "rng", "lr_scale", "lr_schedule", "best_val_loss",
+            "train_config", "optimizer", "corpus"} <= latest.training.keys()
     assert latest.training["train_config"]["max_steps"] == 20
     assert latest.vocab.chars == "".join(sorted(set(corpus.read_text())))
     assert latest.optim and latest.state is not None
     assert load(run / "best.npz").training["best_val_loss"] == min(r["val_loss"] for r in evals)
 
+    # without a terminal, each evaluation is a plain line instead of the bar
+    assert "step 10: train loss " in result.stderr and " bits/char)" in result.stderr
     # the summary: best val loss, where the checkpoints are, what to run next
     assert "best validation loss" in result.stderr
     assert str(run / "best.npz") in result.stderr
@@ -423,3 +431,21 @@ def test_samples_during_training_go_to_stderr_and_the_log_without_changing_train
     assert train(corpus, *opts, "--name", "plain", "-q").exit_code == 0
     a, b = load(out / "sampled" / "latest.npz"), load(out / "plain" / "latest.npz")
     assert all(np.array_equal(a.model.params[k], b.model.params[k]) for k in a.model.params)
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("budget, shown", [({"max_steps": 30}, "30/30"),
+                                           ({"time_limit": 1.0}, "<")])
+def test_progress_bar_on_a_terminal(tmp_path, corpus, budget, shown):
+    screen = FakeTerminal()
+    options = dict(hidden_size=16, batch_size=4, seq_length=16, warmup_steps=0, eval_every=10,
+                   sample_every=15, **budget)
+    train_module.train(corpus, options, out_dir=tmp_path / "runs", reporter=TrainProgress(screen))
+    text = screen.getvalue()
+    assert "train:" in text and shown in text
+    assert "loss=" in text and "val=" in text and "chars/s=" in text
+    assert "--- sample at step 15 ---" in text
