@@ -67,15 +67,21 @@ def param_shapes(config):
 def init_params(config, rng, dtype=np.float32):
     """Initial parameters that train well.
 
-    Wx and head.W ~ U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's default); each gate block of Wh is a
-    random orthogonal matrix, which keeps the recurrent signal from exploding or vanishing early;
-    biases 0 except the LSTM forget gate, 1, so that cells remember by default.
+    Layer 0's Wx is a lookup table (its input is one-hot), so its rows are initialised like an
+    embedding, ~ N(0, 1): with PyTorch's U(-1/sqrt(H), 1/sqrt(H)) the input barely moves the
+    gates and training sits at the unigram loss (~3.3 nats on Shakespeare) for 100+ steps
+    (measured here, for torch's nn.LSTM too). Other Wx and head.W ~ U(-1/sqrt(H), 1/sqrt(H));
+    each gate block of Wh is a random orthogonal matrix, which keeps the recurrent signal from
+    exploding or vanishing early; biases 0 except the LSTM forget gate, 1, so that cells
+    remember by default.
     """
     H, G = config.hidden_size, GATES[config.cell]
     bound = 1.0 / np.sqrt(H)
     params = {}
     for name, shape in param_shapes(config).items():
-        if name.endswith("Wh"):
+        if name == "layers.0.Wx":
+            value = rng.standard_normal(shape)
+        elif name.endswith("Wh"):
             blocks = [np.linalg.qr(rng.standard_normal((H, H)))[0] for _ in range(G)]
             value = np.concatenate(blocks, axis=1)
         elif name.endswith(("Wx", "W")):
