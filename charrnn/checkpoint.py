@@ -71,22 +71,24 @@ def save(path, ckpt):
     arrays.update({f"optim/{k}": v for k, v in ckpt.optim.items()})
     for layer, arrs in enumerate(ckpt.state or ()):
         arrays.update({f"state/{layer}/{i}": a for i, a in enumerate(arrs)})
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=".npz", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=".npz", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if isinstance(exc, OSError):
+            kept = "the previous checkpoint is intact" if path.exists() else "no file was written"
             raise CheckpointError(
-                f"could not write checkpoint {path}: {exc.strerror or exc}; "
-                "the previous checkpoint is intact."
+                f"could not write checkpoint {path}: {exc.strerror or exc}; {kept}."
             ) from None
         raise
     _fsync_dir(path.parent)
@@ -152,11 +154,15 @@ def _from_arrays(path, arrays):
         raise CheckpointError(f"{path} has invalid metadata ({exc}).") from None
     if dtype not in (np.float32, np.float64) or config.vocab_size != vocab.size:
         raise CheckpointError(f"{path} has invalid metadata (dtype or vocabulary size).")
+    if not isinstance(training, dict):
+        raise CheckpointError(f"{path} has invalid metadata (the training state is not an object).")
     params = {}
     for name, shape in param_shapes(config).items():
         arr = arrays.get(f"params/{name}")
         if arr is None or arr.shape != shape or arr.dtype != dtype:
             raise CheckpointError(f"{path} is inconsistent: parameter {name} is missing or malformed.")
+        if not np.isfinite(arr).all():  # save never writes one: the file was altered
+            raise CheckpointError(f"{path} is corrupt: parameter {name} holds NaN or infinity.")
         params[name] = np.ascontiguousarray(arr)
     model = CharRNN(config, params=params, dtype=dtype)
     optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
@@ -188,12 +194,14 @@ def _read_state(path, arrays, model):
     if not any(k.startswith("state/") for k in arrays):
         return None
     template = model.init_state(1)
+    first = arrays.get("state/0/0")
+    N = first.shape[-1] if first is not None and first.ndim == 2 else None  # every array's streams
     state = []
     for layer, arrs in enumerate(template):
         loaded = []
         for i, a in enumerate(arrs):
             s = arrays.get(f"state/{layer}/{i}")
-            if s is None or s.ndim != 2 or s.shape[0] != a.shape[0] or s.dtype != model.dtype:
+            if s is None or s.dtype != model.dtype or s.shape != (a.shape[0], N):
                 raise CheckpointError(f"{path} is inconsistent: its hidden state is malformed.")
             loaded.append(np.ascontiguousarray(s))
         state.append(tuple(loaded))
