@@ -174,15 +174,25 @@ def _physical_memory():
         return None
 
 
+def _gib(n):
+    gib = n / 2**30
+    return f"{gib:,.1f} GiB" if gib < 1e6 else f"{gib:.1e} GiB"
+
+
+def refuse_oversized(need, what, advice):
+    """Raise CharRNNError, before allocating anything, if `need` bytes exceed 80% of this
+    machine's memory: '{what} needs about N GiB of memory, more than this machine's M GiB;
+    {advice}'."""
+    have = _physical_memory()
+    if have and need > 0.8 * have:
+        raise CharRNNError(f"{what} needs about {_gib(need)} of memory, more than this "
+                           f"machine's {_gib(have)}; {advice}")
+
+
 def check_memory(cfg, vocab_size):
     """Refuse up front a model that cannot fit in this machine's memory."""
-    need, have = estimate_memory(cfg, vocab_size), _physical_memory()
-    if have and need > 0.8 * have:
-        raise CharRNNError(
-            f"this model needs about {need / 2**30:,.1f} GiB of memory to train, more than this "
-            f"machine's {have / 2**30:,.1f} GiB; reduce --hidden-size, --num-layers, "
-            "--batch-size or --seq-length."
-        )
+    refuse_oversized(estimate_memory(cfg, vocab_size), "training this model",
+                     "reduce --hidden-size, --num-layers, --batch-size or --seq-length.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,6 +239,21 @@ def _clean_temporaries(run_dir):
             tmp.unlink()
         except OSError:
             pass
+
+
+def _end_torn_line(path, log):
+    """If a killed (or disk-full) writer left the log's last line half-written, end it, so
+    that the next record starts on a line of its own instead of being glued to the torn one."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return
+        f.seek(-1, os.SEEK_END)
+        torn = f.read(1) != b"\n"
+    if torn:
+        try:
+            log.write(b"\n")
+        except OSError:
+            pass  # the first record's write will fail too, and say so
 
 
 def _corpus_fingerprint(ids):
@@ -328,7 +353,10 @@ class Trainer:
         self.lr_scale = float(t.get("lr_scale", 1.0))
         self.best_val_loss = t.get("best_val_loss")
         self.bad_evals = int(t.get("bad_evals", 0))
-        self.rng.bit_generator.state = t["rng"]
+        try:
+            self.rng.bit_generator.state = t["rng"]
+        except (TypeError, ValueError, KeyError):
+            raise CharRNNError("cannot resume: the checkpoint's random generator state is damaged.") from None
         try:
             self.optimizer.load_state_arrays(ckpt.optim)
         except ValueError as exc:
@@ -392,10 +420,17 @@ class Trainer:
         return self.epoch + self.batch / self.stream.steps_per_epoch
 
     def log(self, event, **fields_):
+        """Append one line to log.jsonl. The file is unbuffered, so a failed write (disk full)
+        leaves nothing pending that closing the file would try, and fail, to write again."""
         record = {"event": event, "step": self.step, "time": round(self.elapsed, 3),
                   "epoch": round(self.epoch_float, 4), **fields_}
-        self.log_file.write(json.dumps(record) + "\n")
-        self.log_file.flush()
+        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            while line:
+                line = line[self.log_file.write(line):]
+        except OSError as exc:
+            raise RunError(f"could not write {self.run_dir / LOG_NAME}: {exc.strerror or exc}; "
+                           "the checkpoints are intact.") from None
 
     def lr(self):
         p = None
@@ -567,6 +602,49 @@ def _load_corpus(corpus, encoding):
     return text, str(Path(corpus).resolve()), f"corpus: {corpus} ({len(text):,} characters)"
 
 
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_amount(value):
+    """A finite number >= 0 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
+
+
+def _check_training_state(t, path):
+    """Refuse, in one sentence, a checkpoint whose training state cannot be resumed: none at
+    all (a bare model), or values of the wrong type or range (a damaged or hand-edited file),
+    which would otherwise fail somewhere inside the training loop."""
+    if "train_config" not in t:
+        raise CharRNNError(f"{path} holds a model without training state; it cannot be resumed.")
+    bad = [k for k in ("step", "epoch", "batch") if not _is_count(t.get(k))]
+    bad += [k for k in ("bad_evals",) if not _is_count(t.get(k, 0))]
+    bad += [k for k in ("time", "lr_scale") if not _is_amount(t.get(k, 0))]
+    bad += [k for k in ("best_val_loss",) if t.get(k) is not None and not _is_amount(t[k])]
+    bad += [k for k in ("rng",) if not isinstance(t.get(k), dict)]
+    bad += [k for k in ("corpus",) if not isinstance(t.get(k, "demo"), str)]
+    saved = t["train_config"]
+    kinds = {f.name: f.type for f in fields(TrainConfig)}
+    if not isinstance(saved, dict) or set(saved) - set(kinds):
+        bad.append("train_config")
+    else:
+        for k, v in saved.items():
+            allowed = getattr(kinds[k], "__args__", (kinds[k],))  # int | None -> (int, NoneType)
+            allowed += (int,) if float in allowed else ()
+            number = isinstance(v, (int, float))
+            if not isinstance(v, allowed) or isinstance(v, bool) or (number and not _is_amount(v)):
+                bad.append(f"train_config.{k}")
+    if bad:
+        raise CharRNNError(f"{path} has a damaged training state ({', '.join(bad)}); it cannot "
+                           "be resumed, but sample, eval and info can still use it.")
+
+
+def _file_identity(path):
+    """What changes when a checkpoint is replaced (os.replace gives it a new inode)."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _resumed_config(ckpt, overrides, reporter):
     """The run's saved config with the user's explicit overrides; changing the model's shape,
     the optimizer or the seed is an error, any other change a notice."""
@@ -594,6 +672,12 @@ def _new_run_dir(out_dir, name, corpus):
     if name is None:
         name = unique_name(out_dir, "demo" if corpus is None else Path(corpus).stem)
     run_dir = Path(out_dir) / validate_name(name)
+    if run_dir.exists() and not any((run_dir / f).is_file() for f in ("latest.npz", "best.npz")):
+        raise RunError(
+            f"run '{name}' already exists in {out_dir} but has no checkpoint to continue from "
+            f"(it stopped before its first save, or is still starting); delete {run_dir} or "
+            "choose another --name."
+        )
     if run_dir.exists():
         raise RunError(
             f"run '{name}' already exists in {out_dir}; continue it with: charrnn train "
@@ -621,9 +705,9 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
     ckpt = None
     if resume is not None:
         run_dir, ckpt_path = _resume_target(resume)
+        loaded_file = _file_identity(ckpt_path)
         ckpt = checkpoint.load(ckpt_path)
-        if "train_config" not in ckpt.training:
-            raise CharRNNError(f"{ckpt_path} holds a model without training state; it cannot be resumed.")
+        _check_training_state(ckpt.training, ckpt_path)
         cfg = _resumed_config(ckpt, overrides, reporter)
         if corpus is None and ckpt.training.get("corpus") != "demo":
             corpus = ckpt.training.get("corpus")
@@ -672,8 +756,12 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         run_dir.mkdir(parents=True, exist_ok=ckpt is not None)
     except OSError as exc:
         raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}.") from None
-    with RunLock(run_dir), open(run_dir / LOG_NAME, "a", encoding="utf-8") as log, _Interrupt() as interrupt:
+    with RunLock(run_dir), open(run_dir / LOG_NAME, "ab", buffering=0) as log, _Interrupt() as interrupt:
+        if ckpt is not None and _file_identity(ckpt_path) != loaded_file:
+            raise RunError(f"{ckpt_path} was replaced while this command started (another process "
+                           "was training the run); run the command again to resume from it.")
         _clean_temporaries(run_dir)
+        _end_torn_line(run_dir / LOG_NAME, log)
         model.threads = cfg.thread_count()
         trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:
