@@ -178,6 +178,16 @@ class Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class FiniteRange(click.FloatRange):
+    """A click.FloatRange that also refuses nan and inf (nan passes every bound check)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 DEFAULT_TIME_LIMIT = 600.0  # a new run with no budget trains for 10 minutes
 
 
@@ -188,28 +198,28 @@ def _train_options(f):
         click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", help="Recurrent cell."),
         click.option("--hidden-size", type=pos_int, default=256, help="Units per layer."),
         click.option("--num-layers", type=click.IntRange(1, 64), default=2, help="Stacked recurrent layers."),
-        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+        click.option("--dropout", type=FiniteRange(0, 1, max_open=True), default=0.1,
                      help="Dropout between layers and before the output."),
         click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
                      help="Floating-point precision."),
         click.option("--seq-length", type=pos_int, default=100, help="Characters per BPTT window."),
         click.option("--batch-size", type=pos_int, default=64, help="Parallel streams per step."),
-        click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+        click.option("--val-fraction", type=FiniteRange(0, 1, max_open=True), default=0.1,
                      help="Last part of the text held out for validation (each evaluation "
                      "scores at most its first 200,000 characters)."),
         click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
                      default="adam", help="Optimizer."),
-        click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+        click.option("--learning-rate", "--lr", "learning_rate", type=FiniteRange(min=0, min_open=True),
                      default=None, help="Peak learning rate [default: 2e-3 for adam and rmsprop, 0.1 for adagrad, 1 for sgd]."),
         click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
                      help="After the linear warm-up: cosine decay to 0.1x the rate over the "
                      "budget (progress = the largest used fraction of --max-steps, --epochs and "
                      "--time-limit), or constant. Recorded in the log's start event."),
         click.option("--warmup-steps", type=nonneg_int, default=100, help="Linear learning-rate warm-up."),
-        click.option("--grad-clip", type=click.FloatRange(min=0), default=5.0,
+        click.option("--grad-clip", type=FiniteRange(min=0), default=5.0,
                      help="Clip the global gradient norm to this (0 = off)."),
         click.option("--max-steps", type=pos_int, default=None, help="Stop after this many steps in all."),
-        click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--epochs", type=FiniteRange(min=0, min_open=True), default=None,
                      help="Stop after this many passes over the text."),
         click.option("--time-limit", type=Duration(), default=None,
                      help="Stop after this much training time, e.g. 90s, 10m, 1h "
@@ -250,6 +260,8 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
       charrnn train corpus.txt --cell gru --hidden-size 512 --time-limit 1h
       charrnn train --resume checkpoints/corpus
     """
+    import signal
+
     from click.core import ParameterSource
 
     from charrnn.train import train
@@ -259,12 +271,32 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
     explicit = {k: v for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     reporter = Reporter() if quiet else TrainProgress()
+    # Ctrl-C before training starts (e.g. while reading the corpus) stops at once; during
+    # training, the loop saves and stops; after that, when train() has restored this handler,
+    # a second Ctrl-C is ignored, so that it cannot turn a clean stop into "Aborted!" or a
+    # death by SIGINT while the command reports and exits.
+    report_start, started = reporter.start, []
+
+    def start(info):
+        started.append(True)
+        report_start(info)
+
+    def on_sigint(signum, frame):
+        if not started:
+            raise KeyboardInterrupt
+
+    reporter.start = start
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    result = None
     try:
         result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume,
                        encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT)
     except KeyboardInterrupt:  # while reading the corpus: nothing to save yet
         click.echo("interrupted before training started.", err=True)
         ctx.exit(130)
+    finally:  # after an interruption, ignore Ctrl-C until the exit, interpreter shutdown included
+        interrupted = result is not None and result.reason == "interrupted"
+        signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted else previous)
     if result.reason == "diverged":
         raise click.ClickException(result.message)
     run = result.run_dir
@@ -345,7 +377,7 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), 
 
 @cli.command("sample")
 @_CKPT_ARG
-@click.option("--temp", "--temperature", "temperature", type=click.FloatRange(min=0), default=0.8,
+@click.option("--temp", "--temperature", "temperature", type=FiniteRange(min=0), default=0.8,
               help="Randomness: lower is safer, higher is wilder; 0 = always the most probable "
                    "character (greedy).")
 @click.option("-n", "--length", type=click.IntRange(min=0), default=500,
@@ -359,7 +391,7 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), 
                    "[default: fresh randomness; the seed used is shown on stderr].")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Sample only among the K most probable characters (1 = greedy).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--top-p", type=FiniteRange(0, 1, min_open=True), default=None,
               help="Sample only among the most probable characters whose probabilities add up "
                    "to P.")
 @click.option("--num-samples", type=click.IntRange(min=1), default=1,
@@ -391,7 +423,8 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     import secrets
 
     from charrnn.data import read_text
-    from charrnn.sampling import generate
+    from charrnn.sampling import generate, memory_needed
+    from charrnn.train import refuse_oversized
 
     if prime is not None and prime_file is not None:
         raise click.UsageError("give --prime or --prime-file, not both.")
@@ -401,6 +434,9 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     if seed is None:
         seed = secrets.randbits(32)
     _, ckpt = _load_checkpoint(target, out_dir, f" (seed {seed})")
+    refuse_oversized(memory_needed(ckpt.model, num_samples, length),
+                     f"generating {num_samples:,} samples of {length:,} characters",
+                     "ask for fewer --num-samples or a smaller --length.")
     skipped = ckpt.vocab.unknown_chars(prime) if unknown == "skip" else ""
     if skipped:
         click.echo(f"skipping {len(skipped)} prime character(s) the model does not know: "
@@ -516,6 +552,10 @@ def eval_command(paths, encoding, fmt, out_dir):
 INFO_TRAINING_KEYS = ("step", "epoch", "best_val_loss", "time", "train_config")
 
 
+def _finite_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @cli.command("info")
 @_CKPT_ARG
 @_FORMAT
@@ -535,7 +575,8 @@ def info_command(target, fmt, out_dir):
     path, ckpt = _load_checkpoint(target, out_dir)
     with np.load(path, allow_pickle=False) as npz:  # already checked by checkpoint.load
         meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-    training = ckpt.training
+    training = {k: v for k, v in ckpt.training.items()  # a damaged file may hold anything
+                if k not in ("step", "epoch", "best_val_loss", "time") or _finite_number(v)}
     info = {
         "checkpoint": str(path),
         "file_size": path.stat().st_size,

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from charrnn.errors import CorpusError
-from charrnn.model import Stepper
+from charrnn.model import GATES, Stepper
 
 START_CHAR = "\n"  # fed first when there is no prime (else the character with id 0)
 UNKNOWN_CHOICES = ("error", "skip")
@@ -42,6 +42,16 @@ def check_options(length, temperature, top_k=None, top_p=None, num_samples=1, un
         raise ValueError(f"num_samples must be >= 1, not {num_samples!r}")
     if unknown not in UNKNOWN_CHOICES:
         raise ValueError(f"unknown must be 'error' or 'skip', not {unknown!r}")
+
+
+def memory_needed(model, num_samples, length):
+    """Rough peak bytes of generating `num_samples` samples of `length` characters: the
+    stepper's per-stream buffers, the picker's two float64 (N, V) rows, and the characters of
+    every sample but the first, which the command line holds until the first is done."""
+    cfg = model.config
+    H, V, G = cfg.hidden_size, cfg.vocab_size, GATES[cfg.cell]
+    per_stream = (2 * cfg.num_layers + 2 * G + 2) * H * model.dtype.itemsize + V * (8 + 16)
+    return num_samples * per_stream + (num_samples - 1) * length * 8
 
 
 def prime_ids(vocab, prime, unknown="error"):
