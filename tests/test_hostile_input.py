@@ -1,0 +1,302 @@
+"""Hostile and wrong input to every command, as one table.
+
+Each case runs one command in a working directory holding a trained run, good and bad text
+files and good and bad checkpoints, and asserts the contract of DESIGN.md: the documented exit
+code (1 for an error, 2 for a click usage error), stderr ending in one `Error:` line (exit 1:
+preceded at most by the `using CKPT` notice of sample/eval/info), no traceback, nothing on
+stdout, and every file and directory that existed before exactly as it was, with nothing new
+created anywhere (so a pickle payload never ran and a run name never escaped the out-dir).
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn.cli import cli
+from test_checkpoint_safety import CASES as BAD_CHECKPOINTS
+from train_helpers import TINY, files_snapshot, make_corpus
+
+ERROR, USAGE = 1, 2
+
+
+def _edit_meta(src, dst, edit):
+    """Copy checkpoint `src` to `dst` with `edit(meta, arrays)` applied, as an attacker might."""
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    edit(meta, arrays)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(dst, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """The working directory every case starts from (copied per case)."""
+    root = tmp_path_factory.mktemp("world")
+    make_corpus(root / "corpus.txt")
+    make_corpus(root / "secret.txt")
+    (root / "other.txt").write_text("Ωmega ∑igma " * 100, encoding="utf-8")
+    (root / "empty.txt").write_bytes(b"")
+    (root / "one.txt").write_bytes(b"x")
+    (root / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    (root / "latin1.txt").write_bytes("café crème ".encode("latin-1") * 50)
+    (root / "euros.txt").write_text("€" * 50, encoding="utf-8")
+    (root / "folder").mkdir()
+    (root / "no-runs").mkdir()
+    result = CliRunner().invoke(cli, ["train", str(root / "corpus.txt"), *TINY, "--max-steps",
+                                      "3", "--eval-every", "1", "--out-dir",
+                                      str(root / "checkpoints"), "--name", "r", "-q"])
+    assert result.exit_code == 0, result.stderr
+    latest = root / "checkpoints" / "r" / "latest.npz"
+    shutil.copy(latest, root / "secret.npz")
+    shutil.copy(latest, root / "model.npz")
+    _edit_meta(latest, root / "nan.npz", lambda m, a: a["params/head.b"].__setitem__(0, np.nan))
+    _edit_meta(latest, root / "damaged.npz", lambda m, a: m["training"].update(step="x"))
+    _edit_meta(latest, root / "extra-option.npz",
+               lambda m, a: m["training"]["train_config"].update(exploit=1))
+    _edit_meta(latest, root / "bare.npz", lambda m, a: m.__setitem__("training", {}))
+    for case in BAD_CHECKPOINTS:
+        directory = root / Path(ck(case)).parent
+        directory.mkdir(parents=True)
+        BAD_CHECKPOINTS[case][0](directory)
+    return root
+
+
+def ck(case):
+    """The path of one of test_checkpoint_safety's bad checkpoints in the working directory."""
+    return f"ck/{case.replace(' ', '-')}/bad.npz"
+
+
+def deny(names):
+    """A setup that makes the files named `names` unreadable (simulated: root ignores modes)."""
+    def setup(monkeypatch):
+        read_bytes, real_open = Path.read_bytes, open
+
+        def refusing_read_bytes(self):
+            if self.name in names:
+                raise PermissionError(13, "Permission denied", str(self))
+            return read_bytes(self)
+
+        def refusing_open(path, *args, **kwargs):
+            if Path(path).name in names:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_bytes", refusing_read_bytes)
+        monkeypatch.setattr(checkpoint, "open", refusing_open, raising=False)
+    return setup
+
+
+TRAIN = ["train", *TINY, "--max-steps", "2", "-q"]  # a case that wrongly trains ends at once
+
+# (id, args, exit code, phrases on stderr, setup)
+CASES = [
+    # ----- train: the corpus
+    ("train missing corpus", [*TRAIN, "nope.txt"], ERROR, ["nope.txt does not exist"]),
+    ("train directory corpus", [*TRAIN, "folder"], ERROR, ["folder is a directory"]),
+    ("train empty corpus", [*TRAIN, "empty.txt"], ERROR, ["empty.txt is empty"]),
+    ("train binary corpus", [*TRAIN, "blob.bin"], ERROR, ["blob.bin looks like a binary file"]),
+    ("train invalid utf-8", [*TRAIN, "latin1.txt"], ERROR, ["not valid utf-8", "--encoding"]),
+    ("train one character", [*TRAIN, "one.txt"], ERROR, ["only 1 character"]),
+    ("train unreadable corpus", [*TRAIN, "secret.txt"], ERROR, ["permission denied"],
+     deny({"secret.txt"})),
+    ("train unknown encoding", [*TRAIN, "corpus.txt", "--encoding", "klingon"], ERROR,
+     ["unknown encoding 'klingon'"]),
+    ("train non-text encoding", [*TRAIN, "corpus.txt", "--encoding", "base64"], ERROR,
+     ["unknown encoding 'base64'"]),
+    # ----- train: absurd sizes, refused before allocating, with an estimate
+    ("train hidden size 1e6", [*TRAIN, "corpus.txt", "--hidden-size", "1000000"], ERROR,
+     ["GiB of memory", "--hidden-size"]),
+    ("train 64 layers of 50k", [*TRAIN, "corpus.txt", "--num-layers", "64", "--hidden-size",
+                                "50000"], ERROR, ["GiB of memory", "--num-layers"]),
+    ("train hidden size 1e30", [*TRAIN, "corpus.txt", "--hidden-size", str(10**30)], ERROR,
+     ["e+", "GiB of memory"]),
+    # ----- train: option values
+    *[(f"train {opt} {value}", [*TRAIN, "corpus.txt", opt, value], USAGE, [opt])
+      for opt, value in [
+          ("--hidden-size", "0"), ("--hidden-size", "-5"), ("--hidden-size", "abc"),
+          ("--num-layers", "0"), ("--cell", "transformer"), ("--dropout", "1"),
+          ("--dropout", "nan"), ("--learning-rate", "0"), ("--learning-rate", "nan"),
+          ("--learning-rate", "inf"), ("--learning-rate", "-1"), ("--grad-clip", "-1"),
+          ("--grad-clip", "nan"), ("--epochs", "inf"), ("--epochs", "0"),
+          ("--val-fraction", "1"), ("--val-fraction", "-0.1"), ("--time-limit", "soon"),
+          ("--time-limit", "0"), ("--time-limit", "-5m"), ("--optimizer", "lbfgs"),
+          ("--dtype", "float16"), ("--seed", "-1"), ("--threads", "0"), ("--max-steps", "0"),
+          ("--batch-size", "0"), ("--seq-length", "-3"), ("--eval-every", "0"),
+          ("--lr-schedule", "linear"), ("--patience", "0"), ("--warmup-steps", "-1")]],
+    ("train unknown option", [*TRAIN, "corpus.txt", "--hidden", "3"], USAGE, ["--hidden"]),
+    ("train out-dir is a file", [*TRAIN, "corpus.txt", "--out-dir", "corpus.txt"], USAGE,
+     ["--out-dir"]),
+    ("train patience without validation", [*TRAIN, "corpus.txt", "--patience", "2",
+                                           "--val-fraction", "0"], ERROR, ["--patience"]),
+    # ----- train: run names that would escape the out-dir or overwrite a run
+    *[(f"train name {name!r}", [*TRAIN, "corpus.txt", "--name", name], ERROR,
+       ["invalid run name"])
+      for name in ["../escaped", "/tmp/abs", "a/b", ".hidden", "", "..", " r", "a\\b"]],
+    ("train existing run", [*TRAIN, "corpus.txt", "--name", "r"], ERROR,
+     ["already exists", "--resume"]),
+    # ----- train --resume
+    ("resume missing", [*TRAIN, "--resume", "nope"], ERROR, ["no such run"]),
+    ("resume directory without checkpoint", [*TRAIN, "--resume", "folder"], ERROR,
+     ["no checkpoint to resume from"]),
+    *[(f"resume {case}", [*TRAIN, "--resume", ck(case)], ERROR, [message])
+      for case, (_, message) in BAD_CHECKPOINTS.items()],
+    ("resume NaN weights", [*TRAIN, "--resume", "nan.npz"], ERROR, ["holds NaN or infinity"]),
+    ("resume damaged training state", [*TRAIN, "--resume", "damaged.npz"], ERROR,
+     ["damaged training state (step)"]),
+    ("resume unknown saved option", [*TRAIN, "--resume", "extra-option.npz"], ERROR,
+     ["damaged training state (train_config)"]),
+    ("resume a bare model", [*TRAIN, "--resume", "bare.npz"], ERROR,
+     ["without training state"]),
+    ("resume unreadable checkpoint", [*TRAIN, "--resume", "secret.npz"], ERROR,
+     ["cannot be read: Permission denied"], deny({"secret.npz"})),
+    ("resume on other characters", [*TRAIN, "other.txt", "--resume", "checkpoints/r"], ERROR,
+     ["cannot resume on this corpus", "'Ω'"]),
+    ("resume changing the model", [*TRAIN, "--resume", "checkpoints/r", "--hidden-size", "32"],
+     ERROR, ["cannot resume with --hidden-size 32"]),
+    # ----- sample
+    ("sample unknown run", ["sample", "nope"], ERROR, ["no run named 'nope'"]),
+    ("sample a directory that is not a run", ["sample", "folder"], ERROR, ["is not a run"]),
+    ("sample without runs", ["sample", "--out-dir", "no-runs"], ERROR, ["no runs"]),
+    *[(f"sample {case}", ["sample", ck(case)], ERROR, [message])
+      for case, (_, message) in BAD_CHECKPOINTS.items()],
+    ("sample NaN weights", ["sample", "nan.npz"], ERROR, ["holds NaN or infinity"]),
+    ("sample unreadable checkpoint", ["sample", "secret.npz"], ERROR, ["cannot be read"],
+     deny({"secret.npz"})),
+    ("sample unknown prime characters", ["sample", "model.npz", "--prime", "héllo€"], ERROR,
+     ["the prime has 2 character(s)", "'é', '€'", "--unknown skip"]),
+    ("sample missing prime file", ["sample", "model.npz", "--prime-file", "nope.txt"], ERROR,
+     ["nope.txt does not exist"]),
+    ("sample directory prime file", ["sample", "model.npz", "--prime-file", "folder"], USAGE,
+     ["--prime-file"]),
+    ("sample binary prime file", ["sample", "model.npz", "--prime-file", "blob.bin"], ERROR,
+     ["binary"]),
+    ("sample invalid utf-8 prime file", ["sample", "model.npz", "--prime-file", "latin1.txt"],
+     ERROR, ["not valid utf-8"]),
+    ("sample empty prime file", ["sample", "model.npz", "--prime-file", "empty.txt"], ERROR,
+     ["empty.txt is empty"]),
+    ("sample unreadable prime file", ["sample", "model.npz", "--prime-file", "secret.txt"],
+     ERROR, ["permission denied"], deny({"secret.txt"})),
+    ("sample prime and prime file", ["sample", "model.npz", "--prime", "a", "--prime-file",
+                                     "corpus.txt"], USAGE, ["not both"]),
+    ("sample ten billion samples", ["sample", "model.npz", "--num-samples", str(10**10)], ERROR,
+     ["GiB of memory", "--num-samples"]),
+    ("sample a huge batch of long samples", ["sample", "model.npz", "--num-samples", "100000",
+                                             "-n", str(10**9)], ERROR, ["GiB of memory"]),
+    *[(f"sample {opt} {value}", ["sample", "model.npz", opt, value], USAGE, [opt])
+      for opt, value in [
+          ("--temp", "-1"), ("--temp", "nan"), ("--temp", "inf"), ("--top-p", "0"),
+          ("--top-p", "1.5"), ("--top-p", "nan"), ("--top-k", "0"), ("--length", "-1"),
+          ("--num-samples", "0"), ("--seed", "-1"), ("--unknown", "ignore"),
+          ("--out-dir", "corpus.txt")]],
+    # ----- eval
+    ("eval without arguments", ["eval"], USAGE, ["give FILE"]),
+    ("eval three arguments", ["eval", "model.npz", "corpus.txt", "corpus.txt"], USAGE,
+     ["give FILE"]),
+    ("eval missing file", ["eval", "model.npz", "nope.txt"], ERROR, ["nope.txt does not exist"]),
+    ("eval directory", ["eval", "model.npz", "folder"], ERROR, ["folder is a directory"]),
+    ("eval empty file", ["eval", "model.npz", "empty.txt"], ERROR, ["empty.txt is empty"]),
+    ("eval binary file", ["eval", "model.npz", "blob.bin"], ERROR, ["binary"]),
+    ("eval invalid utf-8", ["eval", "model.npz", "latin1.txt"], ERROR, ["not valid utf-8"]),
+    ("eval one character", ["eval", "model.npz", "one.txt"], ERROR, ["at least 2 characters"]),
+    ("eval only unknown characters", ["eval", "model.npz", "euros.txt"], ERROR,
+     ["at least 2 characters"]),
+    ("eval unreadable file", ["eval", "model.npz", "secret.txt"], ERROR, ["permission denied"],
+     deny({"secret.txt"})),
+    ("eval unknown encoding", ["eval", "model.npz", "corpus.txt", "--encoding", "klingon"],
+     ERROR, ["unknown encoding"]),
+    ("eval unknown run", ["eval", "nope", "corpus.txt"], ERROR, ["no run named 'nope'"]),
+    ("eval without runs", ["eval", "corpus.txt", "--out-dir", "no-runs"], ERROR, ["no runs"]),
+    *[(f"eval {case}", ["eval", ck(case), "corpus.txt"], ERROR, [message])
+      for case, (_, message) in BAD_CHECKPOINTS.items()],
+    ("eval NaN weights", ["eval", "nan.npz", "corpus.txt"], ERROR, ["holds NaN or infinity"]),
+    ("eval bad format", ["eval", "model.npz", "corpus.txt", "--format", "xml"], USAGE,
+     ["--format"]),
+    # ----- info
+    ("info unknown run", ["info", "nope"], ERROR, ["no run named 'nope'"]),
+    ("info missing checkpoint file", ["info", "nope.npz"], ERROR, ["no run named 'nope.npz'"]),
+    ("info a directory that is not a run", ["info", "folder"], ERROR, ["is not a run"]),
+    ("info without runs", ["info", "--out-dir", "no-runs"], ERROR, ["no runs"]),
+    *[(f"info {case}", ["info", ck(case)], ERROR, [message])
+      for case, (_, message) in BAD_CHECKPOINTS.items()],
+    ("info NaN weights", ["info", "nan.npz"], ERROR, ["holds NaN or infinity"]),
+    ("info unreadable checkpoint", ["info", "secret.npz"], ERROR, ["cannot be read"],
+     deny({"secret.npz"})),
+    ("info bad format", ["info", "model.npz", "--format", "xml"], USAGE, ["--format"]),
+    # ----- logs
+    ("logs unknown run", ["logs", "nope"], ERROR, ["no run named 'nope'"]),
+    ("logs near miss", ["logs", "rr"], ERROR, ["no run named 'rr'", "did you mean: r"]),
+    ("logs a directory that is not a run", ["logs", "folder"], ERROR, ["is not a run"]),
+    ("logs unreadable log", ["logs", "r"], ERROR, ["cannot read", "Permission denied"],
+     deny({"log.jsonl"})),
+    ("logs out-dir is a file", ["logs", "--out-dir", "corpus.txt"], USAGE, ["--out-dir"]),
+    ("logs tiny chart", ["logs", "r", "--height", "1"], USAGE, ["--height"]),
+    ("logs bad format", ["logs", "--format", "xml"], USAGE, ["--format"]),
+    ("logs bad axis", ["logs", "r", "--x", "epoch"], USAGE, ["--x"]),
+    ("logs follow as json", ["logs", "r", "--follow", "--format", "json"], USAGE,
+     ["--follow works only with --format table"]),
+    ("logs plot without a run", ["logs", "--plot", "a.png"], USAGE, ["--plot needs a RUN"]),
+]
+
+
+def tree(root):
+    """Every path under root (directories included): nothing may appear or vanish."""
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+def assert_refused(result, code, phrases):
+    """The documented exit code, one clean `Error:` line last on stderr, nothing on stdout."""
+    stderr = result.stderr
+    assert result.exit_code == code, (result.exit_code, stderr, result.stdout)
+    assert "Traceback" not in stderr and result.stdout == ""
+    lines = stderr.rstrip("\n").split("\n")
+    assert lines[-1].startswith("Error: ") and stderr.count("Error:") == 1, stderr
+    if code == USAGE:  # click's format: usage, a hint, a blank line, the error
+        assert lines[0].startswith("Usage: ") and lines[1].startswith("Try '"), stderr
+    else:  # the error alone, or after the notice naming the checkpoint being used
+        assert all(line.startswith("using ") for line in lines[:-1]), stderr
+    for phrase in phrases:
+        assert phrase in stderr, (phrase, stderr)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c[0]) for c in CASES])
+def test_bad_input_is_one_clean_error_and_changes_nothing(case, template, tmp_path, monkeypatch):
+    _, args, code, phrases, *setup = case
+    work = tmp_path / "work"
+    shutil.copytree(template, work)
+    monkeypatch.chdir(work)
+    before, paths = files_snapshot(tmp_path), tree(tmp_path)
+    for prepare in setup:
+        prepare(monkeypatch)
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "120", "NO_COLOR": "1"})
+    monkeypatch.undo()  # reading is allowed again, for the snapshot
+    assert_refused(result, code, phrases)
+    assert tree(tmp_path) == paths, "a file or directory was created or removed"
+    assert files_snapshot(tmp_path) == before, "a file that existed was changed"
+    assert not Path("/tmp/abs").exists() and not (tmp_path / "escaped").exists()
+    assert not list(template.rglob("pwned"))  # the pickle payload's marker path is absolute
+
+
+def test_the_table_covers_every_command():
+    commands = {args[0] for _, args, *_ in CASES}
+    assert commands == set(cli.commands) == {"train", "sample", "eval", "info", "logs"}
+    assert {code for _, _, code, *_ in CASES} == {ERROR, USAGE}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_a_really_unreadable_corpus(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    corpus.chmod(0)
+    try:
+        result = CliRunner().invoke(cli, ["train", str(corpus), "--out-dir", str(tmp_path / "o")])
+    finally:
+        corpus.chmod(0o644)
+    assert_refused(result, ERROR, ["c.txt cannot be read: permission denied"])
+    assert not (tmp_path / "o").exists()
