@@ -94,6 +94,16 @@ def deny(names):
     return setup
 
 
+def bad_checkpoint_cases(label, argv):
+    """Cases giving `argv(path)` each bad checkpoint of test_checkpoint_safety, one with NaN
+    weights, and an unreadable one."""
+    return [*[(f"{label} {case}", argv(ck(case)), ERROR, [message])
+              for case, (_, message) in BAD_CHECKPOINTS.items()],
+            (f"{label} NaN weights", argv("nan.npz"), ERROR, ["holds NaN or infinity"]),
+            (f"{label} unreadable checkpoint", argv("secret.npz"), ERROR,
+             ["cannot be read: Permission denied"], deny({"secret.npz"}))]
+
+
 TRAIN = ["train", *TINY, "--max-steps", "2", "-q"]  # a case that wrongly trains ends at once
 
 # (id, args, exit code, phrases on stderr, setup)
@@ -146,17 +156,13 @@ CASES = [
     ("resume missing", [*TRAIN, "--resume", "nope"], ERROR, ["no such run"]),
     ("resume directory without checkpoint", [*TRAIN, "--resume", "folder"], ERROR,
      ["no checkpoint to resume from"]),
-    *[(f"resume {case}", [*TRAIN, "--resume", ck(case)], ERROR, [message])
-      for case, (_, message) in BAD_CHECKPOINTS.items()],
-    ("resume NaN weights", [*TRAIN, "--resume", "nan.npz"], ERROR, ["holds NaN or infinity"]),
+    *bad_checkpoint_cases("resume", lambda path: [*TRAIN, "--resume", path]),
     ("resume damaged training state", [*TRAIN, "--resume", "damaged.npz"], ERROR,
      ["damaged training state (step)"]),
     ("resume unknown saved option", [*TRAIN, "--resume", "extra-option.npz"], ERROR,
      ["damaged training state (train_config)"]),
     ("resume a bare model", [*TRAIN, "--resume", "bare.npz"], ERROR,
      ["without training state"]),
-    ("resume unreadable checkpoint", [*TRAIN, "--resume", "secret.npz"], ERROR,
-     ["cannot be read: Permission denied"], deny({"secret.npz"})),
     ("resume on other characters", [*TRAIN, "other.txt", "--resume", "checkpoints/r"], ERROR,
      ["cannot resume on this corpus", "'Ω'"]),
     ("resume changing the model", [*TRAIN, "--resume", "checkpoints/r", "--hidden-size", "32"],
@@ -165,11 +171,7 @@ CASES = [
     ("sample unknown run", ["sample", "nope"], ERROR, ["no run named 'nope'"]),
     ("sample a directory that is not a run", ["sample", "folder"], ERROR, ["is not a run"]),
     ("sample without runs", ["sample", "--out-dir", "no-runs"], ERROR, ["no runs"]),
-    *[(f"sample {case}", ["sample", ck(case)], ERROR, [message])
-      for case, (_, message) in BAD_CHECKPOINTS.items()],
-    ("sample NaN weights", ["sample", "nan.npz"], ERROR, ["holds NaN or infinity"]),
-    ("sample unreadable checkpoint", ["sample", "secret.npz"], ERROR, ["cannot be read"],
-     deny({"secret.npz"})),
+    *bad_checkpoint_cases("sample", lambda path: ["sample", path]),
     ("sample unknown prime characters", ["sample", "model.npz", "--prime", "héllo€"], ERROR,
      ["the prime has 2 character(s)", "'é', '€'", "--unknown skip"]),
     ("sample missing prime file", ["sample", "model.npz", "--prime-file", "nope.txt"], ERROR,
@@ -214,9 +216,7 @@ CASES = [
      ERROR, ["unknown encoding"]),
     ("eval unknown run", ["eval", "nope", "corpus.txt"], ERROR, ["no run named 'nope'"]),
     ("eval without runs", ["eval", "corpus.txt", "--out-dir", "no-runs"], ERROR, ["no runs"]),
-    *[(f"eval {case}", ["eval", ck(case), "corpus.txt"], ERROR, [message])
-      for case, (_, message) in BAD_CHECKPOINTS.items()],
-    ("eval NaN weights", ["eval", "nan.npz", "corpus.txt"], ERROR, ["holds NaN or infinity"]),
+    *bad_checkpoint_cases("eval", lambda path: ["eval", path, "corpus.txt"]),
     ("eval bad format", ["eval", "model.npz", "corpus.txt", "--format", "xml"], USAGE,
      ["--format"]),
     # ----- info
@@ -224,11 +224,7 @@ CASES = [
     ("info missing checkpoint file", ["info", "nope.npz"], ERROR, ["no run named 'nope.npz'"]),
     ("info a directory that is not a run", ["info", "folder"], ERROR, ["is not a run"]),
     ("info without runs", ["info", "--out-dir", "no-runs"], ERROR, ["no runs"]),
-    *[(f"info {case}", ["info", ck(case)], ERROR, [message])
-      for case, (_, message) in BAD_CHECKPOINTS.items()],
-    ("info NaN weights", ["info", "nan.npz"], ERROR, ["holds NaN or infinity"]),
-    ("info unreadable checkpoint", ["info", "secret.npz"], ERROR, ["cannot be read"],
-     deny({"secret.npz"})),
+    *bad_checkpoint_cases("info", lambda path: ["info", path]),
     ("info bad format", ["info", "model.npz", "--format", "xml"], USAGE, ["--format"]),
     # ----- logs
     ("logs unknown run", ["logs", "nope"], ERROR, ["no run named 'nope'"]),
