@@ -127,18 +127,26 @@ def parse_duration(text):
     """'90s', '10m', '1h', '1h30m', '2.5h' or plain seconds -> seconds (float). ValueError if bad."""
     s = str(text).strip().lower()
     units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    unreadable = f"cannot read {text!r} as a duration; use e.g. 90s, 10m or 1h30m"
+
+    def seconds(number, unit):  # '.', '1.2.3' or a Unicode digit such as '²' is no number
+        try:
+            return float(number) * unit
+        except ValueError:
+            raise ValueError(unreadable) from None
+
     total, number = 0.0, ""
     for ch in s:
-        if ch.isdigit() or ch == ".":
+        if ch in "0123456789.":
             number += ch
         elif ch in units and number:
-            total += float(number) * units[ch]
+            total += seconds(number, units[ch])
             number = ""
         else:
-            raise ValueError(f"cannot read {text!r} as a duration; use e.g. 90s, 10m or 1h30m")
+            raise ValueError(unreadable)
     if number:
-        total += float(number)
-    if not s or total <= 0:
+        total += seconds(number, 1.0)
+    if not s or not 0 < total < math.inf:
         raise ValueError(f"cannot read {text!r} as a positive duration; use e.g. 90s, 10m or 1h")
     return total
 
