@@ -24,15 +24,45 @@ class CharRNNGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+class SectionedCommand(click.Command):
+    """A command whose --help lists its options under headings: `option_sections` is a list
+    of (heading, [parameter names]); options in no section are listed last, under "Other"."""
+
+    def __init__(self, *args, option_sections=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.option_sections = list(option_sections)
+
+    def format_options(self, ctx, formatter):
+        records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
+        placed = {name for _, names in self.option_sections for name in names}
+        rest = [name for name in records if name not in placed]
+        for heading, names in [*self.option_sections, ("Other", rest)]:
+            rows = [records[name] for name in names if records.get(name)]
+            if rows:
+                with formatter.section(heading):
+                    formatter.write_dl(rows)
+
+
 @click.group(cls=CharRNNGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="charrnn")
 def cli():
-    """Train character-level RNN, LSTM and GRU language models on any text, and sample from them.
+    """Train character-level RNN, LSTM and GRU language models on text, and sample from them.
+
+    Runs are kept under --out-dir (default: ./checkpoints). A RUN is a run's name there or
+    its directory; a CKPT is a checkpoint file (.npz). `charrnn COMMAND --help` tells more.
 
     \b
-    charrnn train corpus.txt        train on your text (Ctrl-C saves and stops)
-    charrnn sample --temp 0.8       generate text from the newest run
-    charrnn logs                    list runs; `charrnn logs RUN` plots its curves
+    Examples:
+      charrnn train                      10 minutes on the built-in demo corpus
+      charrnn train shakespeare.txt      train on your own text; Ctrl-C saves
+      charrnn sample --prime "ROMEO:"    generate text from the newest run
+      charrnn logs                       list runs; `charrnn logs RUN` charts one
+      charrnn eval RUN test.txt          a run's loss on a text, in bits/char
+      charrnn info RUN                   model, vocabulary and training state
+
+    \b
+    Shell completion, for bash (zsh, fish: zsh_source, fish_source):
+      eval "$(_CHARRNN_COMPLETE=bash_source charrnn)"
     """
 
 
@@ -56,20 +86,24 @@ def cli():
               help="json/csv: the train and eval records of the RUNs (without RUN: the run "
                    "summaries) on stdout, for pandas and friends.")
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
-              help="Also write the charts to a PNG image (needs matplotlib).")
+              help="Also write the charts to a PNG image (needs matplotlib: pip install "
+                   "matplotlib).")
 def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fmt, plot):
-    """List runs; with RUNs, show their summary and loss curves in the terminal.
+    """List runs; with RUN, show its summary and loss curves.
 
-    A RUN is a name under --out-dir or a path to a run directory. Several RUNs are
-    overlaid in one chart, each in its own colour.
+    Without RUN: a table of every run under --out-dir, newest first, with its status, model,
+    progress and best validation loss. With RUNs (names under --out-dir or run directories):
+    each run's summary, then its train and validation loss charted in the terminal, several
+    RUNs overlaid in one chart, each in its own colour.
 
     \b
-    charrnn logs                          every run, newest first
-    charrnn logs shakespeare              summary and train/val loss curves
-    charrnn logs a b --x time             compare two runs against training time
-    charrnn logs shakespeare -f --lr      follow a training run, with its learning rate
-    charrnn logs a --format csv > a.csv   the train and eval records, as data
-    charrnn logs a --plot a.png           the same charts as an image
+    Examples:
+      charrnn logs                          every run, newest first
+      charrnn logs shakespeare              summary and train/val loss curves
+      charrnn logs a b --x time             two runs against training time
+      charrnn logs shakespeare -f --lr      follow a training run, and its LR
+      charrnn logs a --format csv > a.csv   the train and eval records, as data
+      charrnn logs a --plot a.png           the same charts as an image
     """
     import os
     import time
@@ -238,27 +272,50 @@ def _train_options(f):
     return f
 
 
-@cli.command("train")
+TRAIN_SECTIONS = [
+    ("Model", ["cell", "hidden_size", "num_layers", "dropout", "dtype"]),
+    ("Data", ["seq_length", "batch_size", "val_fraction", "encoding"]),
+    ("Optimization", ["optimizer", "learning_rate", "lr_schedule", "warmup_steps", "grad_clip"]),
+    ("Budget (training stops at the first one reached)",
+     ["max_steps", "epochs", "time_limit", "patience"]),
+    ("Evaluation, checkpoints and output",
+     ["eval_every", "checkpoint_every", "sample_every", "quiet"]),
+    ("Run", ["out_dir", "name", "resume", "seed", "threads"]),
+]
+
+
+@cli.command("train", cls=SectionedCommand, option_sections=TRAIN_SECTIONS)
 @click.argument("corpus", required=False, type=click.Path(dir_okay=True))
 @_train_options
 @click.option("--out-dir", default="checkpoints", type=click.Path(file_okay=False),
               help="Directory holding the runs.")
-@click.option("--name", default=None, help="Run name [default: from the corpus file name].")
-@click.option("--resume", default=None, metavar="RUN|CKPT", help="Continue a run from its directory or a checkpoint.")
+@click.option("--name", default=None,
+              help="Run name [default: the corpus file's name, or demo; then -2, -3, ... if "
+                   "taken].")
+@click.option("--resume", default=None, metavar="RUN_DIR|CKPT",
+              help="Continue a run from its directory or a checkpoint file. Options given "
+                   "with it (a larger budget, say) replace the saved ones, except the model's "
+                   "shape, --batch-size, --seq-length, --optimizer and --seed.")
 @click.option("--encoding", default="utf-8", help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
 @click.pass_context
 def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options):
-    """Train a model on a text file (without CORPUS: on a built-in demo corpus).
+    """Train a model on a text file, or on the built-in demo corpus.
 
-    Checkpoints and a log go to OUT_DIR/NAME/. Ctrl-C saves and stops; --resume continues
-    exactly where the run stopped.
+    CORPUS is a text file (UTF-8 unless --encoding). Without it, charrnn trains on a demo
+    corpus of about 1 MB of the Python standard library's own source code, no download.
+    Checkpoints (best.npz, latest.npz) and log.jsonl go to OUT_DIR/NAME/. Training stops at
+    the first budget reached; with none given, after 10 minutes. Ctrl-C saves latest.npz and
+    stops; --resume continues exactly where the run stopped.
 
     \b
     Examples:
-      charrnn train corpus.txt
-      charrnn train corpus.txt --cell gru --hidden-size 512 --time-limit 1h
-      charrnn train --resume checkpoints/corpus
+      charrnn train                                   the demo corpus, 10 minutes
+      charrnn train shakespeare.txt --time-limit 1h   your own text, for an hour
+      charrnn train shakespeare.txt --max-steps 300 --hidden-size 64
+      charrnn train shakespeare.txt --cell gru --hidden-size 512 --num-layers 3
+      charrnn train --resume checkpoints/shakespeare  continue a stopped run
+      charrnn train --resume checkpoints/shakespeare --time-limit 2h
     """
     import signal
 
@@ -375,7 +432,14 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), 
                        help="json: one JSON object on stdout.")
 
 
-@cli.command("sample")
+SAMPLE_SECTIONS = [
+    ("Sampling", ["length", "temperature", "top_k", "top_p", "seed"]),
+    ("Prime", ["prime", "prime_file", "encoding", "unknown"]),
+    ("Output", ["num_samples", "separator", "out_dir"]),
+]
+
+
+@cli.command("sample", cls=SectionedCommand, option_sections=SAMPLE_SECTIONS)
 @_CKPT_ARG
 @click.option("--temp", "--temperature", "temperature", type=FiniteRange(min=0), default=0.8,
               help="Randomness: lower is safer, higher is wilder; 0 = always the most probable "
@@ -416,8 +480,8 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     Examples:
       charrnn sample                          500 characters from the newest run
       charrnn sample shakespeare --prime "ROMEO:" --temp 0.5 --seed 1
-      charrnn sample run/best.npz -n 2000 --top-p 0.9 > out.txt
-      charrnn sample --num-samples 3 -n 200
+      charrnn sample shakespeare -n 2000 --top-p 0.9 > out.txt
+      charrnn sample checkpoints/shakespeare/latest.npz --num-samples 3 -n 200
     """
     _one_blas_thread()
     import secrets
@@ -494,16 +558,17 @@ def _write_samples(stream, prime, num_samples, separator):
 @_FORMAT
 @_OUT_DIR
 def eval_command(paths, encoding, fmt, out_dir):
-    """Score a checkpoint on a text file: its loss in nats and bits per character.
+    """Score a checkpoint on a text file, in nats and bits per character.
 
-    RUN|CKPT as for `charrnn sample` (default: the newest run). The whole file is one stream:
+    The perplexity and the number of characters scored are shown too. RUN|CKPT as for `charrnn sample` (default: the newest run). The whole file is one stream:
     each character is predicted from all the text before it, the state carried through.
     Characters the model does not know are skipped, counted and reported.
 
     \b
     Examples:
-      charrnn eval test.txt
+      charrnn eval test.txt                           the newest run
       charrnn eval shakespeare test.txt --format json
+      charrnn eval checkpoints/shakespeare/latest.npz test.txt
     """
     if len(paths) not in (1, 2):
         raise click.UsageError("give FILE, or RUN|CKPT and FILE.")
@@ -561,9 +626,17 @@ def _finite_number(value):
 @_FORMAT
 @_OUT_DIR
 def info_command(target, fmt, out_dir):
-    """Show a checkpoint: model config, parameters, vocabulary and training state.
+    """Show a checkpoint's model, vocabulary and training state.
 
+    The model's config and parameter count, the file's format, the characters it knows,
+    and the steps, epochs, time, best validation loss and training options of its run.
     RUN|CKPT as for `charrnn sample` (default: the newest run).
+
+    \b
+    Examples:
+      charrnn info                                    the newest run
+      charrnn info shakespeare --format json
+      charrnn info checkpoints/shakespeare/latest.npz
     """
     import json
     import math
