@@ -119,7 +119,7 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
             import matplotlib  # noqa: F401
         except ImportError:
             raise click.ClickException(
-                "--plot needs matplotlib; install it with: pip install 'charrnn[plot]'"
+                "--plot needs matplotlib; install it with: pip install matplotlib"
             ) from None
     out = ui.make_console()
 
@@ -236,7 +236,7 @@ def _train_options(f):
                      help="Dropout between layers and before the output."),
         click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
                      help="Floating-point precision."),
-        click.option("--seq-length", type=pos_int, default=100, help="Characters per BPTT window."),
+        click.option("--seq-length", type=pos_int, default=50, help="Characters per BPTT window."),
         click.option("--batch-size", type=pos_int, default=64, help="Parallel streams per step."),
         click.option("--val-fraction", type=FiniteRange(0, 1, max_open=True), default=0.1,
                      help="Last part of the text held out for validation (each evaluation "
@@ -244,7 +244,7 @@ def _train_options(f):
         click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
                      default="adam", help="Optimizer."),
         click.option("--learning-rate", "--lr", "learning_rate", type=FiniteRange(min=0, min_open=True),
-                     default=None, help="Peak learning rate [default: 2e-3 for adam and rmsprop, 0.1 for adagrad, 1 for sgd]."),
+                     default=None, help="Peak learning rate [default: 3e-3 for adam, 2e-3 for rmsprop, 0.1 for adagrad, 1 for sgd]."),
         click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
                      help="After the linear warm-up: cosine decay to 0.1x the rate over the "
                      "budget (progress = the largest used fraction of --max-steps, --epochs and "
@@ -292,8 +292,9 @@ TRAIN_SECTIONS = [
 @click.option("--name", default=None,
               help="Run name [default: the corpus file's name, or demo; then -2, -3, ... if "
                    "taken].")
-@click.option("--resume", default=None, metavar="RUN_DIR|CKPT",
-              help="Continue a run from its directory or a checkpoint file. Options given "
+@click.option("--resume", default=None, metavar="RUN|CKPT",
+              help="Continue a run (its name under --out-dir, its directory, or a checkpoint "
+                   "file). Options given "
                    "with it (a larger budget, say) replace the saved ones, except the model's "
                    "shape, --batch-size, --seq-length, --optimizer and --seed.")
 @click.option("--encoding", default="utf-8", help="Text encoding of CORPUS.")
@@ -676,7 +677,7 @@ def info_command(target, fmt, out_dir):
         ("vocabulary", f"{ckpt.vocab.size} characters"),
         ("characters", _escape(ckpt.vocab.chars)),
         ("steps", ui.fmt_int(training.get("step"))),
-        ("epochs", ui.fmt_float(training.get("epoch"), 2)),
+        ("epochs", ui.fmt_float(training.get("epoch_float", training.get("epoch")), 2)),
         ("best val loss", "-" if best is None else
             f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)"),
         ("training time", ui.fmt_duration(training.get("time"))),

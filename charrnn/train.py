@@ -43,7 +43,7 @@ class TrainConfig:
     dropout: float = 0.1  # between layers and before the head
     dtype: str = "float32"  # "float32" or "float64"
     # data
-    seq_length: int = 100  # BPTT steps per batch
+    seq_length: int = 50  # BPTT steps per batch
     batch_size: int = 64  # parallel streams
     val_fraction: float = 0.1  # last part of the text held out for validation
     val_max_chars: int = 200_000  # evaluations score at most the first this-many val characters
@@ -227,9 +227,11 @@ def unique_name(out_dir, base):
     return name
 
 
-def _resume_target(resume):
-    """(run_dir, checkpoint path) for --resume RUN_DIR|CKPT."""
+def _resume_target(resume, out_dir):
+    """(run_dir, checkpoint path) for --resume RUN_DIR|CKPT, or a run name under out_dir."""
     path = Path(resume)
+    if not path.exists() and (Path(out_dir) / resume).is_dir():
+        path = Path(out_dir) / resume
     if path.is_dir():
         for fname in ("latest.npz", "best.npz"):
             if (path / fname).is_file():
@@ -712,7 +714,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
 
     ckpt = None
     if resume is not None:
-        run_dir, ckpt_path = _resume_target(resume)
+        run_dir, ckpt_path = _resume_target(resume, out_dir)
         loaded_file = _file_identity(ckpt_path)
         ckpt = checkpoint.load(ckpt_path)
         _check_training_state(ckpt.training, ckpt_path)

@@ -172,10 +172,10 @@ def test_training_options_may_change_on_resume_with_a_notice(tmp_path):
     result = train("--resume", out / "c", "--learning-rate", 0.01, "--max-steps", 20,
                    "--dropout", 0.3)
     assert result.exit_code == 0, result.stderr
-    assert "note: learning-rate changes from 0.002 to 0.01" in result.stderr
+    assert "note: learning-rate changes from 0.003 to 0.01" in result.stderr
     assert "note: max-steps changes from 10 to 20" in result.stderr
     assert "note: dropout changes from 0.1 to 0.3" in result.stderr
-    assert [r["lr"] for r in events(out / "c", "train")] == [0.002, 0.01]
+    assert [r["lr"] for r in events(out / "c", "train")] == [0.003, 0.01]
     ckpt = load(out / "c" / "latest.npz")
     assert ckpt.config.dropout == 0.3 and ckpt.training["train_config"]["max_steps"] == 20
 
@@ -219,3 +219,12 @@ def test_ctrl_c_while_reading_the_corpus_exits_130_without_a_run(tmp_path, monke
     result = train(corpus, *TINY, "--max-steps", 3, "--out-dir", tmp_path / "runs")
     assert result.exit_code == 130 and "interrupted before training started" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_takes_a_run_name_under_the_out_dir(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--out-dir", out, "--max-steps", 4, "-q").exit_code == 0
+    result = train("--resume", "c", "--out-dir", out, "--max-steps", 6, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert load(out / "c" / "latest.npz").training["step"] == 6

@@ -37,7 +37,7 @@ def test_a_run_writes_checkpoints_and_a_complete_log(tmp_path, corpus):
     start = log[0]
     assert start["config"]["train"]["seed"] == 3
     assert start["config"]["train"]["lr_schedule"] == "cosine"
-    assert start["config"]["lr_schedule"] == {"base_lr": 0.002, "warmup_steps": 0, "min_ratio": 0.1}
+    assert start["config"]["lr_schedule"] == {"base_lr": 0.003, "warmup_steps": 0, "min_ratio": 0.1}
     train_lines = events(run, "train")
     assert [r["step"] for r in train_lines] == [10, 20]
     for r in train_lines:
@@ -191,7 +191,7 @@ def test_quiet_prints_nothing(tmp_path, corpus):
 def test_too_short_corpus_shrinks_the_batch_with_a_warning(tmp_path):
     corpus = make_corpus(tmp_path / "short.txt", chars=300)
     out = tmp_path / "runs"
-    result = train(corpus, "--hidden-size", 8, "--max-steps", 2, "--out-dir", out)
+    result = train(corpus, "--hidden-size", 8, "--seq-length", 100, "--max-steps", 2, "--out-dir", out)
     assert result.exit_code == 0, result.stderr
     assert "warning:" in result.stderr and "using batch size 2 × sequence length 100" in result.stderr
     cfg = events(out / "short", "start")[0]["config"]["train"]
@@ -369,7 +369,7 @@ def test_divergence_rolls_back_halves_the_rate_and_continues(tmp_path, corpus, m
     run = out / "tiny"
     diverged = events(run, "diverged")
     assert [(r["step"], r["rolled_back_to"], r["count"]) for r in diverged] == [(7, 5, 1), (11, 10, 1)]
-    assert [r["lr"] for r in diverged] == [0.001, 0.0005]
+    assert [r["lr"] for r in diverged] == [0.0015, 0.00075]  # default 3e-3, halved twice
     assert "halved the learning rate" in result.stderr
     end = events(run, "end")[-1]
     assert (end["reason"], end["step"]) == ("max_steps", 12)
