@@ -508,7 +508,7 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
                    f"{', '.join(map(repr, skipped[:20]))}", err=True)
     stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
                       top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
-                      unknown=unknown)
+                      unknown=unknown, context=ckpt.training.get("sample_context", ""))
     _write_samples(stream, prime, num_samples, separator)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoint, data
+from charrnn import checkpoint, data, sampling
 from charrnn.errors import CharRNNError, RunError
 from charrnn.model import GATES, CharRNN, ModelConfig
 from charrnn.optim import DEFAULT_LR, LRSchedule, clip_grad_norm, make_optimizer
@@ -318,6 +318,7 @@ class Trainer:
         self.optimizer = make_optimizer(cfg.optimizer, model.params)
         self.schedule = LRSchedule(cfg.base_lr, cfg.warmup_steps, cfg.min_lr_ratio)
         self.fingerprint = _corpus_fingerprint(train_ids)
+        self.sample_context = sampling.sample_context(vocab, train_ids)
         # training state (everything a checkpoint must restore)
         self.step = 0
         self.epoch = 0
@@ -352,6 +353,7 @@ class Trainer:
             "optimizer": self.optimizer.hyperparams(),
             "corpus": self.corpus,
             "corpus_fingerprint": self.fingerprint,
+            "sample_context": self.sample_context,
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
@@ -492,10 +494,9 @@ class Trainer:
         self.last_eval_step = self.step
 
     def sample(self):
-        from charrnn.sampling import sample_text
-
-        text = sample_text(self.model, self.vocab, self.cfg.sample_length,
-                           rng=np.random.default_rng(self.step))[0]
+        text = sampling.sample_text(self.model, self.vocab, self.cfg.sample_length,
+                                    rng=np.random.default_rng(self.step),
+                                    context=self.sample_context)[0]
         self.log("sample", text=text)
         self.reporter.message(f"--- sample at step {self.step} ---\n{text}\n---")
 

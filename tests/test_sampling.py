@@ -265,3 +265,22 @@ def test_load_picks_the_newest_run_without_a_path(tmp_path):
     save_checkpoint(run / "latest.npz")
     assert charrnn.load(out_dir=tmp_path).path == run / "latest.npz"
 
+
+
+def test_sample_context_ends_at_the_last_paragraph_break():
+    from charrnn.sampling import sample_context
+
+    text = "one line\nanother\n\nnew paragraph\nlast line without end"
+    no_paragraph = "first\nsecond\nthird"
+    vocab = Vocab(text + no_paragraph)
+    assert sample_context(vocab, vocab.encode(text), length=12) == "ne\nanother\n\n"
+    assert sample_context(vocab, vocab.encode(no_paragraph), length=100) == "first\nsecond\n"
+    flat = Vocab("abc")
+    assert sample_context(flat, flat.encode("abcabc"), length=4) == "cabc"
+
+
+def test_context_is_read_first_and_not_printed():
+    """Greedy sampling after the context "hello wor" continues it; the context is not output."""
+    model, vocab = trained()
+    assert sample_text(model, vocab, 5, temperature=0, context="hello wor") == ["ld, h"]
+    assert sample_text(model, vocab, 3, temperature=0, prime="wo", context="hello ") == ["world"]

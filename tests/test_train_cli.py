@@ -449,3 +449,13 @@ def test_progress_bar_on_a_terminal(tmp_path, corpus, budget, shown):
     assert "train:" in text and shown in text
     assert "loss=" in text and "val=" in text and "chars/s=" in text
     assert "--- sample at step 15 ---" in text
+
+
+def test_checkpoints_keep_a_context_for_sampling_from_the_training_text(tmp_path, corpus):
+    """Sampling reads the end of a paragraph of the training text first (see
+    charrnn.sampling.sample_context), so checkpoints carry that piece of text."""
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 2, "--out-dir", out, "-q").exit_code == 0
+    context = load(out / "tiny" / "latest.npz").training["sample_context"]
+    text = corpus.read_text(encoding="utf-8")
+    assert context and context in text and context.endswith("\n")
