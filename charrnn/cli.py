@@ -379,16 +379,6 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
 # ----------------------------------------------------------------------- sample, eval, info
 
 
-def _one_blas_thread():
-    """Sampling and eval multiply matrices by single vectors, which a second BLAS thread does
-    not speed up, and on a busy machine its spinning made each product up to 10x slower.
-    Effective only before numpy's first import; a user's own setting wins."""
-    import os
-
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def _load_checkpoint(target, out_dir, note=""):
     """(path, Checkpoint) for a RUN|CKPT argument; says on stderr which file is used."""
     from charrnn import checkpoint, resolve_checkpoint
@@ -484,7 +474,6 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
       charrnn sample shakespeare -n 2000 --top-p 0.9 > out.txt
       charrnn sample checkpoints/shakespeare/latest.npz --num-samples 3 -n 200
     """
-    _one_blas_thread()
     import secrets
 
     from charrnn.data import read_text
@@ -573,7 +562,6 @@ def eval_command(paths, encoding, fmt, out_dir):
     """
     if len(paths) not in (1, 2):
         raise click.UsageError("give FILE, or RUN|CKPT and FILE.")
-    _one_blas_thread()
     import math
     import sys
 

@@ -94,8 +94,10 @@ def init_params(config, rng, dtype=np.float32):
     return params
 
 
-def _single_threaded_blas():
-    """A context in which BLAS runs on one thread (each worker thread owns one core)."""
+def single_threaded_blas():
+    """A context in which BLAS runs on one thread: each training worker thread owns a core, and
+    sampling's matrix-vector products gain nothing from a second BLAS thread, whose spinning
+    made them up to 10x slower on a busy machine."""
     global _BLAS_CONTROLLER
     if _BLAS_CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
@@ -261,7 +263,7 @@ class CharRNN:
             loss, caches, next_state = self._forward(x, y_ids[lo:hi], sub_state, masks, ws, N * T)
             return loss, self._backward(x, caches), next_state
 
-        with _single_threaded_blas():
+        with single_threaded_blas():
             results = list(self._pool().map(chunk, range(len(bounds) - 1)))
         loss = sum(r[0] for r in results)
         grads = results[0][1]

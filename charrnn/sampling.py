@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from charrnn.errors import CorpusError
-from charrnn.model import GATES, Stepper
+from charrnn.model import GATES, Stepper, single_threaded_blas
 
 START_CHAR = "\n"  # fed first when there is no prime nor context (else the character with id 0)
 CONTEXT_CHARS = 256  # length of the training-text context a checkpoint keeps for sampling
@@ -165,20 +165,24 @@ def generate(model, vocab, length, temperature=0.8, top_k=None, top_p=None, prim
     rng = np.random.default_rng(rng)
     stepper = Stepper(model, num_samples)
     batch = np.empty(num_samples, dtype=np.intp)
-    for i in ids:
-        batch.fill(i)
-        logits = stepper.step(batch)
+    with single_threaded_blas():
+        for i in ids:
+            batch.fill(i)
+            logits = stepper.step(batch)
     picker = Picker(num_samples, vocab.size, temperature, top_k, top_p)
     return _stream(stepper, picker, logits, vocab.chars, length, rng)
 
 
 def _stream(stepper, picker, logits, chars, length, rng):
+    """The generating loop. While it is open, BLAS runs single-threaded in this process (set
+    once for the whole stream: setting it per character would cost more than a step)."""
     N = stepper.N
-    for i in range(length):
-        ids = picker.pick(logits, None if picker.greedy else rng.random(N))
-        yield tuple(chars[j] for j in ids)
-        if i + 1 < length:
-            logits = stepper.step(ids)
+    with single_threaded_blas():
+        for i in range(length):
+            ids = picker.pick(logits, None if picker.greedy else rng.random(N))
+            yield tuple(chars[j] for j in ids)
+            if i + 1 < length:
+                logits = stepper.step(ids)
 
 
 def sample_text(model, vocab, length, **options):
@@ -250,12 +254,13 @@ def score(model, ids, chunk=256, progress=None):
         raise CorpusError("the text needs at least 2 characters the model knows to be scored.")
     state = model.init_state(1)
     total = 0.0
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        x = ids[start:stop][None, :]
-        y = ids[start + 1 : stop + 1][None, :]
-        loss, state = model.loss(x, y, state)
-        total += float(loss) * (stop - start)
-        if progress is not None:
-            progress(stop - start)
+    with single_threaded_blas():  # one stream: products of matrices by single columns
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            x = ids[start:stop][None, :]
+            y = ids[start + 1 : stop + 1][None, :]
+            loss, state = model.loss(x, y, state)
+            total += float(loss) * (stop - start)
+            if progress is not None:
+                progress(stop - start)
     return total, n
