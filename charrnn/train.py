@@ -328,6 +328,7 @@ class Trainer:
         self.best_val_loss = None
         self.bad_evals = 0  # evaluations since the last improvement
         self.divergences = 0  # in a row, since the last good snapshot
+        self.last_eval_step = None  # saved, so that a resume does not evaluate that step again
         self.rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
         self.state = model.init_state(cfg.batch_size)
         self._session_start = time.perf_counter()
@@ -347,6 +348,7 @@ class Trainer:
             "lr_scale": self.lr_scale,
             "best_val_loss": self.best_val_loss,
             "bad_evals": self.bad_evals,
+            "last_eval_step": self.last_eval_step,
             "rng": self.rng.bit_generator.state,
             "train_config": asdict(self.cfg),
             "lr_schedule": self.schedule.to_json(),
@@ -365,6 +367,7 @@ class Trainer:
         self.lr_scale = float(t.get("lr_scale", 1.0))
         self.best_val_loss = t.get("best_val_loss")
         self.bad_evals = int(t.get("bad_evals", 0))
+        self.last_eval_step = t.get("last_eval_step")
         try:
             self.rng.bit_generator.state = t["rng"]
         except (TypeError, ValueError, KeyError):
@@ -487,11 +490,11 @@ class Trainer:
             self.bad_evals = 0
         else:
             self.bad_evals += 1
+        self.last_eval_step = self.step
         self.log("eval", val_loss=val, val_bpc=val / math.log(2), best_val_loss=self.best_val_loss)
         self.reporter.evaluated(self.step, val, self.best_val_loss)
         if improved:
             self.save("best")
-        self.last_eval_step = self.step
 
     def sample(self):
         text = sampling.sample_text(self.model, self.vocab, self.cfg.sample_length,
@@ -502,7 +505,6 @@ class Trainer:
 
     def run(self, interrupt):
         cfg = self.cfg
-        self.last_eval_step = None
         self.take_snapshot()
         chars_per_step = cfg.batch_size * cfg.seq_length
         window_loss, window_steps, window_time = 0.0, 0, 0.0
@@ -632,6 +634,7 @@ def _check_training_state(t, path):
     bad += [k for k in ("bad_evals",) if not _is_count(t.get(k, 0))]
     bad += [k for k in ("time", "lr_scale") if not _is_amount(t.get(k, 0))]
     bad += [k for k in ("best_val_loss",) if t.get(k) is not None and not _is_amount(t[k])]
+    bad += [k for k in ("last_eval_step",) if t.get(k) is not None and not _is_count(t[k])]
     bad += [k for k in ("rng",) if not isinstance(t.get(k), dict)]
     bad += [k for k in ("corpus",) if not isinstance(t.get(k, "demo"), str)]
     saved = t["train_config"]

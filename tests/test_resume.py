@@ -190,6 +190,21 @@ def test_resuming_a_finished_run_says_how_to_continue(tmp_path):
     assert load(out / "c" / "latest.npz").training["step"] == 5
 
 
+def test_resuming_a_finished_run_twice_does_not_evaluate_its_last_step_again(tmp_path):
+    """The final evaluation of a finished run is part of its saved state: a resume that has
+    nothing left to train neither logs it again nor counts it as one more evaluation without
+    improvement (which would bring --patience closer for nothing)."""
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 5, "--eval-every", 3, "--out-dir", out,
+                 "-q").exit_code == 0
+    bad_evals = load(out / "c" / "latest.npz").training["bad_evals"]
+    for _ in range(2):
+        assert train("--resume", out / "c", "-q").exit_code == 0
+    assert [r["step"] for r in events(out / "c", "eval")] == [3, 5]
+    assert load(out / "c" / "latest.npz").training["bad_evals"] == bad_evals
+
+
 def test_resume_problems_are_clean_errors(tmp_path):
     corpus = make_corpus(tmp_path / "c.txt")
     out = tmp_path / "runs"
