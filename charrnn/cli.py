@@ -322,9 +322,8 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
 
     from click.core import ParameterSource
 
-    from charrnn.train import train
+    from charrnn.train import Reporter, train
     from charrnn.ui import TrainProgress, fmt_duration
-    from charrnn.train import Reporter
 
     explicit = {k: v for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
@@ -465,7 +464,8 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     stdout gets the prime, then exactly --length generated characters, then a newline, and
     nothing else. Several samples follow one another, each after a line holding --separator.
     The first sample appears as it is generated; the others, generated in the same batch,
-    appear when it is done. Without a prime the model starts from a newline.
+    appear when it is done. Before the prime, the model reads the end of a paragraph of its
+    training text, kept in the checkpoint and not printed.
 
     \b
     Examples:
