@@ -23,9 +23,8 @@ from charrnn import checkpoint, data, sampling
 from charrnn.errors import CharRNNError, RunError
 from charrnn.model import GATES, CharRNN, ModelConfig
 from charrnn.optim import DEFAULT_LR, LRSchedule, clip_grad_norm, make_optimizer
-from charrnn.runs import RunLock
+from charrnn.runs import LOG_NAME, RunLock
 
-LOG_NAME = "log.jsonl"
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
 FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
                  "optimizer", "seed")
