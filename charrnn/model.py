@@ -251,7 +251,7 @@ class CharRNN:
             loss, caches, next_state = self._forward(x_ids, y_ids, state, masks, ws)
             return loss, self._backward(x_ids, caches), next_state
         # each chunk draws its own masks, contiguous and in parallel, from a child generator
-        seeds = rng.integers(2**63, size=len(bounds) - 1) if rng is not None else [None] * N
+        seeds = None if rng is None else rng.integers(2**63, size=len(bounds) - 1)
 
         def chunk(k):
             lo, hi = bounds[k], bounds[k + 1]
