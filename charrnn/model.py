@@ -222,10 +222,9 @@ class CharRNN:
         """Mean cross-entropy in nats/char of predicting y_ids (N, T) from x_ids (N, T), no dropout.
 
         Returns (loss, next_state) so that evaluation can carry the state across batches.
+        Split across `threads` like `loss_and_grads`.
         """
-        with np.errstate(over="ignore"):
-            loss, _, next_state = self._forward(
-                x_ids, y_ids, state, None, self._workspaces(x_ids.shape, "eval"))
+        loss, _, next_state = self._run(x_ids, y_ids, state, None, grads=False)
         return loss, next_state
 
     def loss_and_grads(self, x_ids, y_ids, state, rng=None):
@@ -243,38 +242,42 @@ class CharRNN:
         are reproducible for a given thread count (and differ, like any sampling, between
         thread counts).
         """
+        return self._run(x_ids, y_ids, state, rng, grads=True)
+
+    def _run(self, x_ids, y_ids, state, rng, grads):
+        """(loss, grads or None, next_state), in one piece or in chunks across threads."""
         N, T = x_ids.shape
         bounds = np.linspace(0, N, min(self.threads, N) + 1).astype(int)
-        if len(bounds) == 2:
-            ws = self._workspaces(x_ids.shape, 0)
-            masks = self._dropout_masks(N, T, rng)
-            loss, caches, next_state = self._forward(x_ids, y_ids, state, masks, ws)
-            return loss, self._backward(x_ids, caches), next_state
+        kind = "train" if grads else "eval"
         # each chunk draws its own masks, contiguous and in parallel, from a child generator
         seeds = None if rng is None else rng.integers(2**63, size=len(bounds) - 1)
 
         def chunk(k):
             lo, hi = bounds[k], bounds[k + 1]
-            ws = self._workspaces((hi - lo, T), k)
+            ws = self._workspaces((hi - lo, T), (kind, k))
             sub_state = tuple(tuple(a[:, lo:hi] for a in layer) for layer in state)
             sub_rng = None if rng is None else np.random.default_rng(seeds[k])
             masks = self._dropout_masks(hi - lo, T, sub_rng)
             x = x_ids[lo:hi]
-            loss, caches, next_state = self._forward(x, y_ids[lo:hi], sub_state, masks, ws, N * T)
-            return loss, self._backward(x, caches), next_state
+            with np.errstate(over="ignore"):
+                loss, caches, next_state = self._forward(x, y_ids[lo:hi], sub_state, masks, ws,
+                                                         N * T)
+            return loss, self._backward(x, caches) if grads else None, next_state
 
+        if len(bounds) == 2:
+            return chunk(0)
         with single_threaded_blas():
             results = list(self._pool().map(chunk, range(len(bounds) - 1)))
         loss = sum(r[0] for r in results)
-        grads = results[0][1]
-        for _, g, _ in results[1:]:
+        total = results[0][1]
+        for _, g, _ in results[1:] if grads else ():
             for k, v in g.items():
-                grads[k] += v
+                total[k] += v
         next_state = tuple(
             tuple(np.concatenate(parts, axis=1) for parts in zip(*layer_parts))
             for layer_parts in zip(*(r[2] for r in results))
         )
-        return loss, grads, next_state
+        return loss, total, next_state
 
     def _pool(self):
         if self._executor is None or self._executor._max_workers != self.threads:

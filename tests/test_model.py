@@ -174,3 +174,18 @@ def test_threaded_gradients_match_finite_differences():
     run = lambda: model.loss_and_grads(x, y, state, rng=np.random.default_rng(1))[0]
     for name, p in model.params.items():
         assert rel_error(grads[name], numerical_grad(run, p)) < 1e-6, name
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_threaded_evaluation_matches_single_thread(cell):
+    model = _model(cell, 2, V=7, H=6)
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 7, size=(5, 4))
+    state = _random_state(model, 5, rng)
+    loss1, state1 = model.loss(x, x, state)
+    model.threads = 2
+    loss2, state2 = model.loss(x, x, state)
+    assert loss2 == pytest.approx(loss1, rel=1e-12)
+    for l1, l2 in zip(state1, state2):
+        for a, b in zip(l1, l2):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
