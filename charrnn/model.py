@@ -123,8 +123,8 @@ class CharRNN:
         if params is None:
             params = init_params(config, np.random.default_rng(seed), self.dtype)
         self.params = params
-        self._ws = {}  # (batch shape, chunk) -> per-layer layers.Workspace
-        self.threads = 1  # worker threads for loss_and_grads (see there)
+        self._ws = {}  # (batch shape, (kind, chunk)) -> per-layer layers.Workspace
+        self.threads = 1  # worker threads for loss and loss_and_grads (see there)
         self._executor = None
 
     @property
