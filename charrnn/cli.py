@@ -478,7 +478,7 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
 
     from charrnn.data import read_text
     from charrnn.sampling import generate, memory_needed
-    from charrnn.train import refuse_oversized
+    from charrnn.errors import refuse_oversized
 
     if prime is not None and prime_file is not None:
         raise click.UsageError("give --prime or --prime-file, not both.")

@@ -144,7 +144,7 @@ def tanh(x, out):
 
 
 def _errstate():
-    # exp(-x) overflows to inf for very negative pre-activations; 1/(1+inf) = 0 is the right answer.
+    # exp overflows to inf for large pre-activations; sigmoid and tanh then give the right limit.
     return np.errstate(over="ignore")
 
 
@@ -213,9 +213,10 @@ def rnn_sequence_forward(XP, h0, Wh, ws=None):
     Hs[:, 0] = h0
     h[...] = h0
     WhT = _contiguous_T(Wh)
-    for t in range(T):
-        rnn_cell(XP[:, t], h, WhT, h)
-        Hs[:, t + 1] = h
+    with _errstate():
+        for t in range(T):
+            rnn_cell(XP[:, t], h, WhT, h)
+            Hs[:, t + 1] = h
     return Hs[:, 1:], (Hs, Wh, ws)
 
 

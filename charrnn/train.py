@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint, data, sampling
-from charrnn.errors import CharRNNError, RunError
+from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.model import GATES, CharRNN, ModelConfig
 from charrnn.optim import DEFAULT_LR, LRSchedule, clip_grad_norm, make_optimizer
 from charrnn.runs import LOG_NAME, RunLock
@@ -172,28 +172,6 @@ def estimate_memory(cfg, vocab_size):
     n_params = L * (H + max(H, vocab_size)) * G * H + H * vocab_size
     activations = L * T * N * H * (6 * G) + 2 * T * N * vocab_size
     return (5 * n_params + activations) * itemsize
-
-
-def _physical_memory():
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _gib(n):
-    gib = n / 2**30
-    return f"{gib:,.1f} GiB" if gib < 1e6 else f"{gib:.1e} GiB"
-
-
-def refuse_oversized(need, what, advice):
-    """Raise CharRNNError, before allocating anything, if `need` bytes exceed 80% of this
-    machine's memory: '{what} needs about N GiB of memory, more than this machine's M GiB;
-    {advice}'."""
-    have = _physical_memory()
-    if have and need > 0.8 * have:
-        raise CharRNNError(f"{what} needs about {_gib(need)} of memory, more than this "
-                           f"machine's {_gib(have)}; {advice}")
 
 
 def check_memory(cfg, vocab_size):
