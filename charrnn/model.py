@@ -14,6 +14,7 @@ from charrnn import layers
 
 CELLS = ("lstm", "gru", "rnn")
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks per cell: LSTM [i f o g], GRU [r z n]
+SIGMOID_GATES = {"lstm": 3, "gru": 2, "rnn": 0}  # the leading gate blocks that are sigmoids
 
 
 @dataclass(frozen=True)
@@ -338,86 +339,140 @@ class Stepper:
                                              # call overwrites
         stepper.state                        # a copy, in `init_state` form
 
-    Every buffer is allocated here, once, and the weights are copied once into the layout the
-    per-step products want (C-contiguous (G H, D) matrices, read row by row):
+    Sampling one stream costs a few dozen numpy calls on vectors of 256 to 1024 numbers per
+    character, so call overhead (about 1 us each) weighs as much as arithmetic. Everything here
+    is set up to make fewer, cheaper calls:
+    * every buffer is allocated once; for N = 1 they are 1-D vectors (numpy's matrix-vector
+      product and its ufuncs are faster on those than on (K, 1) columns);
     * layer 0's input projection is a row of E = Wx + b (V, G H), the one-hot lookup;
     * for the LSTM and the RNN, layer l >= 1 computes x Wx + h Wh as ONE product of
       [Wx; Wh]^T (G H, 2H) with the stacked vector [h_{l-1}; h_l]. All layers' h live one after
       another in one (L H, N) buffer, so that stacked vector is a slice of it and the cell
       writes its new h in place, after its product has read the old one;
-    * the GRU keeps Wx and Wh apart, since its n gate needs h Wh_n + bh_n on its own.
-    The cells are `layers.lstm_cell/gru_cell/rnn_cell`, so the numbers are `step`'s up to
-    float rounding (the fused products add in another order). The weights are copies: build a
-    new Stepper after changing `model.params`.
+    * the GRU keeps Wx and Wh apart, since its n gate needs h Wh_n + bh_n on its own;
+    * sigmoid gates are computed as sigmoid(x) = (1 + tanh(x / 2)) / 2, with the halving folded
+      into the copied weights and biases (exact: a power of two), so one np.tanh call covers
+      all of a cell's gates; the training cells' exp-based form is faster per element, but
+      takes more calls.
+    The numbers are `step`'s up to float rounding. The weights are copies: build a new Stepper
+    after changing `model.params`.
     """
 
     def __init__(self, model, N=1):
         cfg, p, dt = model.config, model.params, model.dtype
         H, G, L = cfg.hidden_size, GATES[cfg.cell], cfg.num_layers
         self.model, self.N, self.cell, self.H = model, N, cfg.cell, H
+        col = (N,) if N > 1 else ()  # trailing stream axis of every buffer
+        scale = np.ones(G * H, dtype=dt)
+        scale[: SIGMOID_GATES[cfg.cell] * H] = 0.5  # rows whose gate is a sigmoid
+
+        def bias(b):  # (G H,) -> halved, shaped to add to a (G H,) + col buffer
+            return (b * scale).reshape((G * H,) + (1,) * len(col))
+
         bias0 = p["layers.0.bx"] if cfg.cell == "gru" else p["layers.0.b"]
-        self._E = np.ascontiguousarray(p["layers.0.Wx"] + bias0)  # (V, G H): row v = x_v Wx + b
+        self._E = np.ascontiguousarray((p["layers.0.Wx"] + bias0) * scale)  # (V, G H)
         self._ET = np.ascontiguousarray(self._E.T)  # (G H, V): gathers N columns at once
-        self._hs = np.zeros((L * H, N), dtype=dt)  # h of every layer, stacked
-        self._cs = np.zeros((L, H, N), dtype=dt)  # LSTM cells
-        self._xp = np.empty((G * H, N), dtype=dt)  # projected input
-        self._a = np.empty((G * H, N), dtype=dt)  # gate activations
-        self._tc = np.empty((H, N), dtype=dt)  # LSTM tanh(c)
-        self._hpn = np.empty((H, N), dtype=dt)  # GRU h Wh_n + bh_n
-        self._logits = np.empty((cfg.vocab_size, N), dtype=dt)
-        # per layer: the recurrent product's matrix (passed as the cells' Wh, i.e. the .T of a
-        # C-contiguous (G H, K) copy), input bias (G H, 1), and for the GRU bh and Wx^T
+        self._hs = np.zeros((L * H,) + col, dtype=dt)  # h of every layer, stacked
+        self._cs = np.zeros((L, H) + col, dtype=dt)  # LSTM cells
+        self._xp = np.empty((G * H,) + col, dtype=dt)  # projected input
+        self._a = np.empty((G * H,) + col, dtype=dt)  # gate pre-activations, then activations
+        self._tc = np.empty((H,) + col, dtype=dt)  # LSTM tanh(c)
+        self._hpn = np.empty((H,) + col, dtype=dt)  # GRU h Wh_n + bh_n
+        self._logits = np.empty((cfg.vocab_size,) + col, dtype=dt)
+        self._halves = np.full(scale.shape + col, 0.5, dtype=dt)  # an array: a scalar costs more
+        # per layer: the recurrent product's C-contiguous (G H, K) matrix, the input bias, and
+        # for the GRU bh and Wx^T
         self._W, self._b, self._bh, self._WxT = [], [], [], []
         for layer in range(L):
             pre = f"layers.{layer}."
             Wh = p[pre + "Wh"]
             if layer > 0 and cfg.cell != "gru":
                 Wh = np.concatenate([p[pre + "Wx"], Wh])  # (2H, G H) acting on [x; h]
-            self._W.append(np.ascontiguousarray(Wh.T).T)
+            self._W.append(np.ascontiguousarray((Wh * scale).T))
             if cfg.cell == "gru":
-                self._b.append(p[pre + "bx"][:, None])
-                self._bh.append(p[pre + "bh"])
-                self._WxT.append(np.ascontiguousarray(p[pre + "Wx"].T))
+                self._b.append(bias(p[pre + "bx"]))
+                self._bh.append(bias(p[pre + "bh"]))
+                self._WxT.append(np.ascontiguousarray((p[pre + "Wx"] * scale).T))
             else:
-                self._b.append(p[pre + "b"][:, None])
+                self._b.append(bias(p[pre + "b"]))
         self._headW = np.ascontiguousarray(p["head.W"].T)  # (V, H)
-        self._headb = p["head.b"][:, None]
+        self._headb = p["head.b"].reshape((-1,) + (1,) * len(col))
 
     @property
     def state(self):
         """The current state, as `init_state(N)` lays it out (copies)."""
-        H = self.H
-        hs = [self._hs[layer * H : (layer + 1) * H].copy() for layer in range(len(self._W))]
+        H, shape = self.H, (self.H, self.N)
+        hs = [self._hs[layer * H : (layer + 1) * H].reshape(shape) for layer in range(len(self._W))]
         if self.cell == "lstm":
-            return tuple((h, c.copy()) for h, c in zip(hs, self._cs))
-        return tuple((h,) for h in hs)
+            return tuple((h.copy(), c.reshape(shape).copy()) for h, c in zip(hs, self._cs))
+        return tuple((h.copy(),) for h in hs)
+
+    def _sigmoid_from_tanh(self, x):
+        """x (k H,) + col, holding tanh(y / 2) -> sigmoid(y) = (1 + tanh(y / 2)) / 2, in place."""
+        half = self._halves[: len(x)]
+        np.multiply(x, half, x)
+        np.add(x, half, x)
+
+    # The hot path: outputs are passed positionally (out= as a keyword costs ~0.5 us a call).
 
     def step(self, ids):
         """Feed ids (N,) and return the logits (N, V) for the next character (a reused view)."""
         H, hs = self.H, self._hs
         if self.N == 1:
-            xp = self._E[int(ids[0])][:, None]  # a view of one row: no copy
+            x = self._E[int(ids[0])]  # a view of one row: no copy
         else:
-            xp = np.take(self._ET, ids, axis=1, out=self._xp, mode="clip")
-        with np.errstate(over="ignore"):
-            for layer, W in enumerate(self._W):
-                h = hs[layer * H : (layer + 1) * H]
-                if self.cell == "gru":
-                    if layer > 0:
-                        xp = np.matmul(self._WxT[layer], hs[(layer - 1) * H : layer * H], out=self._xp)
-                        xp += self._b[layer]
-                    layers.gru_cell(xp, h, W, self._bh[layer], self._a, self._hpn, h)
-                    continue
-                z = h if layer == 0 else hs[(layer - 1) * H : (layer + 1) * H]  # [x; h]
-                if layer > 0:
-                    xp = self._b[layer]
-                if self.cell == "lstm":
-                    c = self._cs[layer]
-                    layers.lstm_cell(xp, z, c, W, self._a, c, self._tc, h)
-                else:
-                    a = self._a[:H]
-                    layers.rnn_cell(xp, z, W, a)  # not in place: the product would alias h
-                    h[...] = a
-        np.matmul(self._headW, hs[-H:], out=self._logits)
-        self._logits += self._headb
-        return self._logits.T
+            x = np.take(self._ET, ids, axis=1, out=self._xp, mode="clip")
+        cell = getattr(self, "_" + self.cell)
+        for layer in range(len(self._W)):
+            cell(layer, x, hs[layer * H : (layer + 1) * H])
+            x = None
+        np.matmul(self._headW, hs[-H:], self._logits)
+        np.add(self._logits, self._headb, self._logits)
+        return self._logits.T if self.N > 1 else self._logits[None]
+
+    def _lstm(self, layer, x, h):
+        """Layer `layer` reads x (layer 0's projected input; None above) and h, writes h."""
+        H, a, c, tc = self.H, self._a, self._cs[layer], self._tc
+        if layer == 0:
+            np.matmul(self._W[0], h, a)
+            np.add(a, x, a)
+        else:  # [Wx; Wh]^T [h_{l-1}; h_l], a slice of the stacked h
+            np.matmul(self._W[layer], self._hs[(layer - 1) * H : (layer + 1) * H], a)
+            np.add(a, self._b[layer], a)
+        np.tanh(a, a)
+        self._sigmoid_from_tanh(a[: 3 * H])
+        i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        np.multiply(f, c, c)  # c = f c + i g
+        np.multiply(i, g, tc)
+        np.add(c, tc, c)
+        np.tanh(c, tc)
+        np.multiply(o, tc, h)  # h = o tanh(c)
+
+    def _rnn(self, layer, x, h):
+        a = self._a
+        if layer == 0:
+            np.matmul(self._W[0], h, a)
+            np.add(a, x, a)
+        else:
+            np.matmul(self._W[layer], self._hs[(layer - 1) * self.H : (layer + 1) * self.H], a)
+            np.add(a, self._b[layer], a)
+        np.tanh(a, h)
+
+    def _gru(self, layer, x, h):
+        H, a, hpn = self.H, self._a, self._hpn
+        if layer > 0:
+            x = np.matmul(self._WxT[layer], self._hs[(layer - 1) * H : layer * H], self._xp)
+            np.add(x, self._b[layer], x)
+        np.matmul(self._W[layer], h, a)
+        np.add(a, self._bh[layer], a)
+        hpn[...] = a[2 * H :]  # h Wh_n + bh_n
+        rz, n = a[: 2 * H], a[2 * H :]
+        np.add(rz, x[: 2 * H], rz)
+        np.tanh(rz, rz)
+        self._sigmoid_from_tanh(rz)
+        np.multiply(a[:H], hpn, n)  # n = tanh(x_n + r (h Wh_n + bh_n))
+        np.add(n, x[2 * H :], n)
+        np.tanh(n, n)
+        np.subtract(h, n, h)  # h = n + z (h_prev - n)
+        np.multiply(h, a[H : 2 * H], h)
+        np.add(h, n, h)
