@@ -397,6 +397,14 @@ class Stepper:
                 self._b.append(bias(p[pre + "b"]))
         self._headW = np.ascontiguousarray(p["head.W"].T)  # (V, H)
         self._headb = p["head.b"].reshape((-1,) + (1,) * len(col))
+        # views of the stacked h, made once: h_l, what layer l's product reads, the head's input
+        hs = self._hs
+        self._h = [hs[layer * H : (layer + 1) * H] for layer in range(L)]
+        self._z = [hs[max(layer - 1, 0) * H : (layer + 1) * H] for layer in range(L)]
+        if cfg.cell == "gru":  # W reads h_l alone; WxT reads h_{l-1}
+            self._z = [self._h[layer] for layer in range(L)]
+            self._zx = [None] + self._h[:-1]
+        self._cell = getattr(self, "_" + cfg.cell)
 
     @property
     def state(self):
@@ -417,28 +425,22 @@ class Stepper:
 
     def step(self, ids):
         """Feed ids (N,) and return the logits (N, V) for the next character (a reused view)."""
-        H, hs = self.H, self._hs
         if self.N == 1:
             x = self._E[int(ids[0])]  # a view of one row: no copy
         else:
             x = np.take(self._ET, ids, axis=1, out=self._xp, mode="clip")
-        cell = getattr(self, "_" + self.cell)
-        for layer in range(len(self._W)):
-            cell(layer, x, hs[layer * H : (layer + 1) * H])
+        for layer, h in enumerate(self._h):
+            self._cell(layer, x, h)
             x = None
-        np.matmul(self._headW, hs[-H:], self._logits)
+        np.matmul(self._headW, self._h[-1], self._logits)
         np.add(self._logits, self._headb, self._logits)
         return self._logits.T if self.N > 1 else self._logits[None]
 
     def _lstm(self, layer, x, h):
         """Layer `layer` reads x (layer 0's projected input; None above) and h, writes h."""
         H, a, c, tc = self.H, self._a, self._cs[layer], self._tc
-        if layer == 0:
-            np.matmul(self._W[0], h, a)
-            np.add(a, x, a)
-        else:  # [Wx; Wh]^T [h_{l-1}; h_l], a slice of the stacked h
-            np.matmul(self._W[layer], self._hs[(layer - 1) * H : (layer + 1) * H], a)
-            np.add(a, self._b[layer], a)
+        np.matmul(self._W[layer], self._z[layer], a)  # above layer 0: [Wx; Wh]^T [h_{l-1}; h_l]
+        np.add(a, self._b[layer] if x is None else x, a)
         np.tanh(a, a)
         self._sigmoid_from_tanh(a[: 3 * H])
         i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
@@ -450,18 +452,14 @@ class Stepper:
 
     def _rnn(self, layer, x, h):
         a = self._a
-        if layer == 0:
-            np.matmul(self._W[0], h, a)
-            np.add(a, x, a)
-        else:
-            np.matmul(self._W[layer], self._hs[(layer - 1) * self.H : (layer + 1) * self.H], a)
-            np.add(a, self._b[layer], a)
+        np.matmul(self._W[layer], self._z[layer], a)
+        np.add(a, self._b[layer] if x is None else x, a)
         np.tanh(a, h)
 
     def _gru(self, layer, x, h):
         H, a, hpn = self.H, self._a, self._hpn
         if layer > 0:
-            x = np.matmul(self._WxT[layer], self._hs[(layer - 1) * H : layer * H], self._xp)
+            x = np.matmul(self._WxT[layer], self._zx[layer], self._xp)
             np.add(x, self._b[layer], x)
         np.matmul(self._W[layer], h, a)
         np.add(a, self._bh[layer], a)
