@@ -78,8 +78,7 @@ def project_backward(dXP, X, Wx):
     X2 = X.reshape(X.shape[0], T * N)
     dX = np.matmul(Wx, dXP2).reshape(-1, T, N)
     dWx = np.matmul(X2, dXP2.T)
-    db = dXP2.sum(axis=1)
-    return dX, dWx, db
+    return dX, dWx, _row_sums(dXP2)
 
 
 def embed(ids, Wx, b, ws=None):
@@ -87,11 +86,13 @@ def embed(ids, Wx, b, ws=None):
 
     ids (N, T) integers in [0, V); Wx (V, G); b (G,). Returns XP (G, T, N) = Wx[ids]^T + b.
     """
-    WxT = np.ascontiguousarray(Wx.T)  # (G, V): gathering columns yields (G, T, N) directly
+    V, G = Wx.shape
+    if ids.size and (ids.min() < 0 or ids.max() >= V):
+        raise IndexError(f"character ids must be in [0, {V})")
+    table = np.ascontiguousarray((Wx + b).T)  # (G, V): gathering columns yields (G, T, N) directly
     N, T = ids.shape
-    XP = _ws(ws).get("XP", (Wx.shape[1], T, N), Wx.dtype)
-    np.take(WxT, ids.T, axis=1, out=XP)
-    XP += b[:, None, None]
+    XP = _ws(ws).get("XP", (G, T, N), Wx.dtype)
+    np.take(table, ids.T, axis=1, out=XP, mode="clip")  # checked above; "raise" is 2.5x slower
     return XP
 
 
@@ -146,6 +147,12 @@ def tanh(x, out):
 def _errstate():
     # exp overflows to inf for large pre-activations; sigmoid and tanh then give the right limit.
     return np.errstate(over="ignore")
+
+
+def _row_sums(M):
+    """M (G, K) -> (G,) sums of its rows, as a matrix-vector product: a bias gradient over all
+    positions, 5x faster than M.sum(axis=1) on a (1024, 3200) float32 gradient."""
+    return np.matmul(M, np.ones(M.shape[1], dtype=M.dtype))
 
 
 def _contiguous_T(W):
@@ -450,7 +457,7 @@ def gru_sequence_backward(dHs, cache, layout="features"):
         dh += tmp1
     dHP2 = dHP.reshape(3 * H, T * N)
     dWh = np.matmul(Hs[:, :T].reshape(H, T * N), dHP2.T)
-    return out.array, dh, dWh, dHP2.sum(axis=1)
+    return out.array, dh, dWh, _row_sums(dHP2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -532,9 +539,11 @@ def dropout_mask(shape, p, rng, dtype):
     """Inverted-dropout mask: 0 with probability p, else 1/(1-p), so E[mask] = 1.
 
     Applied as x * mask in training; evaluation uses no mask and needs no rescaling.
+    The draws are 16-bit integers (half the time of float32 uniforms), so the drop probability
+    is p rounded to a multiple of 2^-16.
     """
-    keep = rng.random(shape, dtype=np.float64 if dtype == np.float64 else np.float32) >= p
-    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+    keep = rng.integers(0, 1 << 16, size=shape, dtype=np.uint16) >= round(p * (1 << 16))
+    return np.multiply(keep, dtype.type(1.0 / (1.0 - p)), dtype=dtype)
 
 
 def softmax_cross_entropy(X, W, b, targets, denom=None):
@@ -574,4 +583,4 @@ def softmax_cross_entropy_backward(cache):
     dlogits *= 1.0 / denom
     dX = np.matmul(W, dlogits).reshape(H, T, N)
     dW = np.matmul(X.reshape(H, T * N), dlogits.T)
-    return dX, dW, dlogits.sum(axis=1)
+    return dX, dW, _row_sums(dlogits)
