@@ -180,3 +180,12 @@ def test_rows_layout_equals_features_layout(cell):
     np.testing.assert_allclose(rows[0], feats[0].transpose(1, 2, 0), rtol=0, atol=1e-12)
     for a, b in zip(feats[1:], rows[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_embed_rejects_ids_outside_the_vocabulary():
+    """The lookup gathers with mode="clip" for speed, so it checks the range itself first."""
+    Wx, b = np.ones((5, 8), dtype=np.float32), np.zeros(8, dtype=np.float32)
+    for bad in (5, -1):
+        with pytest.raises(IndexError, match=r"\[0, 5\)"):
+            layers.embed(np.array([[0, bad]]), Wx, b)
+    assert layers.embed(np.array([[0, 4]]), Wx, b).shape == (8, 2, 1)
