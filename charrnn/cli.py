@@ -360,7 +360,7 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
     if result.reason == "interrupted":
         click.echo(f"interrupted at step {result.step}; latest.npz saved. Resume with: "
                    f"charrnn train --resume {run}", err=True)
-        ctx.exit(130)
+        ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
         best = "no validation loss (--val-fraction 0)" if result.best_val_loss is None else (
             f"best validation loss {result.best_val_loss:.4f} nats/char "

@@ -97,6 +97,7 @@ class TrainResult:
     best_val_loss: float | None
     elapsed: float  # seconds of training of the whole run
     message: str = ""  # for "diverged": what happened and what to try
+    signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, SIGTERM)
 
 
 class Reporter:
@@ -257,6 +258,7 @@ class _Interrupt:
 
     def __init__(self):
         self.requested = False
+        self.signum = None  # the first signal received
         self._old = {}
 
     def __enter__(self):
@@ -268,7 +270,8 @@ class _Interrupt:
         return self
 
     def _handle(self, signum, frame):
-        self.requested = True
+        if not self.requested:
+            self.requested, self.signum = True, signum
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -532,7 +535,7 @@ class Trainer:
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save("latest")
                 self.take_snapshot()
-        return self.finish(reason)
+        return self.finish(reason, interrupt.signum)
 
     def diverged(self, what):
         """Roll back to the last good state and halve the learning rate; `what` went non-finite.
@@ -556,7 +559,7 @@ class Trainer:
             )
         return not stop
 
-    def finish(self, reason):
+    def finish(self, reason, signum=None):
         self._stopped_at = self.elapsed
         saved = self.latest_step == self.step and reason != "diverged"  # latest.npz is current
         if reason == "interrupted":
@@ -576,7 +579,7 @@ class Trainer:
                 "--learning-rate or --grad-clip."
             )
         return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
-                           self.best_val_loss, self.elapsed, message)
+                           self.best_val_loss, self.elapsed, message, signum)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -175,6 +175,23 @@ def test_ctrl_c_twice_in_quick_succession_saves_exits_130_and_resumes(tmp_path, 
     assert events(run, "start")[-1]["step"] == step and events(run)[-1]["step"] == step + 2
 
 
+def test_sigterm_saves_and_exits_143(tmp_path, corpus):
+    """`kill PID` (SIGTERM) stops a run like Ctrl-C does, with the shell's code for it: 128+15."""
+    out = tmp_path / "runs"
+    run = out / "t"
+    proc = spawn("train", corpus, *EVERY_STEP, "--out-dir", out, "--name", run.name)
+    wait_until(lambda: (run / "latest.npz").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = finish(proc)
+    assert proc.returncode == 143, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    assert f"latest.npz saved. Resume with: charrnn train --resume {run}" in stderr
+    end = events(run)[-1]
+    assert (end["event"], end["reason"]) == ("end", "interrupted")
+    assert load(run / "latest.npz").training["step"] == end["step"]
+    assert not temporaries(run)
+
+
 def test_ctrl_c_during_a_checkpoint_write_lets_the_write_finish(tmp_path, corpus, monkeypatch):
     """Two SIGINTs delivered inside the third checkpoint write (in-process, so exactly there):
     the write completes, training stops at that step, and nothing is written twice."""
