@@ -84,16 +84,42 @@ def project_backward(dXP, X, Wx):
 def embed(ids, Wx, b, ws=None):
     """Input projection of character ids: a row lookup of Wx (one-hot input, no matrix product).
 
-    ids (N, T) integers in [0, V); Wx (V, G); b (G,). Returns XP (G, T, N) = Wx[ids]^T + b.
+    ids (N, T) integers in [0, V); Wx (V, G); b (G,). Returns XP (G, T, N) = Wx[ids]^T + b as
+    an `Embedded`: the sequence forwards read it one step at a time.
     """
-    V, G = Wx.shape
-    if ids.size and (ids.min() < 0 or ids.max() >= V):
-        raise IndexError(f"character ids must be in [0, {V})")
-    table = np.ascontiguousarray((Wx + b).T)  # (G, V): gathering columns yields (G, T, N) directly
-    N, T = ids.shape
-    XP = _ws(ws).get("XP", (G, T, N), Wx.dtype)
-    np.take(table, ids.T, axis=1, out=XP, mode="clip")  # checked above; "raise" is 2.5x slower
-    return XP
+    return Embedded(ids, Wx, b, ws)
+
+
+class Embedded:
+    """Layer 0's projected input XP (G, T, N), gathered one (G, N) step at a time.
+
+    XP[:, t] gathers the columns ids[:, t] of the (G, V) table (Wx + b)^T into a reused
+    buffer; np.asarray(XP) gives the whole array. Why not materialise it: the step-t slab of a
+    (G, T, N) array is G rows of N numbers, T N apart, and reading it cost the LSTM cell a
+    quarter of its time (23.7 against 17.5 ms a layer for 100 steps of N = 32), while the
+    table is small enough to stay in cache.
+    """
+
+    def __init__(self, ids, Wx, b, ws=None):
+        V, G = Wx.shape
+        if ids.size and (ids.min() < 0 or ids.max() >= V):
+            raise IndexError(f"character ids must be in [0, {V})")
+        N, T = ids.shape
+        self.shape, self.dtype = (G, T, N), Wx.dtype
+        self._table = np.ascontiguousarray((Wx + b).T)  # (G, V)
+        self._ids = np.ascontiguousarray(ids.T)  # (T, N)
+        self._xp = _ws(ws).get("xp", (G, N), Wx.dtype)
+
+    def __getitem__(self, index):
+        """XP[:, t]: step t's (G, N) slab, valid until the next call."""
+        if not (isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None)):
+            raise IndexError("an Embedded input is read one step at a time, as XP[:, t]")
+        # the ids were checked above; mode="raise" would check them again, 2.5x slower
+        return np.take(self._table, self._ids[index[1]], axis=1, out=self._xp, mode="clip")
+
+    def __array__(self, dtype=None, copy=None):
+        XP = np.take(self._table, self._ids, axis=1, mode="clip")
+        return XP if dtype is None else XP.astype(dtype)
 
 
 def embed_backward(dXP_rows, ids, vocab_size):

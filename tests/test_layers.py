@@ -92,9 +92,12 @@ def test_embed_gradients():
     b = rng.standard_normal(G)
     dXP = rng.standard_normal((G, T, N))
     XP = layers.embed(ids, Wx, b)
-    for n in range(N):
-        for t in range(T):
-            np.testing.assert_allclose(XP[:, t, n], Wx[ids[n, t]] + b)
+    whole = np.asarray(XP)
+    assert whole.shape == XP.shape == (G, T, N)
+    for t in range(T):
+        np.testing.assert_array_equal(XP[:, t], whole[:, t])  # read one step at a time
+        for n in range(N):
+            np.testing.assert_allclose(whole[:, t, n], Wx[ids[n, t]] + b)
     dWx, db = layers.embed_backward(np.ascontiguousarray(dXP.transpose(1, 2, 0)), ids, V)
     run = lambda: float(np.sum(layers.embed(ids, Wx, b) * dXP))
     _check(run, {"Wx": dWx, "b": db}, {"Wx": Wx, "b": b})
