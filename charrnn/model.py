@@ -6,6 +6,8 @@ a row lookup of its Wx by character id. Hidden state is kept feature-major, (H, 
 the layout of `layers.py`'s internals.
 """
 
+import os
+import weakref
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -95,6 +97,33 @@ def init_params(config, rng, dtype=np.float32):
     return params
 
 
+# Splitting a batch pays only when each chunk keeps enough work per step; measured on 2 cores
+# as the multiply-adds of a chunk's recurrent product h Wh per step: in worker processes, an
+# LSTM 2x32 with batch 32 (65k) breaks even and 2x64 (262k) gains 20%; in threads, which wait
+# for each other for the interpreter lock, 2x96 with batch 64 (1.2M) breaks even, 2x128 with
+# batch 32 (1.0M) loses 10% and with batch 64 (2.1M) gains 20%.
+MIN_CHUNK_MACS = {"processes": 1.5e5, "threads": 1.5e6}
+
+
+def default_threads(cell, hidden_size, batch_size):
+    """How many cores to split a batch over: one per available core, as long as each chunk
+    keeps MIN_CHUNK_MACS multiply-adds a step."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    per_stream = GATES[cell] * hidden_size**2  # one stream's h Wh, per step
+    least = MIN_CHUNK_MACS["processes" if _processes_allowed() else "threads"]
+    return max(1, min(cores, int(batch_size * per_stream // least)))
+
+
+def _processes_allowed():
+    """Worker processes exist here (Linux) and CHARRNN_PARALLEL=threads does not forbid them."""
+    from charrnn import workers
+
+    return workers.AVAILABLE and os.environ.get("CHARRNN_PARALLEL") != "threads"
+
+
 def single_threaded_blas():
     """A context in which BLAS runs on one thread: each training worker thread owns a core, and
     sampling's matrix-vector products gain nothing from a second BLAS thread, whose spinning
@@ -125,8 +154,11 @@ class CharRNN:
             params = init_params(config, np.random.default_rng(seed), self.dtype)
         self.params = params
         self._ws = {}  # (batch shape, (kind, chunk)) -> per-layer layers.Workspace
-        self.threads = 1  # worker threads for loss and loss_and_grads (see there)
+        self.threads = 1  # chunks for loss and loss_and_grads, run in parallel (see there)
         self._executor = None
+        self._procs = []  # workers.Worker handles
+        self._processes_failed = False
+        weakref.finalize(self, CharRNN._stop_workers, self._procs)
 
     @property
     def num_params(self):
@@ -235,10 +267,13 @@ class CharRNN:
         Dropout (inverted, masks drawn from rng) only when rng is given.
         Returns (mean loss in nats/char, grads dict like params, next_state).
 
-        With `threads` > 1 the batch is cut into that many chunks of streams, each run forward
-        and backward in its own thread with single-threaded BLAS (numpy releases the GIL in
-        ufuncs and BLAS, so the elementwise work, not only the GEMMs, uses every core); each
-        chunk's loss is its share of the whole batch's mean, so losses and gradients add up.
+        `threads` is the number of cores a step uses. With `threads` > 1 the batch is cut into
+        that many chunks of streams, each run forward and backward in its own thread with
+        single-threaded BLAS (numpy releases the GIL in ufuncs and BLAS, so the elementwise
+        work, not only the GEMMs, uses every core); each chunk's loss is its share of the whole
+        batch's mean, so losses and gradients add up. With 1, BLAS runs on one thread too: a
+        second BLAS thread made a small LSTM (128 units, batch 32) 20% faster on an idle
+        machine but 2.6x slower while another process kept the other core busy.
         Each chunk draws its dropout masks from its own generator, seeded from rng: results
         are reproducible for a given thread count (and differ, like any sampling, between
         thread counts).
@@ -246,29 +281,30 @@ class CharRNN:
         return self._run(x_ids, y_ids, state, rng, grads=True)
 
     def _run(self, x_ids, y_ids, state, rng, grads):
-        """(loss, grads or None, next_state), in one piece or in chunks across threads."""
+        """(loss, grads or None, next_state), in one piece or in chunks across worker
+        processes or threads (see `parallelism`)."""
         N, T = x_ids.shape
         bounds = np.linspace(0, N, min(self.threads, N) + 1).astype(int)
-        kind = "train" if grads else "eval"
         # each chunk draws its own masks, contiguous and in parallel, from a child generator
         seeds = None if rng is None else rng.integers(2**63, size=len(bounds) - 1)
+        # chunk k: (x, y, state, dropout seed) of the streams bounds[k]:bounds[k+1]
+        chunks = [(x_ids[lo:hi], y_ids[lo:hi], tuple(tuple(a[:, lo:hi] for a in layer) for layer in state),
+                   None if seeds is None else seeds[k])
+                  for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
 
         def chunk(k):
-            lo, hi = bounds[k], bounds[k + 1]
-            ws = self._workspaces((hi - lo, T), (kind, k))
-            sub_state = tuple(tuple(a[:, lo:hi] for a in layer) for layer in state)
-            sub_rng = None if rng is None else np.random.default_rng(seeds[k])
-            masks = self._dropout_masks(hi - lo, T, sub_rng)
-            x = x_ids[lo:hi]
-            with np.errstate(over="ignore"):
-                loss, caches, next_state = self._forward(x, y_ids[lo:hi], sub_state, masks, ws,
-                                                         N * T)
-            return loss, self._backward(x, caches) if grads else None, next_state
+            x, y, sub_state, seed = chunks[k]
+            sub_rng = None if seed is None else np.random.default_rng(seed)
+            return self._chunk(x, y, sub_state, sub_rng, N * T, grads, k)
 
-        if len(bounds) == 2:
-            return chunk(0)
         with single_threaded_blas():
-            results = list(self._pool().map(chunk, range(len(bounds) - 1)))
+            if len(chunks) == 1:
+                return chunk(0)
+            results = None
+            if self.parallelism() == "processes":
+                results = self._in_processes(chunk, chunks, N * T, grads)
+            if results is None:
+                results = list(self._pool().map(chunk, range(len(chunks))))
         loss = sum(r[0] for r in results)
         total = results[0][1]
         for _, g, _ in results[1:] if grads else ():
@@ -279,6 +315,61 @@ class CharRNN:
             for layer_parts in zip(*(r[2] for r in results))
         )
         return loss, total, next_state
+
+    def _in_processes(self, chunk, chunks, denom, grads):
+        """Chunk 0 here, the others in worker processes; None if a worker failed (it is
+        stopped, with a warning, and the model keeps to threads from then on: they compute
+        the same numbers)."""
+        from charrnn import workers
+
+        try:
+            procs = self._workers(len(chunks) - 1)
+            for proc, args in zip(procs, chunks[1:]):
+                proc.submit(self, *args, denom, grads)
+            results = [chunk(0)]
+            return results + [proc.result() for proc in procs]
+        except workers.WorkerError as exc:
+            import warnings
+
+            warnings.warn(f"{exc}; continuing with threads.", RuntimeWarning, stacklevel=2)
+            self.close()
+            self._processes_failed = True
+            return None
+
+    def _chunk(self, x, y, state, rng, denom, grads, key):
+        """Forward (and backward if grads) over one chunk of streams: x, y (n, T) ids, state
+        for n streams, rng for its dropout masks (None: none), denom the whole batch's number
+        of positions. `key` names the chunk's reusable workspaces. Threads and worker
+        processes (`workers.py`) both run this."""
+        n, T = x.shape
+        ws = self._workspaces((n, T), ("train" if grads else "eval", key))
+        masks = self._dropout_masks(n, T, rng)
+        with np.errstate(over="ignore"):
+            loss, caches, next_state = self._forward(x, y, state, masks, ws, denom)
+        return loss, self._backward(x, caches) if grads else None, next_state
+
+    def parallelism(self):
+        """Where chunks 1..k-1 of a split batch run: "processes" (see `workers.py`) where the
+        system has them (Linux) and none has failed, else "threads". The environment variable
+        CHARRNN_PARALLEL=threads keeps everything in this process."""
+        return "processes" if _processes_allowed() and not self._processes_failed else "threads"
+
+    def _workers(self, count):
+        """`count` worker processes, started on first use and kept until `close`."""
+        from charrnn import workers
+
+        while len(self._procs) < count:
+            self._procs.append(workers.Worker())
+        return self._procs[:count]
+
+    def close(self):
+        """Stop the worker processes, if any (a model can still be used after: they restart)."""
+        CharRNN._stop_workers(self._procs)
+
+    @staticmethod
+    def _stop_workers(procs):
+        while procs:
+            procs.pop().close()
 
     def _pool(self):
         if self._executor is None or self._executor._max_workers != self.threads:

@@ -21,7 +21,7 @@ import numpy as np
 
 from charrnn import checkpoint, data, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
-from charrnn.model import GATES, CharRNN, ModelConfig
+from charrnn.model import GATES, CharRNN, ModelConfig, default_threads
 from charrnn.optim import DEFAULT_LR, LRSchedule, clip_grad_norm, make_optimizer
 from charrnn.runs import LOG_NAME, RunLock
 
@@ -68,15 +68,8 @@ class TrainConfig:
     threads: int | None = None  # worker threads per step; None: one per available core
 
     def thread_count(self):
-        """Worker threads for a step: `threads`, or one per available core (at most one per
-        4 streams, below which a thread has too little work to pay for itself)."""
-        if self.threads:
-            return self.threads
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
-        return max(1, min(cores, self.batch_size // 4))
+        """Cores a step uses: `threads`, or `model.default_threads`'s choice."""
+        return self.threads or default_threads(self.cell, self.hidden_size, self.batch_size)
 
     def model_config(self, vocab_size):
         return ModelConfig(self.cell, vocab_size, self.hidden_size, self.num_layers, self.dropout)
@@ -789,4 +782,5 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         try:
             return trainer.run(interrupt)
         finally:
+            model.close()  # its worker processes, if any
             reporter.close()

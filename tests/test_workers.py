@@ -1,0 +1,188 @@
+"""Worker processes for a split batch: the same numbers as threads, and never a stray process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import charrnn
+from charrnn import workers
+from charrnn.model import CELLS, CharRNN, ModelConfig, default_threads
+
+pytestmark = pytest.mark.skipif(not workers.AVAILABLE, reason="worker processes need memfd (Linux)")
+
+
+def _run_both(cell, dtype, monkeypatch, steps=3):
+    """Losses, gradients and states of a few dropout steps and an evaluation, computed with
+    the batch split in threads, then in worker processes."""
+    results = {}
+    for mode in ("threads", "processes"):
+        monkeypatch.setenv("CHARRNN_PARALLEL", mode)
+        model = CharRNN(ModelConfig(cell, 11, 8, 2, dropout=0.2), seed=0, dtype=dtype)
+        model.threads = 3  # 7 streams: chunks of 2, 2 and 3
+        assert model.parallelism() == mode
+        rng = np.random.default_rng(0)
+        x, y = rng.integers(0, 11, (7, 5)), rng.integers(0, 11, (7, 5))
+        state, out = model.init_state(7), []
+        try:
+            for _ in range(steps):
+                loss, grads, state = model.loss_and_grads(x, y, state, np.random.default_rng(1))
+                out.append((loss, grads, state))
+            out.append(model.loss(x, y, state))
+        finally:
+            model.close()
+        results[mode] = out
+    return results["threads"], results["processes"]
+
+
+def _assert_same(a, b):
+    """Exactly equal nested (loss, dict/tuple of arrays) results."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for u, v in zip(a, b):
+            _assert_same(u, v)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", CELLS)
+def test_processes_compute_exactly_what_threads_compute(cell, dtype, monkeypatch):
+    threads, processes = _run_both(cell, dtype, monkeypatch)
+    _assert_same(threads, processes)
+
+
+def test_a_dead_worker_falls_back_to_threads_with_the_same_numbers(monkeypatch):
+    monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
+    model = CharRNN(ModelConfig("lstm", 9, 8, 2), seed=0)
+    model.threads = 2
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 9, (4, 6))
+    expected = model.loss_and_grads(x, x, model.init_state(4))
+    assert model.parallelism() == "processes" and len(model._procs) == 1
+    model._procs[0]._proc.kill()
+    with pytest.warns(RuntimeWarning, match=r"worker process stopped unexpectedly.*continuing "
+                                            r"with threads"):
+        again = model.loss_and_grads(x, x, model.init_state(4))
+    _assert_same(expected, again)
+    assert model.parallelism() == "threads" and model._procs == []
+
+
+def test_close_stops_the_workers_and_a_later_step_restarts_them(monkeypatch):
+    monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
+    model = CharRNN(ModelConfig("gru", 9, 8, 1), seed=0)
+    model.threads = 2
+    x = np.zeros((4, 3), dtype=int)
+    model.loss(x, x, model.init_state(4))
+    proc = model._procs[0]._proc
+    model.close()
+    assert proc.poll() == 0 and model._procs == []
+    model.loss(x, x, model.init_state(4))
+    assert len(model._procs) == 1
+    model.close()
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    """A SIGKILLed trainer cannot clean up: its workers see their input close and exit."""
+    code = (
+        "import os, sys, time, numpy as np\n"
+        "from charrnn.model import CharRNN, ModelConfig\n"
+        "m = CharRNN(ModelConfig('lstm', 5, 4, 1)); m.threads = 2\n"
+        "x = np.zeros((2, 2), dtype=int); m.loss(x, x, m.init_state(2))\n"
+        "print(m._procs[0]._proc.pid, flush=True); time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
+    env.pop("CHARRNN_PARALLEL", None)
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        worker_pid = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while _alive(worker_pid):
+            assert time.monotonic() < deadline, "the worker outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid):
+    try:  # a zombie (exited, not yet reaped by init) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_default_threads_split_only_batches_with_enough_work(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
+    assert default_threads("lstm", 256, 64) == 2
+    assert default_threads("lstm", 64, 32) == 2
+    assert default_threads("lstm", 16, 8) == 1  # a test-sized model: one core
+    monkeypatch.setenv("CHARRNN_PARALLEL", "threads")  # threads need more work per chunk
+    assert default_threads("lstm", 256, 64) == 2
+    assert default_threads("lstm", 64, 32) == 1
+
+
+def test_a_training_run_in_processes_equals_one_in_threads(tmp_path):
+    """`charrnn train --threads 2`, with dropout: the run's weights, optimizer state and
+    carried state come out the same, bit for bit, and no worker outlives the command."""
+    from train_helpers import TINY, assert_same_arrays, load, make_corpus, train
+
+    corpus = make_corpus(tmp_path / "c.txt")
+    args = [corpus, *TINY, "--threads", 2, "--dropout", 0.3, "--max-steps", 12,
+            "--eval-every", 5, "--seed", 3, "-q", "--out-dir", tmp_path / "runs"]
+    for mode in ("threads", "processes"):
+        result = train(*args, "--name", mode, env={"CHARRNN_PARALLEL": mode})
+        assert result.exit_code == 0, result.stderr
+    runs = tmp_path / "runs"
+    assert_same_arrays(load(runs / "threads" / "latest.npz"), load(runs / "processes" / "latest.npz"))
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _is_worker_of(p, os.getpid())]
+
+
+def _is_worker_of(proc_dir, parent):
+    try:
+        cmd = (proc_dir / "cmdline").read_bytes().split(b"\0")
+        stat = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return b"charrnn.workers" in cmd and int(stat[1]) == parent and stat[0] != "Z"
+
+
+def test_ctrl_c_with_workers_saves_and_leaves_no_process(tmp_path):
+    """The workers run in their own session, so a terminal's Ctrl-C reaches only the trainer,
+    which saves and exits 130 as always; its workers end with it."""
+    from test_faults import EVERY_STEP, finish, spawn, wait_until
+    from train_helpers import make_corpus
+
+    corpus = make_corpus(tmp_path / "c.txt")
+    run = tmp_path / "runs" / "w"
+    proc = spawn("train", corpus, *EVERY_STEP, "--threads", 2, "--out-dir", run.parent,
+                 "--name", run.name)
+    wait_until(lambda: (run / "latest.npz").exists(), proc)
+    workers_before = [p for p in Path("/proc").glob("[0-9]*") if _is_worker_of(p, proc.pid)]
+    assert len(workers_before) == 1
+    worker_pid = int(workers_before[0].name)
+    assert os.getsid(worker_pid) != os.getsid(proc.pid)  # out of the terminal's reach
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = finish(proc)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "latest.npz saved" in stderr
+    deadline = time.monotonic() + 30
+    while _alive(worker_pid):
+        assert time.monotonic() < deadline, "a worker outlived the trainer"
+        time.sleep(0.05)
