@@ -2,8 +2,9 @@
 
 Each measurement runs in its own subprocess (so peak RSS is that configuration's alone): a
 warm-up, then timed training steps (forward, backward, global-norm clipping and an Adam update),
-excluding start-up. charrnn and torch alternate, round after round, so that both see the same
-machine load; the table reports the median chars/s of the rounds and the ratio ours / torch.
+excluding start-up; at least --steps steps and --min-seconds seconds. charrnn and torch
+alternate, round after round, so that both see the same machine load; the table reports the
+median chars/s of the rounds, and the median (and range) of each round's ratio ours / torch.
 
     python benchmarks/bench_train.py                  # every configuration, 3 rounds
     python benchmarks/bench_train.py --config lstm-256 --rounds 5 --json
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 CONFIGS = {  # name: (cell, hidden, layers, batch, seq)
     "lstm-256": ("lstm", 256, 2, 64, 100),  # the headline
@@ -31,34 +33,52 @@ VOCAB = 65  # tiny-shakespeare's
 
 
 def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process plus its live children (charrnn's worker
+    processes): an upper bound on what the configuration held at once. Read from /proc's
+    VmHWM, which starts afresh at exec; getrusage's maxrss does not, and would count the
+    memory of a parent that had imported torch."""
+    def hwm_kb(pid):
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+
+    if not os.path.exists("/proc/self/status"):  # not Linux: this process only
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = hwm_kb("self")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                total += hwm_kb(stat.parent.name)
+        except (OSError, StopIteration, ValueError):
+            continue  # gone meanwhile
+    return total / 1024
 
 
-def run_ours(cell, H, L, N, T, steps, warmup, threads):
+def run_ours(cell, H, L, N, T, steps, warmup, threads, min_seconds):
     import numpy as np
 
     from charrnn.model import CharRNN, ModelConfig
     from charrnn.optim import Adam, clip_grad_norm
+    from charrnn.train import TrainConfig
 
     model = CharRNN(ModelConfig(cell, VOCAB, H, L, dropout=0.0), seed=0)
-    if threads is not None:
-        model.threads = threads
+    # as `charrnn train` runs it: its --threads, else the trainer's own choice
+    model.threads = TrainConfig(cell=cell, hidden_size=H, num_layers=L, batch_size=N,
+                                seq_length=T, threads=threads).thread_count()
     opt = Adam(model.params)
     rng = np.random.default_rng(0)
     x = rng.integers(0, VOCAB, (N, T))
     y = rng.integers(0, VOCAB, (N, T))
-    state = model.init_state(N)
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        loss, grads, state = model.loss_and_grads(x, y, state)
+    carried = [model.init_state(N)]
+
+    def step():
+        loss, grads, carried[0] = model.loss_and_grads(x, y, carried[0])
         clip_grad_norm(grads, 5.0)
         opt.step(model.params, grads, 1e-3)
-        times.append(time.perf_counter() - t0)
-    return times[warmup:]
+
+    return timed_steps(step, steps, warmup, min_seconds), peak_rss_mb()
 
 
-def run_torch(cell, H, L, N, T, steps, warmup, threads):
+def run_torch(cell, H, L, N, T, steps, warmup, threads, min_seconds):
     import torch
 
     torch.manual_seed(0)
@@ -75,17 +95,30 @@ def run_torch(cell, H, L, N, T, steps, warmup, threads):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, VOCAB, (N, T), generator=g)
     y = torch.randint(0, VOCAB, (N, T), generator=g)
-    state = None
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        out, state = rnn(embed(x), state)
-        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    carried = [None]
+
+    def step():
+        out, state = rnn(embed(x), carried[0])
+        carried[0] = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, VOCAB), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
+
+    return timed_steps(step, steps, warmup, min_seconds), peak_rss_mb()
+
+
+def timed_steps(step, steps, warmup, min_seconds):
+    """Durations of `step()` calls after `warmup` untimed ones: at least `steps` of them, and
+    more until `min_seconds` have passed (a short measurement is at the mercy of one burst of
+    load on a shared machine)."""
+    for _ in range(warmup):
+        step()
+    times, start = [], time.perf_counter()
+    while len(times) < steps or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        step()
         times.append(time.perf_counter() - t0)
     return times
 
@@ -93,15 +126,14 @@ def run_torch(cell, H, L, N, T, steps, warmup, threads):
 def worker(args):
     cell, H, L, N, T = CONFIGS[args.config]
     run = run_ours if args.worker == "ours" else run_torch
-    times = run(cell, H, L, N, T, args.steps, args.warmup, args.threads)
-    if args.worker == "torch":
-        times = times[args.warmup :]
-    print(json.dumps({"chars_per_sec": N * T / statistics.median(times), "peak_rss_mb": peak_rss_mb()}))
+    times, rss = run(cell, H, L, N, T, args.steps, args.warmup, args.threads, args.min_seconds)
+    print(json.dumps({"chars_per_sec": N * T / statistics.median(times), "peak_rss_mb": rss}))
 
 
 def measure(kind, config, args):
     cmd = [sys.executable, __file__, "--worker", kind, "--config", config,
-           "--steps", str(args.steps), "--warmup", str(args.warmup)]
+           "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--min-seconds", str(args.min_seconds)]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -122,6 +154,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--min-seconds", type=float, default=3.0,
+                    help="time steps for at least this long per measurement")
     ap.add_argument("--threads", type=int, default=None, help="worker threads (ours) / torch threads")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
@@ -141,14 +175,18 @@ def main():
             row[kind] = statistics.median(r["chars_per_sec"] for r in runs[kind])
             row[kind + "_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in runs[kind])
             row[kind + "_all"] = [round(r["chars_per_sec"]) for r in runs[kind]]
-        if "torch" in row:
-            row["ratio"] = row["ours"] / row["torch"]
+        if "torch" in row:  # the ratio of each round's pair, measured a few seconds apart
+            ratios = [o["chars_per_sec"] / t["chars_per_sec"]
+                      for o, t in zip(runs["ours"], runs["torch"])]
+            row["ratio"] = statistics.median(ratios)
+            row["ratio_all"] = [round(r, 3) for r in ratios]
         results[config] = row
         if not args.json:
             line = f"{config:10s} ours {row['ours']:9,.0f} chars/s  RSS {row['ours_rss_mb']:5.0f} MB"
             if "torch" in row:
                 line += (f"   torch {row['torch']:9,.0f} chars/s  RSS {row['torch_rss_mb']:5.0f} MB"
-                         f"   ratio {row['ratio']:.2f}")
+                         f"   ratio {row['ratio']:.2f} ({min(row['ratio_all']):.2f}–"
+                         f"{max(row['ratio_all']):.2f})")
             print(line, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
