@@ -64,6 +64,10 @@ def cli():
     Shell completion, for bash (zsh, fish: zsh_source, fish_source):
       eval "$(_CHARRNN_COMPLETE=bash_source charrnn)"
     """
+    import warnings
+
+    # a warning (e.g. a worker process that failed, replaced by threads) is one line for users
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
 # ----------------------------------------------------------------------------- charrnn logs
@@ -265,7 +269,8 @@ def _train_options(f):
         click.option("--sample-every", type=nonneg_int, default=0, help="Steps between printed samples (0 = never)."),
         click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: random, logged]."),
         click.option("--threads", type=click.IntRange(1, 256), default=None,
-                     help="Worker threads per step [default: one per core]."),
+                     help="Cores per step: the batch is split into this many chunks "
+                          "[default: one per core, if each chunk has enough work]."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -107,14 +107,15 @@ MIN_CHUNK_MACS = {"processes": 1.5e5, "threads": 1.5e6}
 
 def default_threads(cell, hidden_size, batch_size):
     """How many cores to split a batch over: one per available core, as long as each chunk
-    keeps MIN_CHUNK_MACS multiply-adds a step."""
+    keeps MIN_CHUNK_MACS multiply-adds a step and at least 4 streams (every chunk costs a
+    copy of the parameters and of its gradients, whatever its size)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
     per_stream = GATES[cell] * hidden_size**2  # one stream's h Wh, per step
     least = MIN_CHUNK_MACS["processes" if _processes_allowed() else "threads"]
-    return max(1, min(cores, int(batch_size * per_stream // least)))
+    return max(1, min(cores, batch_size // 4, int(batch_size * per_stream // least)))
 
 
 def _processes_allowed():
@@ -331,9 +332,9 @@ class CharRNN:
         except workers.WorkerError as exc:
             import warnings
 
-            warnings.warn(f"{exc}; continuing with threads.", RuntimeWarning, stacklevel=2)
             self.close()
             self._processes_failed = True
+            warnings.warn(f"{exc}; continuing with threads.", RuntimeWarning, stacklevel=2)
             return None
 
     def _chunk(self, x, y, state, rng, denom, grads, key):

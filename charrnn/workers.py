@@ -10,9 +10,11 @@ lock back, and the smaller the arrays, the more the threads wait for each other.
 
 How (Linux, where os.memfd_create exists; elsewhere `AVAILABLE` is False and the model keeps
 its threads):
-* each worker is `python -m charrnn.workers FD`, started once, in its own session (a Ctrl-C
-  at the terminal reaches only the trainer, which decides what to do) and with stdin/stdout
-  pipes to the parent. It exits when its stdin closes, so it never outlives its parent;
+* each worker is a Python started once, in isolated mode with the parent's module search
+  path (so it imports the very charrnn and numpy its parent runs, never a file of the working
+  directory), in its own session (a Ctrl-C at the terminal reaches only the trainer, which
+  decides what to do), with stdin/stdout pipes to the parent. It exits when its stdin closes,
+  so it never outlives its parent;
 * a worker and its parent share one anonymous memory file (memfd): the parent writes the
   parameters, the chunk's ids and state there; the worker writes back gradients and the next
   state. Nothing is pickled: the pipes carry one line of JSON each way per chunk;
@@ -91,9 +93,6 @@ class Worker:
     """The parent's handle on one worker process."""
 
     def __init__(self):
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (package_root, os.environ.get("PYTHONPATH")) if p))  # this very charrnn
         try:
             self._fd = os.memfd_create("charrnn-worker")
         except OSError as exc:
@@ -101,8 +100,9 @@ class Worker:
         self._shared = _Shared(self._fd)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "charrnn.workers", str(self._fd)], pass_fds=(self._fd,),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env)
+                [sys.executable, "-I", "-c", _LAUNCH, str(self._fd), *sys.path],
+                pass_fds=(self._fd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                start_new_session=True)
         except OSError as exc:
             os.close(self._fd)
             raise WorkerError(f"cannot start a worker process: {exc}") from None
@@ -128,14 +128,14 @@ class Worker:
                    "grads": grads, "seed": None if seed is None else int(seed), "denom": denom,
                    "size": size}
         self._send(request)
-        self._pending = (views, grads, model.config)
+        self._pending = (views, grads, model.config)  # until its reply has been read
 
     def result(self):
         """(loss, grads dict or None, next_state) of the submitted chunk. The arrays are views
         of shared memory, valid until the next `submit`."""
         views, grads, config = self._pending
-        self._pending = None
         reply = self._receive()
+        self._pending = None  # only now: an interruption above leaves the reply to `_drain`
         if "error" in reply:
             raise WorkerError(f"a worker process failed: {reply['error']}")
         g = {name: views[("grad", name)] for name in param_shapes(config)} if grads else None
@@ -157,12 +157,12 @@ class Worker:
         """Read the answer to a request whose result was never asked for (an exception in the
         parent between submit and result), so that answers stay in step with requests."""
         if self._pending is not None:
-            self._pending = None
             self._receive()
+            self._pending = None
 
     def _send(self, message):
         try:
-            self._proc.stdin.write(json.dumps(message).encode() + b"\n")
+            self._proc.stdin.write(json.dumps(message, default=_plain).encode() + b"\n")
             self._proc.stdin.flush()
         except OSError:
             raise WorkerError(self._death()) from None
@@ -171,11 +171,24 @@ class Worker:
         line = self._proc.stdout.readline()
         if not line:
             raise WorkerError(self._death())
-        return json.loads(line)
+        try:
+            reply = json.loads(line)
+            if "error" in reply or isinstance(reply["loss"], float):
+                return reply
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise WorkerError(f"a worker process answered nonsense: {line[:80]!r}")
 
     def _death(self):
         code = self._proc.wait()
         return f"a worker process stopped unexpectedly (exit status {code})"
+
+
+def _plain(value):
+    """numpy scalars (in a ModelConfig built from numpy values) as JSON numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot send a {type(value).__name__} to a worker process")
 
 
 def _flat(state):
@@ -209,10 +222,23 @@ def _serve(fd, stdin, stdout):
                 reply = {"loss": float(loss)}
             except Exception as exc:  # reported to the parent, which raises it
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
-            stdout.write(json.dumps(reply).encode() + b"\n")
-            stdout.flush()
+            try:
+                stdout.write(json.dumps(reply).encode() + b"\n")
+                stdout.flush()
+            except OSError:  # the parent is gone: nothing to report to
+                return
 
 
-if __name__ == "__main__":
+def main(fd):
+    """The worker process: serve requests until the parent closes its end of the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles interruptions
-    _serve(int(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer)
+    # replies go to the original stdout; anything else printed goes to stderr
+    protocol = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _serve(fd, sys.stdin.buffer, protocol)
+
+
+# The worker's command line: the parent's sys.path (argv[2:]) replaces the child's before
+# anything is imported, then `main` runs with the shared memory's fd (argv[1]).
+_LAUNCH = ("import sys; sys.path[:] = sys.argv[2:]; "
+           "from charrnn.workers import main; main(int(sys.argv[1]))")

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +161,8 @@ def _is_worker_of(proc_dir, parent):
         stat = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return b"charrnn.workers" in cmd and int(stat[1]) == parent and stat[0] != "Z"
+    return any(b"charrnn.workers" in arg for arg in cmd) and int(stat[1]) == parent \
+        and stat[0] != "Z"
 
 
 def test_ctrl_c_with_workers_saves_and_leaves_no_process(tmp_path):
@@ -173,16 +175,101 @@ def test_ctrl_c_with_workers_saves_and_leaves_no_process(tmp_path):
     run = tmp_path / "runs" / "w"
     proc = spawn("train", corpus, *EVERY_STEP, "--threads", 2, "--out-dir", run.parent,
                  "--name", run.name)
-    wait_until(lambda: (run / "latest.npz").exists(), proc)
-    workers_before = [p for p in Path("/proc").glob("[0-9]*") if _is_worker_of(p, proc.pid)]
-    assert len(workers_before) == 1
-    worker_pid = int(workers_before[0].name)
-    assert os.getsid(worker_pid) != os.getsid(proc.pid)  # out of the terminal's reach
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = finish(proc)
+    try:
+        wait_until(lambda: (run / "latest.npz").exists(), proc)
+        workers_before = [p for p in Path("/proc").glob("[0-9]*") if _is_worker_of(p, proc.pid)]
+        assert len(workers_before) == 1
+        worker_pid = int(workers_before[0].name)
+        assert os.getsid(worker_pid) != os.getsid(proc.pid)  # out of the terminal's reach
+        proc.send_signal(signal.SIGINT)
+    finally:
+        stdout, stderr = finish(proc)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "latest.npz saved" in stderr
     deadline = time.monotonic() + 30
     while _alive(worker_pid):
         assert time.monotonic() < deadline, "a worker outlived the trainer"
         time.sleep(0.05)
+
+
+def _step(model, x):
+    loss, grads, state = model.loss_and_grads(x, x, model.init_state(len(x)))
+    return loss, grads, state
+
+
+def test_an_interrupted_wait_keeps_replies_in_step(monkeypatch):
+    """A Ctrl-C (KeyboardInterrupt) while the parent waits for a worker leaves its reply
+    unread: the next request must not take it for its own."""
+    monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
+    model = CharRNN(ModelConfig("lstm", 9, 8, 2), seed=0)
+    model.threads = 2
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 9, (4, 6)) for _ in range(3)]
+    expected = [_step(model, x) for x in batches]
+    worker = model._procs[0]
+    real_receive = worker._receive
+    calls = []
+
+    def interrupted_once():
+        if not calls:
+            calls.append(1)
+            raise KeyboardInterrupt
+        return real_receive()
+
+    monkeypatch.setattr(worker, "_receive", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        _step(model, batches[0])
+    for x, want in zip(batches, expected):
+        _assert_same(want, _step(model, x))
+    model.close()
+
+
+def test_files_in_the_working_directory_do_not_replace_the_workers_modules(tmp_path,
+                                                                           monkeypatch):
+    """`python -m` would import a charrnn/ or json.py of the current directory; the workers
+    get their parent's module path instead."""
+    (tmp_path / "json.py").write_text("raise ImportError('the wrong json')\n")
+    (tmp_path / "charrnn").mkdir()
+    (tmp_path / "charrnn" / "__init__.py").write_text("raise ImportError('the wrong charrnn')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
+    x = np.random.default_rng(0).integers(0, 9, (4, 6))
+    results = []
+    for threads in (1, 2):
+        model = CharRNN(ModelConfig("gru", 9, 8, 1), seed=0)
+        model.threads = threads
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a fallback to threads would raise here
+            results.append(_step(model, x))
+        assert model.parallelism() == "processes" and len(model._procs) == threads - 1
+        model.close()
+    loss1, grads1, _ = results[0]
+    loss2, grads2, _ = results[1]
+    assert loss2 == pytest.approx(loss1, rel=1e-6)
+
+
+def test_numpy_numbers_in_the_config_reach_the_worker(monkeypatch):
+    monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
+    config = ModelConfig("rnn", np.int64(9), np.int32(8), np.int64(2), np.float64(0.0))
+    model = CharRNN(config, seed=0)
+    model.threads = 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _step(model, np.zeros((4, 3), dtype=int))
+    assert model.parallelism() == "processes"
+    model.close()
+
+
+def test_the_fallback_happens_even_when_warnings_are_errors(monkeypatch):
+    monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
+    model = CharRNN(ModelConfig("lstm", 9, 8, 1), seed=0)
+    model.threads = 2
+    x = np.zeros((4, 3), dtype=int)
+    expected = _step(model, x)
+    model._procs[0]._proc.kill()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning, match="continuing with threads"):
+            _step(model, x)
+        _assert_same(expected, _step(model, x))  # no warning any more: threads from now on
+    assert model.parallelism() == "threads" and model._procs == []
