@@ -269,10 +269,10 @@ class CharRNN:
         Returns (mean loss in nats/char, grads dict like params, next_state).
 
         `threads` is the number of cores a step uses. With `threads` > 1 the batch is cut into
-        that many chunks of streams, each run forward and backward in its own thread with
-        single-threaded BLAS (numpy releases the GIL in ufuncs and BLAS, so the elementwise
-        work, not only the GEMMs, uses every core); each chunk's loss is its share of the whole
-        batch's mean, so losses and gradients add up. With 1, BLAS runs on one thread too: a
+        that many chunks of streams, each run forward and backward with single-threaded BLAS:
+        chunk 0 here, the others in worker processes (see `parallelism`) or threads, so that
+        the elementwise work, not only the GEMMs, uses every core; each chunk's loss is its
+        share of the whole batch's mean, so losses and gradients add up. With 1, BLAS runs on one thread too: a
         second BLAS thread made a small LSTM (128 units, batch 32) 20% faster on an idle
         machine but 2.6x slower while another process kept the other core busy.
         Each chunk draws its dropout masks from its own generator, seeded from rng: results
@@ -492,10 +492,10 @@ class Stepper:
         # views of the stacked h, made once: h_l, what layer l's product reads, the head's input
         hs = self._hs
         self._h = [hs[layer * H : (layer + 1) * H] for layer in range(L)]
-        self._z = [hs[max(layer - 1, 0) * H : (layer + 1) * H] for layer in range(L)]
         if cfg.cell == "gru":  # W reads h_l alone; WxT reads h_{l-1}
-            self._z = [self._h[layer] for layer in range(L)]
-            self._zx = [None] + self._h[:-1]
+            self._z, self._zx = self._h, [None] + self._h[:-1]
+        else:  # layer 0 reads h_0, layer l >= 1 the stacked [h_{l-1}; h_l]
+            self._z = [hs[max(layer - 1, 0) * H : (layer + 1) * H] for layer in range(L)]
         self._cell = getattr(self, "_" + cfg.cell)
 
     @property

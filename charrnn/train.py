@@ -65,7 +65,7 @@ class TrainConfig:
     sample_length: int = 200  # characters per printed sample
     log_every: int = 10  # steps between `train` lines in log.jsonl
     seed: int | None = None  # None: a random seed, recorded in the log
-    threads: int | None = None  # worker threads per step; None: one per available core
+    threads: int | None = None  # cores per step (batch chunks); None: `default_threads`
 
     def thread_count(self):
         """Cores a step uses: `threads`, or `model.default_threads`'s choice."""

@@ -4,9 +4,9 @@ chunk 0 itself.
 Why processes: numpy releases the interpreter lock inside ufuncs and BLAS, so threads do run
 the chunks in parallel, but each of the thousands of numpy calls of a training step takes the
 lock back, and the smaller the arrays, the more the threads wait for each other. Measured on
-2 cores, characters/s of `loss_and_grads` (median of 3 alternations): LSTM 2x128, batch 32 x
-64: one thread 27k, two threads 31k, two processes 40k; the headline LSTM 2x256, batch
-64 x 100: 362 ms a step with threads, 353 with processes.
+2 cores, characters/s of `loss_and_grads` (medians of 3 runs, in three sessions): LSTM 2x128,
+batch 32 x 64: one thread 27-35k, two threads 31k, two processes 40k; the headline LSTM 2x256,
+batch 64 x 100: 362 ms a step with threads, 353 with processes (8 alternations).
 
 How (Linux, where os.memfd_create exists; elsewhere `AVAILABLE` is False and the model keeps
 its threads):
@@ -43,16 +43,14 @@ class WorkerError(RuntimeError):
 
 
 def _state_keys(config):
-    """(layer, j) of every array of a state: j = 0 for h, 1 for an LSTM's c."""
+    """Per layer, the (layer, j) of its state arrays: j = 0 for h, 1 for an LSTM's c."""
     per_layer = 2 if config.cell == "lstm" else 1
-    return [(layer, j) for layer in range(config.num_layers) for j in range(per_layer)]
+    return [[(layer, j) for j in range(per_layer)] for layer in range(config.num_layers)]
 
 
 def _state(views, prefix, config):
     """A state tuple, as `init_state` lays it out, of the views under `prefix`."""
-    per_layer = 2 if config.cell == "lstm" else 1
-    return tuple(tuple(views[(prefix, layer, j)] for j in range(per_layer))
-                 for layer in range(config.num_layers))
+    return tuple(tuple(views[(prefix,) + key] for key in layer) for layer in _state_keys(config))
 
 
 def _layout(config, dtype, N, T, grads):
@@ -60,7 +58,7 @@ def _layout(config, dtype, N, T, grads):
     the total size. Parameters, ids and the state go in; gradients and the next state come
     back. Both sides compute it from the request, so it is never sent."""
     params = param_shapes(config).items()
-    state = [(key, (config.hidden_size, N)) for key in _state_keys(config)]
+    state = [(key, (config.hidden_size, N)) for layer in _state_keys(config) for key in layer]
     entries = [(("param", name), shape, dtype) for name, shape in params]
     entries += [("x", (N, T), _IDS), ("y", (N, T), _IDS)]
     entries += [(("state",) + key, shape, dtype) for key, shape in state]
