@@ -22,6 +22,7 @@ its threads):
   same bits as with threads (tested).
 """
 
+import functools
 import json
 import mmap
 import os
@@ -53,10 +54,12 @@ def _state(views, prefix, config):
     return tuple(tuple(views[(prefix,) + key] for key in layer) for layer in _state_keys(config))
 
 
+@functools.lru_cache(maxsize=8)
 def _layout(config, dtype, N, T, grads):
-    """The arrays a chunk exchanges through shared memory, as [(key, shape, dtype, offset)], and
-    the total size. Parameters, ids and the state go in; gradients and the next state come
-    back. Both sides compute it from the request, so it is never sent."""
+    """The arrays a chunk exchanges through shared memory, as ((key, shape, dtype, offset), ...),
+    and the total size. Parameters, ids and the state go in; gradients and the next state come
+    back. Both sides compute it from the request, so it is never sent. Cached: it cost 0.18 ms,
+    on each side of every step."""
     params = param_shapes(config).items()
     state = [(key, (config.hidden_size, N)) for layer in _state_keys(config) for key in layer]
     entries = [(("param", name), shape, dtype) for name, shape in params]
@@ -69,7 +72,7 @@ def _layout(config, dtype, N, T, grads):
     for key, shape, dt in entries:
         out.append((key, shape, dt, offset))
         offset += -(-int(np.prod(shape)) * dt.itemsize // _ALIGN) * _ALIGN
-    return out, max(offset, _ALIGN)
+    return tuple(out), max(offset, _ALIGN)
 
 
 class _Shared:
