@@ -555,8 +555,9 @@ def _write_samples(stream, prime, num_samples, separator):
 def eval_command(paths, encoding, fmt, out_dir):
     """Score a checkpoint on a text file, in nats and bits per character.
 
-    The perplexity and the number of characters scored are shown too. RUN|CKPT as for `charrnn sample` (default: the newest run). The whole file is one stream:
-    each character is predicted from all the text before it, the state carried through.
+    The perplexity and the number of characters scored are shown too. RUN|CKPT as for
+    `charrnn sample` (default: the newest run). The whole file is one stream: each character
+    is predicted from all the text before it, the state carried through.
     Characters the model does not know are skipped, counted and reported.
 
     \b

@@ -272,9 +272,9 @@ class CharRNN:
         that many chunks of streams, each run forward and backward with single-threaded BLAS:
         chunk 0 here, the others in worker processes (see `parallelism`) or threads, so that
         the elementwise work, not only the GEMMs, uses every core; each chunk's loss is its
-        share of the whole batch's mean, so losses and gradients add up. With 1, BLAS runs on one thread too: a
-        second BLAS thread made a small LSTM (128 units, batch 32) 20% faster on an idle
-        machine but 2.6x slower while another process kept the other core busy.
+        share of the whole batch's mean, so losses and gradients add up. With 1, BLAS runs on
+        one thread too: a second BLAS thread made a small LSTM (128 units, batch 32) 20% faster
+        on an idle machine but 2.6x slower while another process kept the other core busy.
         Each chunk draws its dropout masks from its own generator, seeded from rng: results
         are reproducible for a given thread count (and differ, like any sampling, between
         thread counts).
@@ -512,8 +512,6 @@ class Stepper:
         half = self._halves[: len(x)]
         np.multiply(x, half, x)
         np.add(x, half, x)
-
-    # The hot path: outputs are passed positionally (out= as a keyword costs ~0.5 us a call).
 
     def step(self, ids):
         """Feed ids (N,) and return the logits (N, V) for the next character (a reused view)."""

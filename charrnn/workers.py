@@ -107,7 +107,7 @@ class Worker:
         except OSError as exc:
             os.close(self._fd)
             raise WorkerError(f"cannot start a worker process: {exc}") from None
-        self._pending = None  # the layout of the request not yet answered
+        self._pending = None  # (views, grads, config) of the request not yet answered
 
     def submit(self, model, x, y, state, seed, denom, grads):
         """Start one chunk: ids x, y (n, T); state as `init_state(n)`; seed for its dropout
@@ -126,8 +126,7 @@ class Worker:
         for view, value in zip(_flat(_state(views, "state", model.config)), _flat(state)):
             view[...] = value
         request = {"config": model.config.to_json(), "dtype": model.dtype.str, "N": N, "T": T,
-                   "grads": grads, "seed": None if seed is None else int(seed), "denom": denom,
-                   "size": size}
+                   "grads": grads, "seed": None if seed is None else int(seed), "denom": denom}
         self._send(request)
         self._pending = (views, grads, model.config)  # until its reply has been read
 
