@@ -8,41 +8,16 @@ the layout of `layers.py`'s internals.
 
 import os
 import weakref
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from charrnn import layers
+from charrnn.config import ModelConfig
+from charrnn.parallel import _processes_allowed, single_threaded_blas  # noqa: F401
 
 CELLS = ("lstm", "gru", "rnn")
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks per cell: LSTM [i f o g], GRU [r z n]
 SIGMOID_GATES = {"lstm": 3, "gru": 2, "rnn": 0}  # the leading gate blocks that are sigmoids
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model's shapes; saved in every checkpoint."""
-
-    cell: str = "lstm"  # "lstm", "gru" or "rnn"
-    vocab_size: int = 65  # number of distinct characters
-    hidden_size: int = 256  # units per layer
-    num_layers: int = 2  # stacked recurrent layers
-    dropout: float = 0.0  # dropout probability between layers and before the head (training only)
-
-    def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.vocab_size < 1 or self.hidden_size < 1 or self.num_layers < 1:
-            raise ValueError("vocab_size, hidden_size and num_layers must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-
-    def to_json(self):
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d):
-        return cls(**d)
 
 
 def param_shapes(config):
@@ -95,49 +70,6 @@ def init_params(config, rng, dtype=np.float32):
                 value[H : 2 * H] = 1.0  # forget gate
         params[name] = np.ascontiguousarray(value, dtype=dtype)
     return params
-
-
-# Splitting a batch pays only when each chunk keeps enough work per step; measured on 2 cores
-# as the multiply-adds of a chunk's recurrent product h Wh per step: in worker processes, an
-# LSTM 2x32 with batch 32 (65k) breaks even and 2x64 (262k) gains 20%; in threads, which wait
-# for each other for the interpreter lock, 2x96 with batch 64 (1.2M) breaks even, 2x128 with
-# batch 32 (1.0M) loses 10% and with batch 64 (2.1M) gains 20%.
-MIN_CHUNK_MACS = {"processes": 1.5e5, "threads": 1.5e6}
-
-
-def default_threads(cell, hidden_size, batch_size):
-    """How many cores to split a batch over: one per available core, as long as each chunk
-    keeps MIN_CHUNK_MACS multiply-adds a step and at least 4 streams (every chunk costs a
-    copy of the parameters and of its gradients, whatever its size)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    per_stream = GATES[cell] * hidden_size**2  # one stream's h Wh, per step
-    least = MIN_CHUNK_MACS["processes" if _processes_allowed() else "threads"]
-    return max(1, min(cores, batch_size // 4, int(batch_size * per_stream // least)))
-
-
-def _processes_allowed():
-    """Worker processes exist here (Linux) and CHARRNN_PARALLEL=threads does not forbid them."""
-    from charrnn import workers
-
-    return workers.AVAILABLE and os.environ.get("CHARRNN_PARALLEL") != "threads"
-
-
-def single_threaded_blas():
-    """A context in which BLAS runs on one thread: each training worker thread owns a core, and
-    sampling's matrix-vector products gain nothing from a second BLAS thread, whose spinning
-    made them up to 10x slower on a busy machine."""
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
-
-
-_BLAS_CONTROLLER = None
 
 
 class CharRNN:

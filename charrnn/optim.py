@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 
+from charrnn.config import DEFAULT_LR  # noqa: F401  (re-exported: the rates of these optimizers)
+
 
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients together so that their global L2 norm is at most `max_norm`.
@@ -237,14 +239,6 @@ class SGD(Optimizer):
 
 OPTIMIZERS = {cls.name: cls for cls in (Adam, RMSprop, Adagrad, SGD)}
 
-# Default learning rates for character-level RNNs (with global-norm clipping at ~5):
-#   rmsprop 2e-3: the rate karpathy/char-rnn trains its LSTMs with (RMSprop, decay 0.95).
-#   adam 3e-3: Adam's per-parameter step has the same scale (about lr); with the warm-up and the
-#     cosine decay of the default schedule, 3e-3 reached 1.503 nats/char on tiny-shakespeare in
-#     10 minutes where 2e-3 (with 100-character windows) reached 1.633 (benchmarks/quality.py).
-#   adagrad 1e-1: min-char-rnn's rate; Adagrad's steps shrink as sum(g^2) grows, so it starts large.
-#   sgd 1.0: plain SGD on LSTMs as in Zaremba et al. 2014 (lr 1, clipping at norm 5).
-DEFAULT_LR = {"adam": 3e-3, "rmsprop": 2e-3, "adagrad": 1e-1, "sgd": 1.0}
 
 
 def make_optimizer(name, params, **hyper):

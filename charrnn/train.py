@@ -21,62 +21,15 @@ import numpy as np
 
 from charrnn import checkpoint, data, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
-from charrnn.model import GATES, CharRNN, ModelConfig, default_threads
-from charrnn.optim import DEFAULT_LR, LRSchedule, clip_grad_norm, make_optimizer
+from charrnn.config import TrainConfig
+from charrnn.model import GATES, CharRNN
+from charrnn.optim import LRSchedule, clip_grad_norm, make_optimizer
 from charrnn.runs import LOG_NAME, RunLock
 
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
 FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
                  "optimizer", "seed")
 MAX_DIVERGENCES = 3
-
-
-@dataclass
-class TrainConfig:
-    """Every training option; saved in checkpoints and in the log's `start` event."""
-
-    # model
-    cell: str = "lstm"  # "lstm", "gru" or "rnn"
-    hidden_size: int = 256  # units per layer
-    num_layers: int = 2  # stacked recurrent layers
-    dropout: float = 0.1  # between layers and before the head
-    dtype: str = "float32"  # "float32" or "float64"
-    # data
-    seq_length: int = 50  # BPTT steps per batch
-    batch_size: int = 64  # parallel streams
-    val_fraction: float = 0.1  # last part of the text held out for validation
-    val_max_chars: int = 200_000  # evaluations score at most the first this-many val characters
-    # optimisation
-    optimizer: str = "adam"  # "adam", "rmsprop", "adagrad" or "sgd"
-    learning_rate: float | None = None  # None: the optimizer's default
-    lr_schedule: str = "cosine"  # "cosine" (decay over the budget) or "constant"
-    warmup_steps: int = 100  # linear warm-up steps
-    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * this
-    grad_clip: float = 5.0  # global-norm clipping threshold, 0 = off
-    # budget: training stops at the first limit reached
-    max_steps: int | None = None  # total steps of the run, resumes included
-    epochs: float | None = None  # passes over the training text
-    time_limit: float | None = None  # seconds of training, resumes included
-    patience: int | None = None  # evaluations without improvement before stopping early
-    # monitoring
-    eval_every: int = 200  # steps between validations
-    checkpoint_every: int = 200  # steps between latest.npz saves
-    sample_every: int = 0  # steps between printed samples, 0 = never
-    sample_length: int = 200  # characters per printed sample
-    log_every: int = 10  # steps between `train` lines in log.jsonl
-    seed: int | None = None  # None: a random seed, recorded in the log
-    threads: int | None = None  # cores per step (batch chunks); None: `default_threads`
-
-    def thread_count(self):
-        """Cores a step uses: `threads`, or `model.default_threads`'s choice."""
-        return self.threads or default_threads(self.cell, self.hidden_size, self.batch_size)
-
-    def model_config(self, vocab_size):
-        return ModelConfig(self.cell, vocab_size, self.hidden_size, self.num_layers, self.dropout)
-
-    @property
-    def base_lr(self):
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
 
 
 @dataclass

@@ -13,7 +13,8 @@ import pytest
 
 import charrnn
 from charrnn import workers
-from charrnn.model import CELLS, CharRNN, ModelConfig, default_threads
+from charrnn.model import CELLS, CharRNN, ModelConfig
+from charrnn.parallel import default_threads
 
 pytestmark = pytest.mark.skipif(not workers.AVAILABLE, reason="worker processes need memfd (Linux)")
 

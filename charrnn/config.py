@@ -1,0 +1,102 @@
+"""Every option's name, choices and default, in one numpy-free place: the model's shape
+(`ModelConfig`), the training options (`TrainConfig`), the optimizers and their default
+learning rates. The command line builds its choices, defaults and help from here, and the
+library validates against it.
+"""
+
+from dataclasses import asdict, dataclass
+
+from charrnn import cells
+
+# Default learning rates for character-level RNNs (with global-norm clipping at ~5):
+#   rmsprop 2e-3: the rate karpathy/char-rnn trains its LSTMs with (RMSprop, decay 0.95).
+#   adam 3e-3: Adam's per-parameter step has the same scale (about lr); with the warm-up and the
+#     cosine decay of the default schedule, 3e-3 trained better than 2e-3 in 10 minutes on
+#     tiny-shakespeare (README, Performance).
+#   adagrad 1e-1: min-char-rnn's rate; Adagrad's steps shrink as sum(g^2) grows, so it starts large.
+#   sgd 1.0: plain SGD on LSTMs as in Zaremba et al. 2014 (lr 1, clipping at norm 5).
+DEFAULT_LR = {"adam": 3e-3, "rmsprop": 2e-3, "adagrad": 1e-1, "sgd": 1.0}
+OPTIMIZERS = tuple(DEFAULT_LR)  # the --optimizer choices; optim.OPTIMIZERS implements them
+LR_SCHEDULES = ("cosine", "constant")
+DTYPES = ("float32", "float64")
+DEFAULT_TIME_LIMIT = 600.0  # seconds: a new run that sets no budget at all trains 10 minutes
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's shapes; saved in every checkpoint."""
+
+    cell: str = "lstm"  # a name in the cell table (`charrnn.cells.CELLS`)
+    vocab_size: int = 65  # number of distinct characters
+    hidden_size: int = 256  # units per layer
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.0  # dropout probability between layers and before the head (training only)
+
+    def __post_init__(self):
+        cells.get(self.cell)  # ValueError naming the choices
+        if self.vocab_size < 1 or self.hidden_size < 1 or self.num_layers < 1:
+            raise ValueError("vocab_size, hidden_size and num_layers must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    @property
+    def cell_spec(self):
+        """This config's row of the cell table."""
+        return cells.get(self.cell)
+
+    def to_json(self):
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; saved in checkpoints and in the log's `start` event."""
+
+    # model
+    cell: str = "lstm"  # a name in the cell table
+    hidden_size: int = 256  # units per layer
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.1  # between layers and before the head
+    dtype: str = "float32"  # one of DTYPES
+    # data
+    seq_length: int = 50  # BPTT steps per batch
+    batch_size: int = 64  # parallel streams
+    val_fraction: float = 0.1  # last part of the text held out for validation
+    val_max_chars: int = 200_000  # evaluations score at most the first this-many val characters
+    # optimisation
+    optimizer: str = "adam"  # one of OPTIMIZERS
+    learning_rate: float | None = None  # None: the optimizer's DEFAULT_LR
+    lr_schedule: str = "cosine"  # "cosine" (decay over the budget) or "constant"
+    warmup_steps: int = 100  # linear warm-up steps
+    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * this
+    grad_clip: float = 5.0  # global-norm clipping threshold, 0 = off
+    # budget: training stops at the first limit reached
+    max_steps: int | None = None  # total steps of the run, resumes included
+    epochs: float | None = None  # passes over the training text
+    time_limit: float | None = None  # seconds of training, resumes included
+    patience: int | None = None  # evaluations without improvement before stopping early
+    # monitoring
+    eval_every: int = 200  # steps between validations
+    checkpoint_every: int = 200  # steps between latest.npz saves
+    sample_every: int = 0  # steps between printed samples, 0 = never
+    sample_length: int = 200  # characters per printed sample
+    log_every: int = 10  # steps between `train` lines in log.jsonl
+    seed: int | None = None  # None: a random seed, recorded in the log
+    threads: int | None = None  # cores per step (batch chunks); None: `parallel.default_threads`
+
+    def thread_count(self):
+        """Cores a step uses: `threads`, or `parallel.default_threads`'s choice."""
+        from charrnn.parallel import default_threads
+
+        return self.threads or default_threads(self.cell, self.hidden_size, self.batch_size)
+
+    def model_config(self, vocab_size):
+        return ModelConfig(self.cell, vocab_size, self.hidden_size, self.num_layers, self.dropout)
+
+    @property
+    def base_lr(self):
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
