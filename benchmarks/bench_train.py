@@ -58,12 +58,11 @@ def run_ours(cell, H, L, N, T, steps, warmup, threads, min_seconds):
 
     from charrnn.model import CharRNN, ModelConfig
     from charrnn.optim import Adam, clip_grad_norm
-    from charrnn.train import TrainConfig
+    from charrnn.parallel import Parallel, default_threads
 
     model = CharRNN(ModelConfig(cell, VOCAB, H, L, dropout=0.0), seed=0)
     # as `charrnn train` runs it: its --threads, else the trainer's own choice
-    model.threads = TrainConfig(cell=cell, hidden_size=H, num_layers=L, batch_size=N,
-                                seq_length=T, threads=threads).thread_count()
+    par = Parallel(model, threads or default_threads(cell, H, N))
     opt = Adam(model.params)
     rng = np.random.default_rng(0)
     x = rng.integers(0, VOCAB, (N, T))
@@ -71,7 +70,7 @@ def run_ours(cell, H, L, N, T, steps, warmup, threads, min_seconds):
     carried = [model.init_state(N)]
 
     def step():
-        loss, grads, carried[0] = model.loss_and_grads(x, y, carried[0])
+        loss, grads, carried[0] = par.loss_and_grads(x, y, carried[0])
         clip_grad_norm(grads, 5.0)
         opt.step(model.params, grads, 1e-3)
 

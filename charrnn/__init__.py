@@ -7,7 +7,7 @@
 Submodules (and numpy) are imported on first use, so `import charrnn` stays light.
 """
 
-__version__ = "0.1.0"
+from charrnn._version import __version__
 
 __all__ = ["load", "resolve_checkpoint", "__version__"]
 

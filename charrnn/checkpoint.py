@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import __version__
+from charrnn._version import __version__
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError, CheckpointError
 from charrnn.model import CharRNN, ModelConfig, param_shapes

@@ -8,7 +8,7 @@ import math
 
 import click
 
-from charrnn import __version__
+from charrnn._version import __version__
 from charrnn.errors import CharRNNError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}

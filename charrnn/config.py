@@ -88,12 +88,6 @@ class TrainConfig:
     seed: int | None = None  # None: a random seed, recorded in the log
     threads: int | None = None  # cores per step (batch chunks); None: `parallel.default_threads`
 
-    def thread_count(self):
-        """Cores a step uses: `threads`, or `parallel.default_threads`'s choice."""
-        from charrnn.parallel import default_threads
-
-        return self.threads or default_threads(self.cell, self.hidden_size, self.batch_size)
-
     def model_config(self, vocab_size):
         return ModelConfig(self.cell, vocab_size, self.hidden_size, self.num_layers, self.dropout)
 

@@ -24,7 +24,8 @@ import math
 import numpy as np
 
 from charrnn.errors import CorpusError
-from charrnn.model import GATES, Stepper, single_threaded_blas
+from charrnn.blas import single_threaded_blas
+from charrnn.stepper import Stepper
 
 START_CHAR = "\n"  # fed first when there is no prime nor context (else the character with id 0)
 CONTEXT_CHARS = 256  # length of the training-text context a checkpoint keeps for sampling
@@ -52,8 +53,9 @@ def memory_needed(model, num_samples, length):
     stepper's per-stream buffers, the picker's two float64 (N, V) rows, and the characters of
     every sample but the first, which the command line holds until the first is done."""
     cfg = model.config
-    H, V, G = cfg.hidden_size, cfg.vocab_size, GATES[cfg.cell]
-    per_stream = (2 * cfg.num_layers + 2 * G + 2) * H * model.dtype.itemsize + V * (8 + 16)
+    H, V, cell = cfg.hidden_size, cfg.vocab_size, model.cell
+    per_stream = ((len(cell.states) * cfg.num_layers + 2 * cell.G + 2) * H * model.dtype.itemsize
+                  + V * (8 + 16))
     return num_samples * per_stream + (num_samples - 1) * length * 8
 
 

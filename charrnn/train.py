@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoint, data, sampling
+from charrnn import cells, checkpoint, data, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
-from charrnn.model import GATES, CharRNN
+from charrnn.model import CharRNN
 from charrnn.optim import LRSchedule, clip_grad_norm, make_optimizer
+from charrnn.parallel import Parallel, default_threads
 from charrnn.runs import LOG_NAME, RunLock
 
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
@@ -113,7 +114,7 @@ def estimate_memory(cfg, vocab_size):
     """Rough peak bytes of training: parameters x 5 (weights, grads, two Adam moments, scratch)
     plus the activations BPTT keeps for one batch (about 24 H values per step per layer for an
     LSTM, fewer for GRU/RNN) and the softmax (2 V values per step)."""
-    G = GATES[cfg.cell]
+    G = cells.get(cfg.cell).G
     H, L, N, T = cfg.hidden_size, cfg.num_layers, cfg.batch_size, cfg.seq_length
     itemsize = np.dtype(cfg.dtype).itemsize
     n_params = L * (H + max(H, vocab_size)) * G * H + H * vocab_size
@@ -241,6 +242,8 @@ class Trainer:
             val_ids = val_ids[: cfg.val_max_chars]
             n_val, t_val, _ = data.fit_batch_shape(val_ids.size, cfg.batch_size, cfg.seq_length)
             self.val_stream = data.BatchStream(val_ids, n_val, t_val)
+        threads = cfg.threads or default_threads(cfg.cell, cfg.hidden_size, cfg.batch_size)
+        self.parallel = Parallel(model, threads)
         self.optimizer = make_optimizer(cfg.optimizer, model.params)
         self.schedule = LRSchedule(cfg.base_lr, cfg.warmup_steps, cfg.min_lr_ratio)
         self.fingerprint = _corpus_fingerprint(train_ids)
@@ -402,7 +405,7 @@ class Trainer:
         total = 0.0
         for k in range(vs.steps_per_epoch):
             x, y = vs.batch(k)
-            loss, state = self.model.loss(x, y, state)
+            loss, state = self.parallel.loss(x, y, state)
             total += loss
         return total / vs.steps_per_epoch
 
@@ -446,7 +449,7 @@ class Trainer:
             x, y = self.stream.batch(self.batch)
             lr = self.lr()
             with np.errstate(over="ignore", invalid="ignore"):  # overflows are caught below
-                loss, grads, next_state = self.model.loss_and_grads(x, y, self.state, rng=use_rng)
+                loss, grads, next_state = self.parallel.loss_and_grads(x, y, self.state, rng=use_rng)
                 norm = clip_grad_norm(grads, cfg.grad_clip)
                 bad = None
                 if not math.isfinite(loss):
@@ -702,7 +705,6 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
                            "was training the run); run the command again to resume from it.")
         _clean_temporaries(run_dir)
         _end_torn_line(run_dir / LOG_NAME, log)
-        model.threads = cfg.thread_count()
         trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:
             trainer.restore(ckpt)
@@ -735,5 +737,5 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         try:
             return trainer.run(interrupt)
         finally:
-            model.close()  # its worker processes, if any
+            trainer.parallel.close()  # its worker processes, if any
             reporter.close()

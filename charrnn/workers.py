@@ -1,15 +1,8 @@
-"""Worker processes for a batch split across cores: `CharRNN` runs its chunks 1..k-1 here and
-chunk 0 itself.
+"""Worker processes for a batch split across cores: `parallel.Parallel` runs chunk 0 itself and
+chunks 1..k-1 here.
 
-Why processes: numpy releases the interpreter lock inside ufuncs and BLAS, so threads do run
-the chunks in parallel, but each of the thousands of numpy calls of a training step takes the
-lock back, and the smaller the arrays, the more the threads wait for each other. Measured on
-2 cores, characters/s of `loss_and_grads` (medians of 3 runs, in three sessions): LSTM 2x128,
-batch 32 x 64: one thread 27-35k, two threads 31k, two processes 40k; the headline LSTM 2x256,
-batch 64 x 100: 362 ms a step with threads, 353 with processes (8 alternations).
-
-How (Linux, where os.memfd_create exists; elsewhere `AVAILABLE` is False and the model keeps
-its threads):
+How (Linux, where os.memfd_create exists; elsewhere `AVAILABLE` is False and `Parallel` keeps
+to threads):
 * each worker is a Python started once, in isolated mode with the parent's module search
   path (so it imports the very charrnn and numpy its parent runs, never a file of the working
   directory), in its own session (a Ctrl-C at the terminal reaches only the trainer, which
@@ -18,11 +11,13 @@ its threads):
 * a worker and its parent share one anonymous memory file (memfd): the parent writes the
   parameters, the chunk's ids and state there; the worker writes back gradients and the next
   state. Nothing is pickled: the pipes carry one line of JSON each way per chunk;
-* the worker computes with `CharRNN._chunk`, the code the threads run, so results are the
-  same bits as with threads (tested).
+* the worker computes with `CharRNN.loss_and_grads` / `loss`, the code chunk 0 runs, so
+  results are the same bits as with threads (tested). A cell that is not in the package's
+  table is found by importing the module named in its row (`Cell.module`), which registers it.
 """
 
 import functools
+import importlib
 import json
 import mmap
 import os
@@ -32,7 +27,10 @@ import sys
 
 import numpy as np
 
-from charrnn.model import CharRNN, ModelConfig, param_shapes, single_threaded_blas
+from charrnn import cells
+from charrnn.blas import single_threaded_blas
+from charrnn.config import ModelConfig
+from charrnn.model import CharRNN, param_shapes
 
 AVAILABLE = hasattr(os, "memfd_create")
 _ALIGN = 64
@@ -45,7 +43,7 @@ class WorkerError(RuntimeError):
 
 def _state_keys(config):
     """Per layer, the (layer, j) of its state arrays: j = 0 for h, 1 for an LSTM's c."""
-    per_layer = 2 if config.cell == "lstm" else 1
+    per_layer = len(config.cell_spec.states)
     return [[(layer, j) for j in range(per_layer)] for layer in range(config.num_layers)]
 
 
@@ -109,9 +107,13 @@ class Worker:
             raise WorkerError(f"cannot start a worker process: {exc}") from None
         self._pending = None  # (views, grads, config) of the request not yet answered
 
+    @property
+    def pid(self):
+        return self._proc.pid
+
     def submit(self, model, x, y, state, seed, denom, grads):
         """Start one chunk: ids x, y (n, T); state as `init_state(n)`; seed for its dropout
-        masks (None: no dropout); denom as in `_chunk`."""
+        masks (None: no dropout); denom as in `CharRNN.loss_and_grads`."""
         self._drain()
         N, T = x.shape
         layout, size = _layout(model.config, model.dtype, N, T, grads)
@@ -125,7 +127,8 @@ class Worker:
         views["y"][...] = y
         for view, value in zip(_flat(_state(views, "state", model.config)), _flat(state)):
             view[...] = value
-        request = {"config": model.config.to_json(), "dtype": model.dtype.str, "N": N, "T": T,
+        request = {"config": model.config.to_json(), "cell_module": model.cell.module,
+                   "dtype": model.dtype.str, "N": N, "T": T,
                    "grads": grads, "seed": None if seed is None else int(seed), "denom": denom}
         self._send(request)
         self._pending = (views, grads, model.config)  # until its reply has been read
@@ -202,6 +205,8 @@ def _serve(fd, stdin, stdout):
         for line in stdin:
             request = json.loads(line)
             try:
+                if request["config"]["cell"] not in cells.CELLS:
+                    importlib.import_module(request["cell_module"])
                 config = ModelConfig.from_json(request["config"])
                 dtype = np.dtype(request["dtype"])
                 if model is None or model.config != config or model.dtype != dtype:
@@ -210,11 +215,13 @@ def _serve(fd, stdin, stdout):
                 layout, size = _layout(config, dtype, N, T, grads)
                 views = shared.views(layout, size, grow=False)
                 model.params = {name: views[("param", name)] for name in param_shapes(config)}
-                seed = request["seed"]
-                rng = None if seed is None else np.random.default_rng(seed)
-                loss, g, next_state = model._chunk(views["x"], views["y"],
-                                                   _state(views, "state", config), rng,
-                                                   request["denom"], grads, key=0)
+                seed, denom = request["seed"], request["denom"]
+                args = (views["x"], views["y"], _state(views, "state", config))
+                if grads:
+                    rng = None if seed is None else np.random.default_rng(seed)
+                    loss, g, next_state = model.loss_and_grads(*args, rng, denom)
+                else:
+                    (loss, next_state), g = model.loss(*args, denom), None
                 for name, value in (g or {}).items():
                     views[("grad", name)][...] = value
                 for view, value in zip(_flat(_state(views, "next", config)), _flat(next_state)):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charrnn import layers
+from charrnn import cells, layers
 from gradcheck import numerical_grad, rel_error
 
 N, T, D, H = 2, 3, 4, 5
@@ -34,53 +34,43 @@ def _check(run, backward_grads, arrays):
     return worst
 
 
-def test_rnn_gradients():
-    x, h0, _, Wx, Wh, b, _, dout = _inputs(1)
-    h, cache = layers.rnn_forward(x, h0, Wx, Wh, b)
-    dx, dh0, dWx, dWh, db = layers.rnn_backward(dout, cache)
-    run = lambda: float(np.sum(layers.rnn_forward(x, h0, Wx, Wh, b)[0] * dout))
-    grads = {"x": dx, "h0": dh0, "Wx": dWx, "Wh": dWh, "b": db}
-    _check(run, grads, {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
+def _params(cell, Wx, Wh, b, b2):
+    """The layer's parameters by short name: Wx, Wh, the first bias b, a second one b2."""
+    return {"Wx": Wx, "Wh": Wh, **dict(zip(cell.biases, (b, b2)))}
 
 
-def test_lstm_gradients():
-    x, h0, c0, Wx, Wh, b, _, dout = _inputs(4)
-    rng = np.random.default_rng(1)
-    dcT = rng.standard_normal((N, H))
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_cell_gradients(name):
+    """x, every initial state array and every parameter, through `cell_forward/backward`."""
+    cell = cells.get(name)
+    x, h0, c0, Wx, Wh, b, b2, dout = _inputs(cell.G)
+    state = (h0, c0)[: len(cell.states)]
+    params = _params(cell, Wx, Wh, b, b2)
+    h, _, cache = layers.cell_forward(cell, x, state, params)
+    dx, dstate, grads = layers.cell_backward(dout, cache)
+    run = lambda: float(np.sum(layers.cell_forward(cell, x, state, params)[0] * dout))
+    grads.update(x=dx, **dict(zip(cell.states, dstate)))
+    _check(run, grads, {"x": x, **dict(zip(cell.states, state)), **params})
 
-    def run():
-        h, cT, _ = layers.lstm_forward(x, h0, c0, Wx, Wh, b)
-        return float(np.sum(h * dout))
 
-    h, cT, cache = layers.lstm_forward(x, h0, c0, Wx, Wh, b)
-    dx, dh0, dc0, dWx, dWh, db = layers.lstm_backward(dout, cache)
-    grads = {"x": dx, "h0": dh0, "c0": dc0, "Wx": dWx, "Wh": dWh, "b": db}
-    _check(run, grads, {"x": x, "h0": h0, "c0": c0, "Wx": Wx, "Wh": Wh, "b": b})
-
-
-def test_lstm_final_cell_gradient():
-    """The internal backward also takes a gradient on the final cell state cT."""
-    x, h0, c0, Wx, Wh, b, _, dout = _inputs(4, seed=3)
-    dcT = np.random.default_rng(2).standard_normal((H, N))
-    XP = layers.project(np.ascontiguousarray(x.transpose(2, 1, 0)), Wx, b)
-    h0f, c0f = h0.T.copy(), c0.T.copy()
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_cell_final_state_gradients(name):
+    """The backward also takes gradients on the final state arrays (h_T, and c_T)."""
+    cell = cells.get(name)
+    x, h0, c0, Wx, Wh, b, b2, _ = _inputs(cell.G, seed=3)
+    rng = np.random.default_rng(2)
+    dlast = tuple(rng.standard_normal((N, H)) for _ in cell.states)
+    state = (h0, c0)[: len(cell.states)]
+    params = _params(cell, Wx, Wh, b, b2)
 
     def run():
-        _, cT, _ = layers.lstm_sequence_forward(XP, h0f, c0f, Wh)
-        return float(np.sum(cT * dcT))
+        _, last, _ = layers.cell_forward(cell, x, state, params)
+        return float(sum(np.sum(a * d) for a, d in zip(last, dlast)))
 
-    _, _, cache = layers.lstm_sequence_forward(XP, h0f, c0f, Wh)
-    dXP, dh0, dc0, dWh = layers.lstm_sequence_backward(np.zeros((H, T, N)), cache, dcT)
-    _check(run, {"XP": dXP, "c0": dc0, "Wh": dWh}, {"XP": XP, "c0": c0f, "Wh": Wh})
-
-
-def test_gru_gradients():
-    x, h0, _, Wx, Wh, bx, bh, dout = _inputs(3)
-    h, cache = layers.gru_forward(x, h0, Wx, Wh, bx, bh)
-    dx, dh0, dWx, dWh, dbx, dbh = layers.gru_backward(dout, cache)
-    run = lambda: float(np.sum(layers.gru_forward(x, h0, Wx, Wh, bx, bh)[0] * dout))
-    grads = {"x": dx, "h0": dh0, "Wx": dWx, "Wh": dWh, "bx": dbx, "bh": dbh}
-    _check(run, grads, {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "bx": bx, "bh": bh})
+    _, _, cache = layers.cell_forward(cell, x, state, params)
+    dx, dstate, grads = layers.cell_backward(np.zeros((N, T, H)), cache, dlast)
+    grads.update(x=dx, **dict(zip(cell.states, dstate)))
+    _check(run, grads, {"x": x, **dict(zip(cell.states, state)), **params})
 
 
 def test_embed_gradients():
@@ -130,24 +120,17 @@ def test_softmax_is_stable_for_huge_logits():
     assert np.isfinite(loss) and loss < 1e-6
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_float32_in_float32_out(cell):
-    x, h0, c0, Wx, Wh, b, b2, dout = (
-        a.astype(np.float32) for a in _inputs({"rnn": 1, "lstm": 4, "gru": 3}[cell])
-    )
-    if cell == "rnn":
-        h, cache = layers.rnn_forward(x, h0, Wx, Wh, b)
-        grads = layers.rnn_backward(dout, cache)
-    elif cell == "lstm":
-        h, cT, cache = layers.lstm_forward(x, h0, c0, Wx, Wh, b)
-        assert cT.dtype == np.float32 and cT.shape == (N, H)
-        grads = layers.lstm_backward(dout, cache)
-    else:
-        h, cache = layers.gru_forward(x, h0, Wx, Wh, b, b2)
-        grads = layers.gru_backward(dout, cache)
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_float32_in_float32_out(name):
+    cell = cells.get(name)
+    x, h0, c0, Wx, Wh, b, b2, dout = (a.astype(np.float32) for a in _inputs(cell.G))
+    state = (h0, c0)[: len(cell.states)]
+    h, last, cache = layers.cell_forward(cell, x, state, _params(cell, Wx, Wh, b, b2))
+    assert all(a.dtype == np.float32 and a.shape == (N, H) for a in last)
+    dx, dstate, grads = layers.cell_backward(dout, cache)
     assert h.dtype == np.float32 and h.shape == (N, T, H)
-    assert all(g.dtype == np.float32 for g in grads)
-    assert grads[0].shape == x.shape
+    assert all(g.dtype == np.float32 for g in (dx, *dstate, *grads.values()))
+    assert dx.shape == x.shape
 
 
 def test_dropout_mask_is_inverted():
@@ -158,31 +141,54 @@ def test_dropout_mask_is_inverted():
     assert abs(mask.mean() - 1.0) < 0.02
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_rows_layout_equals_features_layout(cell):
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_rows_layout_equals_features_layout(name):
     """Layer 0's backward writes dXP one row per position, for the segment sum of `embed_backward`."""
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * H
+    cell = cells.get(name)
+    G = cell.G * H
     rng = np.random.default_rng(8)
     XP = rng.standard_normal((G, T, N))
-    h0 = rng.standard_normal((H, N))
-    Wh = rng.standard_normal((H, G)) * 0.5
+    state = tuple(rng.standard_normal((H, N)) for _ in cell.states)
+    params = {"Wh": rng.standard_normal((H, G)) * 0.5, **{b: np.zeros(G) for b in cell.biases}}
     dHs = rng.standard_normal((H, T, N))
     results = {}
     for layout in ("features", "rows"):
-        if cell == "lstm":
-            _, _, cache = layers.lstm_sequence_forward(XP, h0, h0.copy(), Wh)
-            out = layers.lstm_sequence_backward(dHs, cache, layout=layout)
-        elif cell == "gru":
-            _, cache = layers.gru_sequence_forward(XP, h0, Wh, np.zeros(G))
-            out = layers.gru_sequence_backward(dHs, cache, layout=layout)
-        else:
-            _, cache = layers.rnn_sequence_forward(XP, h0, Wh)
-            out = layers.rnn_sequence_backward(dHs, cache, layout=layout)
-        results[layout] = [o.copy() for o in out]
+        _, _, cache = cell.forward(XP, state, params)
+        dXP, dstate, grads = cell.backward(dHs, None, cache, layout=layout)
+        results[layout] = [dXP.copy(), *(d.copy() for d in dstate), *grads.values()]
     feats, rows = results["features"], results["rows"]
     np.testing.assert_allclose(rows[0], feats[0].transpose(1, 2, 0), rtol=0, atol=1e-12)
     for a, b in zip(feats[1:], rows[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_backward_records_the_total_gradient_on_every_state(name):
+    """`record` receives dL/dh_t (and, for the LSTM, the total dL/dc_t, through h_t too) at
+    every step: checked against the gradient on the initial state of the sequence that
+    starts at step t + 1 from the state after step t, plus step t's own output gradient."""
+    cell = cells.get(name)
+    rng = np.random.default_rng(9)
+    G = cell.G * H
+    XP = rng.standard_normal((G, T, N))
+    state = tuple(rng.standard_normal((H, N)) for _ in cell.states)
+    params = {"Wh": rng.standard_normal((H, G)) * 0.5,
+              **{b: rng.standard_normal(G) * 0.5 for b in cell.biases}}
+    dHs = rng.standard_normal((H, T, N))
+    _, _, cache = cell.forward(XP, state, params)
+    record = {s: np.zeros((T, H, N)) for s in cell.states}
+    cell.backward(dHs, None, cache, record=record)
+    inner = {k: v.copy() for k, v in cell.internals(cache).items()}
+    for t in range(T - 1):
+        after = tuple(inner[s][t].copy() for s in cell.states)
+        _, _, suffix = cell.forward(np.ascontiguousarray(XP[:, t + 1:]), after, params)
+        _, dafter, _ = cell.backward(np.ascontiguousarray(dHs[:, t + 1:]), None, suffix)
+        dh = dafter[0] + dHs[:, t]
+        np.testing.assert_allclose(record["h"][t], dh, rtol=1e-10, atol=1e-12)
+        if "c" in cell.states:  # h_t = o tanh(c_t): c_t reaches the loss through h_t too
+            tc = np.tanh(inner["c"][t])
+            dc = dafter[1] + dh * inner["o"][t] * (1 - tc**2)
+            np.testing.assert_allclose(record["c"][t], dc, rtol=1e-10, atol=1e-12)
 
 
 def test_embed_rejects_ids_outside_the_vocabulary():

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
+import oracle
+from charrnn import layers
 from charrnn.model import CharRNN, ModelConfig, param_shapes
+from charrnn.parallel import Parallel
+from charrnn.stepper import Stepper
 from gradcheck import numerical_grad, rel_error
 
 CELLS = ["lstm", "gru", "rnn"]
@@ -58,19 +62,20 @@ def test_dropout_changes_loss_only_with_rng():
 
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("cell", CELLS)
-def test_step_equals_sequence(cell, num_layers):
-    """Feeding characters one at a time through step() gives the sequence forward's numbers."""
+def test_one_step_at_a_time_equals_the_sequence(cell, num_layers):
+    """Feeding characters one at a time (the oracle the sampler is tested against) gives the
+    sequence forward's numbers."""
     model = _model(cell, num_layers, V=7, H=6)
     rng = np.random.default_rng(2)
     N, T = 3, 5
     x = rng.integers(0, 7, size=(N, T))
     state0 = _random_state(model, N, rng)
-    ws = model._workspaces(x.shape, "eval")
+    ws = [layers.Workspace() for _ in range(num_layers)]
     _, (_, head_cache), seq_state = model._forward(x, x, state0, None, ws)
     seq_probs = head_cache[2].reshape(7, T, N)  # softmax of the sequence's logits, (V, T, N)
     state = state0
     for t in range(T):
-        logits, state = model.step(x[:, t], state)
+        logits, state = oracle.step(model, x[:, t], state)
         assert logits.shape == (N, 7)
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
@@ -119,8 +124,7 @@ def test_float32_model_stays_float32(cell):
     loss, grads, state = model.loss_and_grads(x, x, model.init_state(2), rng=np.random.default_rng(0))
     assert all(g.dtype == np.float32 for g in grads.values())
     assert all(a.dtype == np.float32 for layer in state for a in layer)
-    logits, _ = model.step(x[:, 0], state)
-    assert logits.dtype == np.float32
+    assert Stepper(model, 2).step(x[:, 0]).dtype == np.float32
 
 
 def test_param_shapes():
@@ -143,8 +147,8 @@ def test_threaded_batch_split_matches_single_thread(cell):
     y = rng.integers(0, 7, size=(N, T))
     state = _random_state(model, N, rng)
     loss1, grads1, state1 = model.loss_and_grads(x, y, state)
-    model.threads = 2
-    loss2, grads2, state2 = model.loss_and_grads(x, y, state)
+    with Parallel(model, threads=2) as par:
+        loss2, grads2, state2 = par.loss_and_grads(x, y, state)
     assert loss2 == pytest.approx(loss1, rel=1e-12)
     for name in grads1:
         np.testing.assert_allclose(grads2[name], grads1[name], rtol=1e-10, atol=1e-12)
@@ -155,25 +159,25 @@ def test_threaded_batch_split_matches_single_thread(cell):
 
 def test_threaded_dropout_is_reproducible_and_drops():
     model = _model("lstm", 2, dropout=0.5, V=7, H=6)
-    model.threads = 2
     x = np.random.default_rng(0).integers(0, 7, size=(4, 5))
-    runs = [model.loss_and_grads(x, x, model.init_state(4), rng=np.random.default_rng(s))[0]
-            for s in (1, 1, 2)]
+    with Parallel(model, threads=2) as par:
+        runs = [par.loss_and_grads(x, x, model.init_state(4), rng=np.random.default_rng(s))[0]
+                for s in (1, 1, 2)]
     plain, _ = model.loss(x, x, model.init_state(4))
     assert runs[0] == runs[1] and runs[0] != runs[2] and runs[0] != plain
 
 
 def test_threaded_gradients_match_finite_differences():
     model = _model("lstm", 2, dropout=0.2)
-    model.threads = 3
     rng = np.random.default_rng(5)
     x = rng.integers(0, 6, size=(3, 3))
     y = rng.integers(0, 6, size=(3, 3))
     state = _random_state(model, 3, rng)
-    _, grads, _ = model.loss_and_grads(x, y, state, rng=np.random.default_rng(1))
-    run = lambda: model.loss_and_grads(x, y, state, rng=np.random.default_rng(1))[0]
-    for name, p in model.params.items():
-        assert rel_error(grads[name], numerical_grad(run, p)) < 1e-6, name
+    with Parallel(model, threads=3) as par:
+        _, grads, _ = par.loss_and_grads(x, y, state, rng=np.random.default_rng(1))
+        run = lambda: par.loss_and_grads(x, y, state, rng=np.random.default_rng(1))[0]
+        for name, p in model.params.items():
+            assert rel_error(grads[name], numerical_grad(run, p)) < 1e-6, name
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -183,8 +187,8 @@ def test_threaded_evaluation_matches_single_thread(cell):
     x = rng.integers(0, 7, size=(5, 4))
     state = _random_state(model, 5, rng)
     loss1, state1 = model.loss(x, x, state)
-    model.threads = 2
-    loss2, state2 = model.loss(x, x, state)
+    with Parallel(model, threads=2) as par:
+        loss2, state2 = par.loss(x, x, state)
     assert loss2 == pytest.approx(loss1, rel=1e-12)
     for l1, l2 in zip(state1, state2):
         for a, b in zip(l1, l2):

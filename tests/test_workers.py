@@ -13,8 +13,9 @@ import pytest
 
 import charrnn
 from charrnn import workers
-from charrnn.model import CELLS, CharRNN, ModelConfig
-from charrnn.parallel import default_threads
+from charrnn.cells import CELLS
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.parallel import Parallel, default_threads
 
 pytestmark = pytest.mark.skipif(not workers.AVAILABLE, reason="worker processes need memfd (Linux)")
 
@@ -26,18 +27,16 @@ def _run_both(cell, dtype, monkeypatch, steps=3):
     for mode in ("threads", "processes"):
         monkeypatch.setenv("CHARRNN_PARALLEL", mode)
         model = CharRNN(ModelConfig(cell, 11, 8, 2, dropout=0.2), seed=0, dtype=dtype)
-        model.threads = 3  # 7 streams: chunks of 2, 2 and 3
-        assert model.parallelism() == mode
+        par = Parallel(model, threads=3)  # 7 streams: chunks of 2, 2 and 3
+        assert par.parallelism == mode
         rng = np.random.default_rng(0)
         x, y = rng.integers(0, 11, (7, 5)), rng.integers(0, 11, (7, 5))
         state, out = model.init_state(7), []
-        try:
+        with par:
             for _ in range(steps):
-                loss, grads, state = model.loss_and_grads(x, y, state, np.random.default_rng(1))
+                loss, grads, state = par.loss_and_grads(x, y, state, np.random.default_rng(1))
                 out.append((loss, grads, state))
-            out.append(model.loss(x, y, state))
-        finally:
-            model.close()
+            out.append(par.loss(x, y, state))
         results[mode] = out
     return results["threads"], results["processes"]
 
@@ -68,31 +67,31 @@ def test_processes_compute_exactly_what_threads_compute(cell, dtype, monkeypatch
 def test_a_dead_worker_falls_back_to_threads_with_the_same_numbers(monkeypatch):
     monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
     model = CharRNN(ModelConfig("lstm", 9, 8, 2), seed=0)
-    model.threads = 2
+    par = Parallel(model, threads=2)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 9, (4, 6))
-    expected = model.loss_and_grads(x, x, model.init_state(4))
-    assert model.parallelism() == "processes" and len(model._procs) == 1
-    model._procs[0]._proc.kill()
+    expected = par.loss_and_grads(x, x, model.init_state(4))
+    assert par.parallelism == "processes" and len(par.worker_pids) == 1
+    os.kill(par.worker_pids[0], signal.SIGKILL)
     with pytest.warns(RuntimeWarning, match=r"worker process stopped unexpectedly.*continuing "
                                             r"with threads"):
-        again = model.loss_and_grads(x, x, model.init_state(4))
+        again = par.loss_and_grads(x, x, model.init_state(4))
     _assert_same(expected, again)
-    assert model.parallelism() == "threads" and model._procs == []
+    assert par.parallelism == "threads" and par.worker_pids == []
 
 
 def test_close_stops_the_workers_and_a_later_step_restarts_them(monkeypatch):
     monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
     model = CharRNN(ModelConfig("gru", 9, 8, 1), seed=0)
-    model.threads = 2
+    par = Parallel(model, threads=2)
     x = np.zeros((4, 3), dtype=int)
-    model.loss(x, x, model.init_state(4))
-    proc = model._procs[0]._proc
-    model.close()
-    assert proc.poll() == 0 and model._procs == []
-    model.loss(x, x, model.init_state(4))
-    assert len(model._procs) == 1
-    model.close()
+    par.loss(x, x, model.init_state(4))
+    (pid,) = par.worker_pids
+    par.close()
+    assert not _alive(pid) and par.worker_pids == []
+    par.loss(x, x, model.init_state(4))
+    assert len(par.worker_pids) == 1
+    par.close()
 
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path):
@@ -100,9 +99,10 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     code = (
         "import os, sys, time, numpy as np\n"
         "from charrnn.model import CharRNN, ModelConfig\n"
-        "m = CharRNN(ModelConfig('lstm', 5, 4, 1)); m.threads = 2\n"
-        "x = np.zeros((2, 2), dtype=int); m.loss(x, x, m.init_state(2))\n"
-        "print(m._procs[0]._proc.pid, flush=True); time.sleep(60)\n"
+        "from charrnn.parallel import Parallel\n"
+        "m = CharRNN(ModelConfig('lstm', 5, 4, 1)); p = Parallel(m, threads=2)\n"
+        "x = np.zeros((2, 2), dtype=int); p.loss(x, x, m.init_state(2))\n"
+        "print(p.worker_pids[0], flush=True); time.sleep(60)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
     env.pop("CHARRNN_PARALLEL", None)
@@ -193,8 +193,8 @@ def test_ctrl_c_with_workers_saves_and_leaves_no_process(tmp_path):
         time.sleep(0.05)
 
 
-def _step(model, x):
-    loss, grads, state = model.loss_and_grads(x, x, model.init_state(len(x)))
+def _step(par, x):
+    loss, grads, state = par.loss_and_grads(x, x, par.model.init_state(len(x)))
     return loss, grads, state
 
 
@@ -202,27 +202,25 @@ def test_an_interrupted_wait_keeps_replies_in_step(monkeypatch):
     """A Ctrl-C (KeyboardInterrupt) while the parent waits for a worker leaves its reply
     unread: the next request must not take it for its own."""
     monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
-    model = CharRNN(ModelConfig("lstm", 9, 8, 2), seed=0)
-    model.threads = 2
+    par = Parallel(CharRNN(ModelConfig("lstm", 9, 8, 2), seed=0), threads=2)
     rng = np.random.default_rng(0)
     batches = [rng.integers(0, 9, (4, 6)) for _ in range(3)]
-    expected = [_step(model, x) for x in batches]
-    worker = model._procs[0]
-    real_receive = worker._receive
+    expected = [_step(par, x) for x in batches]
+    real_result = workers.Worker.result
     calls = []
 
-    def interrupted_once():
+    def interrupted_once(worker):
         if not calls:
             calls.append(1)
             raise KeyboardInterrupt
-        return real_receive()
+        return real_result(worker)
 
-    monkeypatch.setattr(worker, "_receive", interrupted_once)
+    monkeypatch.setattr(workers.Worker, "result", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
-        _step(model, batches[0])
+        _step(par, batches[0])
     for x, want in zip(batches, expected):
-        _assert_same(want, _step(model, x))
-    model.close()
+        _assert_same(want, _step(par, x))
+    par.close()
 
 
 def test_files_in_the_working_directory_do_not_replace_the_workers_modules(tmp_path,
@@ -237,38 +235,35 @@ def test_files_in_the_working_directory_do_not_replace_the_workers_modules(tmp_p
     x = np.random.default_rng(0).integers(0, 9, (4, 6))
     results = []
     for threads in (1, 2):
-        model = CharRNN(ModelConfig("gru", 9, 8, 1), seed=0)
-        model.threads = threads
+        par = Parallel(CharRNN(ModelConfig("gru", 9, 8, 1), seed=0), threads=threads)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a fallback to threads would raise here
-            results.append(_step(model, x))
-        assert model.parallelism() == "processes" and len(model._procs) == threads - 1
-        model.close()
+            results.append(_step(par, x))
+        assert par.parallelism == "processes" and len(par.worker_pids) == threads - 1
+        par.close()
     assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
 
 
 def test_numpy_numbers_in_the_config_reach_the_worker(monkeypatch):
     monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
     config = ModelConfig("rnn", np.int64(9), np.int32(8), np.int64(2), np.float64(0.0))
-    model = CharRNN(config, seed=0)
-    model.threads = 2
+    par = Parallel(CharRNN(config, seed=0), threads=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _step(model, np.zeros((4, 3), dtype=int))
-    assert model.parallelism() == "processes"
-    model.close()
+        _step(par, np.zeros((4, 3), dtype=int))
+    assert par.parallelism == "processes"
+    par.close()
 
 
 def test_the_fallback_happens_even_when_warnings_are_errors(monkeypatch):
     monkeypatch.delenv("CHARRNN_PARALLEL", raising=False)
-    model = CharRNN(ModelConfig("lstm", 9, 8, 1), seed=0)
-    model.threads = 2
+    par = Parallel(CharRNN(ModelConfig("lstm", 9, 8, 1), seed=0), threads=2)
     x = np.zeros((4, 3), dtype=int)
-    expected = _step(model, x)
-    model._procs[0]._proc.kill()
+    expected = _step(par, x)
+    os.kill(par.worker_pids[0], signal.SIGKILL)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(RuntimeWarning, match="continuing with threads"):
-            _step(model, x)
-        _assert_same(expected, _step(model, x))  # no warning any more: threads from now on
-    assert model.parallelism() == "threads" and model._procs == []
+            _step(par, x)
+        _assert_same(expected, _step(par, x))  # no warning any more: threads from now on
+    assert par.parallelism == "threads" and par.worker_pids == []

@@ -1,0 +1,106 @@
+"""Advancing N streams one character at a time, allocation-free: the engine of sampling.
+
+What a cell computes per step is its `step` function in `charrnn.cells`, next to its sequence
+forward (which the training uses) and tested against it; this module does the part every cell
+shares: the input lookup, the products, the head.
+"""
+
+import numpy as np
+
+
+class Stepper:
+    """N streams of a `CharRNN`, advanced one character at a time.
+
+        stepper = Stepper(model, N)          # zero state
+        logits = stepper.step(ids)           # ids (N,) -> logits (N, V), a view that the next
+                                             # call overwrites
+        stepper.state                        # a copy, in `CharRNN.init_state` form
+
+    Sampling one stream costs a few dozen numpy calls on vectors of 256 to 1024 numbers per
+    character, so call overhead weighs as much as arithmetic. Everything here is set up to make
+    fewer, cheaper calls:
+    * every buffer is allocated once; for N = 1 they are 1-D vectors (numpy's matrix-vector
+      product and its ufuncs are faster on those than on (K, 1) columns);
+    * layer 0's input projection is a row of E = Wx + b (V, G H), the one-hot lookup;
+    * for a cell whose pre-activation is x Wx + h Wh + b (`Cell.fuse_input`: the LSTM, the
+      RNN), layer l >= 1 computes both products as ONE product of [Wx; Wh]^T (G H, 2H) with the
+      stacked vector [h_{l-1}; h_l]. All layers' h live one after another in one (L H, N)
+      buffer, so that stacked vector is a slice of it, and the cell writes its new h in place,
+      after the product has read the old one. Other cells (the GRU, whose n gate needs h Wh_n
+      on its own) get x = Wx^T h_{l-1} + b from a product of their own;
+    * sigmoid gates are computed as (1 + tanh(x / 2)) / 2, with the halving folded into the
+      copied weights and biases of their rows (exact: a power of two), so that one np.tanh
+      call can cover all of a cell's gates.
+    What each step hands the cell's `step(a, x, state, p, tmp, halves)`: a (G H,)+col the
+    product just computed; x the projected input (for a fused layer, just the input bias);
+    state the layer's state arrays (h a view of the stacked buffer), updated in place; p the
+    cell's other biases, halved like the weights; tmp (H,)+col scratch; halves an array of 0.5.
+    The numbers are the training forward's up to float rounding. The weights are copies: build
+    a new Stepper after changing `model.params`.
+    """
+
+    def __init__(self, model, N=1):
+        cfg, p, dt, cell = model.config, model.params, model.dtype, model.cell
+        H, G, L = cfg.hidden_size, cell.G, cfg.num_layers
+        self.N = N
+        col = (N,) if N > 1 else ()  # trailing stream axis of every buffer
+        scale = np.ones(G * H, dtype=dt)
+        scale[: cell.sigmoid_gates * H] = 0.5  # rows whose gate is a sigmoid
+
+        def bias(b):  # (G H,) -> halved, shaped to add to a (G H,) + col buffer
+            return (b * scale).reshape((G * H,) + (1,) * len(col))
+
+        first = cell.biases[0]
+        self._E = np.ascontiguousarray((p["layers.0.Wx"] + p["layers.0." + first]) * scale)  # (V, G H)
+        self._ET = np.ascontiguousarray(self._E.T)  # (G H, V): gathers N columns at once
+        hs = self._hs = np.zeros((L * H,) + col, dtype=dt)  # h of every layer, stacked
+        self._xp = np.empty((G * H,) + col, dtype=dt)  # projected input
+        self._a = np.empty((G * H,) + col, dtype=dt)  # the product, then the activations
+        self._tmp = np.empty((H,) + col, dtype=dt)
+        self._logits = np.empty((cfg.vocab_size,) + col, dtype=dt)
+        self._halves = np.full(scale.shape + col, 0.5, dtype=dt)  # an array: a scalar costs more
+        self._step = cell.step
+        # per layer: (W, z, b, WxT, below, state, p): the product's C-contiguous (G H, K) matrix
+        # and the vector it reads; the input bias; for an unfused layer above 0, Wx^T and the
+        # h below; the state arrays; the other biases
+        self._layers = []
+        for layer in range(L):
+            lp = model.layer_params(layer)
+            h = hs[layer * H : (layer + 1) * H]
+            below = hs[(layer - 1) * H : layer * H] if layer else None
+            fused = layer > 0 and cell.fuse_input
+            W = np.concatenate([lp["Wx"], lp["Wh"]]) if fused else lp["Wh"]  # (2H, G H) on [x; h]
+            z = hs[(layer - 1) * H : (layer + 1) * H] if fused else h
+            WxT = None if fused or not layer else np.ascontiguousarray((lp["Wx"] * scale).T)
+            state = (h,) + tuple(np.zeros((H,) + col, dtype=dt) for _ in cell.states[1:])
+            others = {b: bias(lp[b]) for b in cell.biases[1:]}
+            self._layers.append((np.ascontiguousarray((W * scale).T), z, bias(lp[first]), WxT,
+                                 below, state, others))
+        self._headW = np.ascontiguousarray(p["head.W"].T)  # (V, H)
+        self._headb = p["head.b"].reshape((-1,) + (1,) * len(col))
+
+    @property
+    def state(self):
+        """The current state, as `CharRNN.init_state(N)` lays it out (copies)."""
+        shape = (len(self._tmp), self.N)
+        return tuple(tuple(a.reshape(shape).copy() for a in layer[5]) for layer in self._layers)
+
+    def step(self, ids):
+        """Feed ids (N,) and return the logits (N, V) for the next character (a reused view)."""
+        if self.N == 1:
+            x = self._E[int(ids[0])]  # a view of one row: no copy
+        else:
+            x = np.take(self._ET, ids, axis=1, out=self._xp, mode="clip")
+        a, tmp, halves = self._a, self._tmp, self._halves
+        for W, z, b, WxT, below, state, others in self._layers:
+            if WxT is not None:  # an unfused layer above 0: x = Wx^T h_{l-1} + b
+                x = np.matmul(WxT, below, self._xp)
+                np.add(x, b, x)
+            elif x is None:  # a fused layer: the product includes x Wx
+                x = b
+            np.matmul(W, z, a)
+            self._step(a, x, state, others, tmp, halves)
+            x = None
+        np.matmul(self._headW, self._hs[-len(tmp):], self._logits)
+        np.add(self._logits, self._headb, self._logits)
+        return self._logits.T if self.N > 1 else self._logits[None]
