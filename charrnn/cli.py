@@ -385,9 +385,9 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
 
 def _load_checkpoint(target, out_dir, note=""):
     """(path, Checkpoint) for a RUN|CKPT argument; says on stderr which file is used."""
-    from charrnn import checkpoint, resolve_checkpoint
+    from charrnn import checkpoint, runs
 
-    path = resolve_checkpoint(target, out_dir)
+    path = runs.resolve_checkpoint(target, out_dir)
     ckpt = checkpoint.load(path)
     click.echo(f"using {path}{note}", err=True)
     return path, ckpt

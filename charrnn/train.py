@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoint, data, sampling
+from charrnn import checkpoint, data, runs, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
 from charrnn.model import GATES, CharRNN
@@ -125,69 +125,6 @@ def check_memory(cfg, vocab_size):
     """Refuse up front a model that cannot fit in this machine's memory."""
     refuse_oversized(estimate_memory(cfg, vocab_size), "training this model",
                      "reduce --hidden-size, --num-layers, --batch-size or --seq-length.")
-
-
-# ----------------------------------------------------------------------------------------------
-# Run directories.
-
-
-def validate_name(name):
-    """A run name is one path component: no separators, not empty, not starting with a dot."""
-    if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
-        raise RunError(
-            f"invalid run name {name!r}: use letters, digits, '-', '_' and '.', without path "
-            "separators, not starting with a dot."
-        )
-    return name
-
-
-def unique_name(out_dir, base):
-    """`base`, or `base-2`, `base-3`, ... whichever does not exist yet under out_dir."""
-    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-") or "run"
-    name, n = stem, 1
-    while (Path(out_dir) / name).exists():
-        n += 1
-        name = f"{stem}-{n}"
-    return name
-
-
-def _resume_target(resume, out_dir):
-    """(run_dir, checkpoint path) for --resume RUN_DIR|CKPT, or a run name under out_dir."""
-    path = Path(resume)
-    if not path.exists() and (Path(out_dir) / resume).is_dir():
-        path = Path(out_dir) / resume
-    if path.is_dir():
-        for fname in ("latest.npz", "best.npz"):
-            if (path / fname).is_file():
-                return path, path / fname
-        raise RunError(f"{path} has no checkpoint to resume from (no latest.npz or best.npz).")
-    if path.is_file():
-        return path.parent, path
-    raise RunError(f"cannot resume {resume}: no such run directory or checkpoint file.")
-
-
-def _clean_temporaries(run_dir):
-    """Remove the temporary files of checkpoint writes that a killed process left behind."""
-    for tmp in Path(run_dir).glob(checkpoint.TMP_PREFIX + "*"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-
-
-def _end_torn_line(path, log):
-    """If a killed (or disk-full) writer left the log's last line half-written, end it, so
-    that the next record starts on a line of its own instead of being glued to the torn one."""
-    with open(path, "rb") as f:
-        if f.seek(0, os.SEEK_END) == 0:
-            return
-        f.seek(-1, os.SEEK_END)
-        torn = f.read(1) != b"\n"
-    if torn:
-        try:
-            log.write(b"\n")
-        except OSError:
-            pass  # the first record's write will fail too, and say so
 
 
 def _corpus_fingerprint(ids):
@@ -607,25 +544,6 @@ def _resumed_config(ckpt, overrides, reporter):
     return new
 
 
-def _new_run_dir(out_dir, name, corpus):
-    """The directory of a new run: `name`, or one derived from the corpus file name."""
-    if name is None:
-        name = unique_name(out_dir, "demo" if corpus is None else Path(corpus).stem)
-    run_dir = Path(out_dir) / validate_name(name)
-    if run_dir.exists() and not any((run_dir / f).is_file() for f in ("latest.npz", "best.npz")):
-        raise RunError(
-            f"run '{name}' already exists in {out_dir} but has no checkpoint to continue from "
-            f"(it stopped before its first save, or is still starting); delete {run_dir} or "
-            "choose another --name."
-        )
-    if run_dir.exists():
-        raise RunError(
-            f"run '{name}' already exists in {out_dir}; continue it with: charrnn train "
-            f"--resume {run_dir}  (or choose another --name)."
-        )
-    return run_dir
-
-
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
           encoding="utf-8", reporter=None, default_time_limit=None):
     """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
@@ -644,7 +562,8 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
 
     ckpt = None
     if resume is not None:
-        run_dir, ckpt_path = _resume_target(resume, out_dir)
+        ckpt_path = runs.resolve_checkpoint(resume, out_dir, resume=True)
+        run_dir = ckpt_path.parent
         loaded_file = _file_identity(ckpt_path)
         ckpt = checkpoint.load(ckpt_path)
         _check_training_state(ckpt.training, ckpt_path)
@@ -657,7 +576,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             cfg = replace(cfg, time_limit=default_time_limit)
         if cfg.seed is None:
             cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
-        run_dir = _new_run_dir(out_dir, name, corpus)
+        run_dir = runs.new_run_dir(out_dir, name, corpus)
     if cfg.patience and not cfg.val_fraction:
         raise CharRNNError("--patience counts evaluations on the validation split, which "
                            "--val-fraction 0 leaves empty; drop one of the two.")
@@ -700,8 +619,8 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         if ckpt is not None and _file_identity(ckpt_path) != loaded_file:
             raise RunError(f"{ckpt_path} was replaced while this command started (another process "
                            "was training the run); run the command again to resume from it.")
-        _clean_temporaries(run_dir)
-        _end_torn_line(run_dir / LOG_NAME, log)
+        runs.clean_temporaries(run_dir)
+        runs.end_torn_line(run_dir / LOG_NAME, log)
         model.threads = cfg.thread_count()
         trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:

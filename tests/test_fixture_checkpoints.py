@@ -6,7 +6,6 @@ of commit 67484f5; that script also recorded what that version printed for them.
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -228,19 +228,34 @@ def test_resolve_run_by_name_path_or_file(tmp_path):
         runs.resolve_run("x", tmp_path / "missing")
 
 
-def test_find_checkpoint_prefers_best_and_newest_run_needs_one(tmp_path):
+def test_resolve_checkpoint_prefers_best_and_newest_run_needs_one(tmp_path):
     run_dir = write_run(tmp_path, "a", checkpoint=False, wall="2024-01-01T00:00:00+00:00")
     with pytest.raises(RunError, match="no checkpoint"):
-        runs.find_checkpoint(run_dir)
+        runs.resolve_checkpoint(run_dir)
     (run_dir / "latest.npz").write_bytes(b"x")
-    assert runs.find_checkpoint(run_dir) == run_dir / "latest.npz"
+    assert runs.resolve_checkpoint(run_dir) == run_dir / "latest.npz"
     (run_dir / "best.npz").write_bytes(b"x")
-    assert runs.find_checkpoint(run_dir) == run_dir / "best.npz"
+    assert runs.resolve_checkpoint(run_dir) == run_dir / "best.npz"
     write_run(tmp_path, "b", checkpoint=False, wall="2024-02-01T00:00:00+00:00")
     assert runs.newest_run(tmp_path) == run_dir
     assert runs.newest_run(tmp_path, with_checkpoint=False) == tmp_path / "b"
     with pytest.raises(RunError, match="charrnn train"):
         runs.newest_run(tmp_path / "missing")
+
+
+
+def test_resolve_checkpoint_for_resume_prefers_latest(tmp_path):
+    run_dir = write_run(tmp_path, "a", checkpoint=False)
+    with pytest.raises(RunError, match="has no checkpoint to resume from"):
+        runs.resolve_checkpoint(run_dir, resume=True)
+    (run_dir / "best.npz").write_bytes(b"x")
+    assert runs.resolve_checkpoint("a", tmp_path, resume=True) == run_dir / "best.npz"
+    (run_dir / "latest.npz").write_bytes(b"x")
+    assert runs.resolve_checkpoint("a", tmp_path, resume=True) == run_dir / "latest.npz"
+    assert runs.resolve_checkpoint("a", tmp_path) == run_dir / "best.npz"
+    assert runs.resolve_checkpoint(run_dir / "best.npz", resume=True) == run_dir / "best.npz"
+    with pytest.raises(RunError, match="cannot resume b: no such run directory"):
+        runs.resolve_checkpoint("b", tmp_path, resume=True)
 
 
 # ----------------------------------------------------------------------------- export
