@@ -502,7 +502,8 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
                    f"{', '.join(map(repr, skipped[:20]))}", err=True)
     stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
                       top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
-                      unknown=unknown, context=ckpt.training.get("sample_context", ""))
+                      unknown=unknown,
+                      context=ckpt.training.sample_context if ckpt.training else "")
     _write_samples(stream, prime, num_samples, separator)
 
 
@@ -609,11 +610,17 @@ def eval_command(paths, encoding, fmt, out_dir):
     ])
 
 
-INFO_TRAINING_KEYS = ("step", "epoch", "best_val_loss", "time", "train_config")
+def _training_summary(state):
+    """What `info` shows of a checkpoint's TrainingState (None: a bare model): the numbers it
+    holds and the run's options."""
+    if state is None:
+        return {}
+    from dataclasses import asdict
 
-
-def _finite_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    summary = {"step": state.step, "epoch": state.epoch, "best_val_loss": state.best_val_loss,
+               "time": state.time,
+               "train_config": asdict(state.train_config) if state.train_config else None}
+    return {k: v for k, v in summary.items() if v is not None}
 
 
 @cli.command("info")
@@ -643,8 +650,7 @@ def info_command(target, fmt, out_dir):
     path, ckpt = _load_checkpoint(target, out_dir)
     with np.load(path, allow_pickle=False) as npz:  # already checked by checkpoint.load
         meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-    training = {k: v for k, v in ckpt.training.items()  # a damaged file may hold anything
-                if k not in ("step", "epoch", "best_val_loss", "time") or _finite_number(v)}
+    training, state = _training_summary(ckpt.training), ckpt.training
     info = {
         "checkpoint": str(path),
         "file_size": path.stat().st_size,
@@ -655,7 +661,7 @@ def info_command(target, fmt, out_dir):
         "num_params": int(ckpt.model.num_params),
         "vocab_size": ckpt.vocab.size,
         "chars": ckpt.vocab.chars,
-        "training": {k: training[k] for k in INFO_TRAINING_KEYS if k in training},
+        "training": training,
     }
     if fmt == "json":
         _echo_json(info)
@@ -671,12 +677,13 @@ def info_command(target, fmt, out_dir):
         ("vocabulary", f"{ckpt.vocab.size} characters"),
         ("characters", _escape(ckpt.vocab.chars)),
         ("steps", ui.fmt_int(training.get("step"))),
-        ("epochs", ui.fmt_float(training.get("epoch_float", training.get("epoch")), 2)),
+        ("epochs", ui.fmt_float(state.epoch_float if state and state.epoch_float is not None
+                                else training.get("epoch"), 2)),
         ("best val loss", "-" if best is None else
             f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)"),
         ("training time", ui.fmt_duration(training.get("time"))),
     ]
-    train_config = training.get("train_config")
-    if isinstance(train_config, dict):
-        fields.append(("train config", ", ".join(f"{k}={v}" for k, v in train_config.items())))
+    if "train_config" in training:
+        fields.append(("train config",
+                       ", ".join(f"{k}={v}" for k, v in training["train_config"].items())))
     _print_fields(fields)

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from charrnn.errors import RunError
+from charrnn.jsonvalues import is_finite_number
 
 try:  # POSIX only; elsewhere runs are never reported as running and locking is a no-op
     import fcntl
@@ -285,9 +286,7 @@ def _parse_wall(value) -> datetime | None:
 
 def _number(value) -> float | None:
     """A finite float from a log value, or None (a log may hold null, NaN or garbage)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+    return float(value) if is_finite_number(value) else None
 
 
 def _dict(value) -> dict:

@@ -214,12 +214,13 @@ class Sampler:
             print(ch, end="", flush=True)
 
     Attributes: `model` (CharRNN), `vocab` (Vocab), `config` (ModelConfig), `training` (the
-    checkpoint's training state: step, epoch, best_val_loss, ...), `path` (the file loaded).
+    checkpoint's `TrainingState`: .step, .epoch, .best_val_loss, ...; None for a bare model),
+    `path` (the file loaded).
     """
 
     def __init__(self, model, vocab, training=None, path=None):
         self.model, self.vocab = model, vocab
-        self.training = dict(training or {})
+        self.training = training
         self.path = path
 
     @property
@@ -240,7 +241,7 @@ class Sampler:
         """
         stream = generate(self.model, self.vocab, length, temperature=temperature, top_k=top_k,
                           top_p=top_p, prime=prime, rng=seed, unknown=unknown,
-                          context=self.training.get("sample_context", ""))
+                          context=self.training.sample_context if self.training else "")
         return (chars[0] for chars in stream)
 
     def sample(self, length=500, temperature=0.8, prime="", seed=None, top_k=None, top_p=None,

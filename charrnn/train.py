@@ -202,37 +202,36 @@ class Trainer:
     # -- state in and out of checkpoints -------------------------------------------------------
 
     def training_state(self):
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "epoch_float": self.epoch_float,
-            "time": self.elapsed,
-            "lr_scale": self.lr_scale,
-            "best_val_loss": self.best_val_loss,
-            "bad_evals": self.bad_evals,
-            "last_eval_step": self.last_eval_step,
-            "rng": self.rng.bit_generator.state,
-            "train_config": asdict(self.cfg),
-            "lr_schedule": self.schedule.to_json(),
-            "optimizer": self.optimizer.hyperparams(),
-            "corpus": self.corpus,
-            "corpus_fingerprint": self.fingerprint,
-            "sample_context": self.sample_context,
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        return checkpoint.TrainingState(
+            step=self.step,
+            epoch=self.epoch,
+            batch=self.batch,
+            epoch_float=self.epoch_float,
+            time=self.elapsed,
+            lr_scale=self.lr_scale,
+            best_val_loss=self.best_val_loss,
+            bad_evals=self.bad_evals,
+            last_eval_step=self.last_eval_step,
+            rng=self.rng.bit_generator.state,
+            train_config=self.cfg,
+            lr_schedule=self.schedule.to_json(),
+            optimizer=self.optimizer.hyperparams(),
+            corpus=self.corpus,
+            corpus_fingerprint=self.fingerprint,
+            sample_context=self.sample_context,
+            saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
 
     def restore(self, ckpt):
-        """Continue exactly where `ckpt` (a checkpoint of this run) stopped."""
+        """Continue exactly where `ckpt` (a checkpoint of this run, its state checked by
+        `TrainingState.check_resumable`) stopped."""
         t = ckpt.training
-        self.step, self.epoch, self.batch = int(t["step"]), int(t["epoch"]), int(t["batch"])
-        self.elapsed_before = float(t.get("time", 0.0))
-        self.lr_scale = float(t.get("lr_scale", 1.0))
-        self.best_val_loss = t.get("best_val_loss")
-        self.bad_evals = int(t.get("bad_evals", 0))
-        self.last_eval_step = t.get("last_eval_step")
+        self.step, self.epoch, self.batch = t.step, t.epoch, t.batch
+        self.elapsed_before, self.lr_scale = t.time, t.lr_scale
+        self.best_val_loss, self.bad_evals = t.best_val_loss, t.bad_evals
+        self.last_eval_step = t.last_eval_step
         try:
-            self.rng.bit_generator.state = t["rng"]
+            self.rng.bit_generator.state = t.rng
         except (TypeError, ValueError, KeyError):
             raise CharRNNError("cannot resume: the checkpoint's random generator state is damaged.") from None
         try:
@@ -478,44 +477,6 @@ def _load_corpus(corpus, encoding):
     return text, str(Path(corpus).resolve()), f"corpus: {corpus} ({len(text):,} characters)"
 
 
-def _is_count(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_amount(value):
-    """A finite number >= 0 (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
-
-
-def _check_training_state(t, path):
-    """Refuse, in one sentence, a checkpoint whose training state cannot be resumed: none at
-    all (a bare model), or values of the wrong type or range (a damaged or hand-edited file),
-    which would otherwise fail somewhere inside the training loop."""
-    if "train_config" not in t:
-        raise CharRNNError(f"{path} holds a model without training state; it cannot be resumed.")
-    bad = [k for k in ("step", "epoch", "batch") if not _is_count(t.get(k))]
-    bad += [k for k in ("bad_evals",) if not _is_count(t.get(k, 0))]
-    bad += [k for k in ("time", "lr_scale") if not _is_amount(t.get(k, 0))]
-    bad += [k for k in ("best_val_loss",) if t.get(k) is not None and not _is_amount(t[k])]
-    bad += [k for k in ("last_eval_step",) if t.get(k) is not None and not _is_count(t[k])]
-    bad += [k for k in ("rng",) if not isinstance(t.get(k), dict)]
-    bad += [k for k in ("corpus",) if not isinstance(t.get(k, "demo"), str)]
-    saved = t["train_config"]
-    kinds = {f.name: f.type for f in fields(TrainConfig)}
-    if not isinstance(saved, dict) or set(saved) - set(kinds):
-        bad.append("train_config")
-    else:
-        for k, v in saved.items():
-            allowed = getattr(kinds[k], "__args__", (kinds[k],))  # int | None -> (int, NoneType)
-            allowed += (int,) if float in allowed else ()
-            number = isinstance(v, (int, float))
-            if not isinstance(v, allowed) or isinstance(v, bool) or (number and not _is_amount(v)):
-                bad.append(f"train_config.{k}")
-    if bad:
-        raise CharRNNError(f"{path} has a damaged training state ({', '.join(bad)}); it cannot "
-                           "be resumed, but sample, eval and info can still use it.")
-
-
 def _file_identity(path):
     """What changes when a checkpoint is replaced (os.replace gives it a new inode)."""
     st = os.stat(path)
@@ -525,7 +486,7 @@ def _file_identity(path):
 def _resumed_config(ckpt, overrides, reporter):
     """The run's saved config with the user's explicit overrides; changing the model's shape,
     the optimizer or the seed is an error, any other change a notice."""
-    saved = TrainConfig(**ckpt.training["train_config"])
+    saved = ckpt.training.train_config
     changes = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
     fixed = [k for k in changes if k in FIXED_OPTIONS]
     if fixed:
@@ -566,10 +527,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         run_dir = ckpt_path.parent
         loaded_file = _file_identity(ckpt_path)
         ckpt = checkpoint.load(ckpt_path)
-        _check_training_state(ckpt.training, ckpt_path)
+        (ckpt.training or checkpoint.TrainingState()).check_resumable(ckpt_path)  # None: bare
         cfg = _resumed_config(ckpt, overrides, reporter)
-        if corpus is None and ckpt.training.get("corpus") != "demo":
-            corpus = ckpt.training.get("corpus")
+        if corpus is None and ckpt.training.corpus != "demo":
+            corpus = ckpt.training.corpus
     else:
         cfg = TrainConfig(**overrides)
         if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
@@ -625,7 +586,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:
             trainer.restore(ckpt)
-            if trainer.fingerprint != ckpt.training.get("corpus_fingerprint"):
+            if trainer.fingerprint != ckpt.training.corpus_fingerprint:
                 reporter.message("note: the training text differs from the one this run started on.")
             done = trainer.stop_reason()
             if done:

@@ -16,6 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.jsonvalues import is_finite_number
+
 # Distinct colours that read on dark and light backgrounds (rich downgrades them as needed).
 PALETTE = ("#4e9cff", "#ff9f3a", "#3fc95a", "#ff5c5c", "#b48cff", "#d4b000", "#ff6fcf", "#22c3d6")
 SOLID_MARKERS = "●■▲◆★✚✖♦"  # validation points, one glyph per run
@@ -421,8 +423,7 @@ def _xy(records, event, key, x):
         if r.get("event") != event:
             continue
         xv, yv = r.get(x), r.get(key)
-        if isinstance(xv, (int, float)) and isinstance(yv, (int, float)) \
-                and math.isfinite(xv) and math.isfinite(yv):
+        if is_finite_number(xv) and is_finite_number(yv):
             xs.append(float(xv))
             ys.append(float(yv))
     return xs, ys

@@ -36,10 +36,10 @@ def test_every_cell_has_a_small_fixture():
 def test_old_checkpoint_loads_with_its_training_state(cell):
     ckpt = load(FIXTURES / f"{cell}.npz")
     assert ckpt.config.cell == cell and ckpt.config.hidden_size == 4
-    assert ckpt.training["step"] == FIRST_STEPS and ckpt.training["batch"] == FIRST_STEPS
-    assert ckpt.training["train_config"]["cell"] == cell and ckpt.training["sample_context"]
+    assert ckpt.training.step == FIRST_STEPS and ckpt.training.batch == FIRST_STEPS
+    assert ckpt.training.train_config.cell == cell and ckpt.training.sample_context
     assert ckpt.optim and ckpt.state is not None  # mid-epoch: the carried state is saved
-    assert charrnn.load(FIXTURES / f"{cell}.npz").training["step"] == FIRST_STEPS
+    assert charrnn.load(FIXTURES / f"{cell}.npz").training.step == FIRST_STEPS
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -72,8 +72,8 @@ def test_old_checkpoint_resumes_where_it_stopped(tmp_path, cell):
     assert "differs" not in result.stderr  # the same corpus as the fixture's
     resumed, reference = load(run_dir / "latest.npz"), load(FIXTURES / f"{cell}-resumed.npz")
     for key in ("step", "epoch", "batch", "rng", "lr_scale", "bad_evals", "last_eval_step"):
-        assert resumed.training[key] == reference.training[key], key
-    assert resumed.training["best_val_loss"] == pytest.approx(reference.training["best_val_loss"])
+        assert getattr(resumed.training, key) == getattr(reference.training, key), key
+    assert resumed.training.best_val_loss == pytest.approx(reference.training.best_val_loss)
     atol = 1e-6 if resumed.model.dtype == np.float32 else 1e-12
     pairs = [(resumed.model.params, reference.model.params), (resumed.optim, reference.optim)]
     for got, want in pairs:
