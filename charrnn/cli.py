@@ -1,14 +1,18 @@
 """The `charrnn` command line: parse options, call the library, turn errors into messages.
 
 Library modules (and numpy with them) are imported inside the commands, so that
-`charrnn --help` stays fast.
+`charrnn --help` stays fast; the options' choices, defaults and help come from the numpy-free
+`charrnn.config` and cell table (`charrnn.cells`).
 """
 
 import math
+from dataclasses import fields
 
 import click
 
-from charrnn import __version__
+from charrnn import __version__, cells
+from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES, OPTIMIZERS,
+                            TrainConfig)
 from charrnn.errors import CharRNNError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -226,51 +230,73 @@ class FiniteRange(click.FloatRange):
         return number
 
 
-DEFAULT_TIME_LIMIT = 600.0  # a new run with no budget trains for 10 minutes
+class CellChoice(click.Choice):
+    """--cell: a name in the cell table (`charrnn.cells.CELLS`), read whenever the choices are
+    needed (validation, --help, completion), so that a cell registered at run time counts."""
+
+    def __init__(self):  # no fixed choices to store
+        self.case_sensitive = True
+
+    @property
+    def choices(self):
+        return tuple(cells.CELLS)
+
+
+_TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def _train_option(name, *flags, **kwargs):
+    """The `charrnn train` option of TrainConfig field `name` (--name-with-dashes, or `flags`),
+    with the field's default."""
+    return click.option(*(flags or ["--" + name.replace("_", "-")]), name,
+                        default=_TRAIN_DEFAULTS[name], **kwargs)
 
 
 def _train_options(f):
     """The TrainConfig options of `charrnn train`; defaults shown are TrainConfig's own."""
     pos_int, nonneg_int = click.IntRange(min=1), click.IntRange(min=0)
+    default_lrs = ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items())
     options = [
-        click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", help="Recurrent cell."),
-        click.option("--hidden-size", type=pos_int, default=256, help="Units per layer."),
-        click.option("--num-layers", type=click.IntRange(1, 64), default=2, help="Stacked recurrent layers."),
-        click.option("--dropout", type=FiniteRange(0, 1, max_open=True), default=0.1,
-                     help="Dropout between layers and before the output."),
-        click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
-                     help="Floating-point precision."),
-        click.option("--seq-length", type=pos_int, default=50, help="Characters per BPTT window."),
-        click.option("--batch-size", type=pos_int, default=64, help="Parallel streams per step."),
-        click.option("--val-fraction", type=FiniteRange(0, 1, max_open=True), default=0.1,
-                     help="Last part of the text held out for validation (each evaluation "
-                     "scores at most its first 200,000 characters)."),
-        click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
-                     default="adam", help="Optimizer."),
-        click.option("--learning-rate", "--lr", "learning_rate", type=FiniteRange(min=0, min_open=True),
-                     default=None, help="Peak learning rate [default: 3e-3 for adam, 2e-3 for rmsprop, 0.1 for adagrad, 1 for sgd]."),
-        click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
-                     help="After the linear warm-up: cosine decay to 0.1x the rate over the "
-                     "budget (progress = the largest used fraction of --max-steps, --epochs and "
-                     "--time-limit), or constant. Recorded in the log's start event."),
-        click.option("--warmup-steps", type=nonneg_int, default=100, help="Linear learning-rate warm-up."),
-        click.option("--grad-clip", type=FiniteRange(min=0), default=5.0,
-                     help="Clip the global gradient norm to this (0 = off)."),
-        click.option("--max-steps", type=pos_int, default=None, help="Stop after this many steps in all."),
-        click.option("--epochs", type=FiniteRange(min=0, min_open=True), default=None,
-                     help="Stop after this many passes over the text."),
-        click.option("--time-limit", type=Duration(), default=None,
-                     help="Stop after this much training time, e.g. 90s, 10m, 1h "
-                     "[default: 10m when no other budget is given]."),
-        click.option("--patience", type=pos_int, default=None,
-                     help="Stop after this many evaluations without improvement."),
-        click.option("--eval-every", type=pos_int, default=200, help="Steps between validations."),
-        click.option("--checkpoint-every", type=pos_int, default=200, help="Steps between latest.npz saves."),
-        click.option("--sample-every", type=nonneg_int, default=0, help="Steps between printed samples (0 = never)."),
-        click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: random, logged]."),
-        click.option("--threads", type=click.IntRange(1, 256), default=None,
-                     help="Cores per step: the batch is split into this many chunks "
-                          "[default: one per core, if each chunk has enough work]."),
+        _train_option("cell", type=CellChoice(), help="Recurrent cell."),
+        _train_option("hidden_size", type=pos_int, help="Units per layer."),
+        _train_option("num_layers", type=click.IntRange(1, 64), help="Stacked recurrent layers."),
+        _train_option("dropout", type=FiniteRange(0, 1, max_open=True),
+                      help="Dropout between layers and before the output."),
+        _train_option("dtype", type=click.Choice(DTYPES), help="Floating-point precision."),
+        _train_option("seq_length", type=pos_int, help="Characters per BPTT window."),
+        _train_option("batch_size", type=pos_int, help="Parallel streams per step."),
+        _train_option("val_fraction", type=FiniteRange(0, 1, max_open=True),
+                      help="Last part of the text held out for validation (each evaluation "
+                      f"scores at most its first {TrainConfig.val_max_chars:,} characters)."),
+        _train_option("optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer."),
+        _train_option("learning_rate", "--learning-rate", "--lr",
+                      type=FiniteRange(min=0, min_open=True),
+                      help=f"Peak learning rate [default: {default_lrs}]."),
+        _train_option("lr_schedule", type=click.Choice(LR_SCHEDULES),
+                      help="After the linear warm-up: cosine decay to "
+                      f"{TrainConfig.min_lr_ratio:g}x the rate over the budget (progress = the "
+                      "largest used fraction of --max-steps, --epochs and --time-limit), or "
+                      "constant. Recorded in the log's start event."),
+        _train_option("warmup_steps", type=nonneg_int, help="Linear learning-rate warm-up."),
+        _train_option("grad_clip", type=FiniteRange(min=0),
+                      help="Clip the global gradient norm to this (0 = off)."),
+        _train_option("max_steps", type=pos_int, help="Stop after this many steps in all."),
+        _train_option("epochs", type=FiniteRange(min=0, min_open=True),
+                      help="Stop after this many passes over the text."),
+        _train_option("time_limit", type=Duration(),
+                      help="Stop after this much training time, e.g. 90s, 10m, 1h "
+                      f"[default: {DEFAULT_TIME_LIMIT / 60:g}m when no other budget is given]."),
+        _train_option("patience", type=pos_int,
+                      help="Stop after this many evaluations without improvement."),
+        _train_option("eval_every", type=pos_int, help="Steps between validations."),
+        _train_option("checkpoint_every", type=pos_int, help="Steps between latest.npz saves."),
+        _train_option("sample_every", type=nonneg_int,
+                      help="Steps between printed samples (0 = never)."),
+        _train_option("seed", type=click.IntRange(min=0),
+                      help="Random seed [default: random, logged]."),
+        _train_option("threads", type=click.IntRange(1, 256),
+                      help="Cores per step: the batch is split into this many chunks "
+                      "[default: one per core, if each chunk has enough work]."),
     ]
     for option in reversed(options):
         f = option(f)
