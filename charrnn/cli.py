@@ -419,12 +419,6 @@ def _load_checkpoint(target, out_dir, note=""):
     return path, ckpt
 
 
-def _escape(chars):
-    """The characters with the invisible ones written as escapes: \\n, \\t, \\x00, \\u2028."""
-    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode()
-                   for c in chars)
-
-
 def _print_fields(fields):
     """A two-column table of (name, value) on stdout; values are never read as markup."""
     from rich.table import Table
@@ -507,7 +501,7 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     """
     import secrets
 
-    from charrnn.data import read_text
+    from charrnn.data import format_chars, read_text
     from charrnn.sampling import generate, memory_needed
     from charrnn.errors import refuse_oversized
 
@@ -525,7 +519,7 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     skipped = ckpt.vocab.unknown_chars(prime) if unknown == "skip" else ""
     if skipped:
         click.echo(f"skipping {len(skipped)} prime character(s) the model does not know: "
-                   f"{', '.join(map(repr, skipped[:20]))}", err=True)
+                   f"{format_chars(skipped, 20)}", err=True)
     stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
                       top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
                       unknown=unknown,
@@ -600,7 +594,7 @@ def eval_command(paths, encoding, fmt, out_dir):
 
     from tqdm import tqdm
 
-    from charrnn.data import read_text
+    from charrnn.data import format_chars, read_text
     from charrnn.sampling import score
 
     target, file = (None, *paths) if len(paths) == 1 else paths
@@ -627,7 +621,7 @@ def eval_command(paths, encoding, fmt, out_dir):
         return
     skipped = f"{result['chars_skipped']:,}"
     if unknown:
-        skipped += f" (unknown to the model: {_escape(unknown[:40])}{'...' if len(unknown) > 40 else ''})"
+        skipped += f" (unknown to the model: {format_chars(unknown, 40, quoted=False)})"
     _print_fields([
         ("checkpoint", path), ("file", file),
         ("nats/char", f"{nats:.4f}"), ("bits/char", f"{result['bits_per_char']:.4f}"),
@@ -672,6 +666,7 @@ def info_command(target, fmt, out_dir):
     import numpy as np
 
     from charrnn import ui
+    from charrnn.data import format_chars
 
     path, ckpt = _load_checkpoint(target, out_dir)
     with np.load(path, allow_pickle=False) as npz:  # already checked by checkpoint.load
@@ -701,7 +696,7 @@ def info_command(target, fmt, out_dir):
                   f"dropout {c.dropout:g}, {info['dtype']}"),
         ("parameters", f"{info['num_params']:,}"),
         ("vocabulary", f"{ckpt.vocab.size} characters"),
-        ("characters", _escape(ckpt.vocab.chars)),
+        ("characters", format_chars(ckpt.vocab.chars, quoted=False)),
         ("steps", ui.fmt_int(training.get("step"))),
         ("epochs", ui.fmt_float(state.epoch_float if state and state.epoch_float is not None
                                 else training.get("epoch"), 2)),

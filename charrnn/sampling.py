@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from charrnn.data import format_chars
 from charrnn.errors import CorpusError
 from charrnn.model import GATES, Stepper, single_threaded_blas
 
@@ -65,11 +66,9 @@ def prime_ids(vocab, prime, unknown="error"):
     """
     missing = vocab.unknown_chars(prime) if prime else ""
     if missing and unknown == "error":
-        shown = ", ".join(repr(c) for c in missing[:20])
-        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
         raise CorpusError(
-            f"the prime has {len(missing)} character(s) the model does not know: {shown}{more}; "
-            "drop them with --unknown skip."
+            f"the prime has {len(missing)} character(s) the model does not know: "
+            f"{format_chars(missing, 20)}; drop them with --unknown skip."
         )
     ids = vocab.encode(prime, unknown="skip") if prime else np.empty(0, dtype=vocab.dtype)
     if ids.size == 0:
