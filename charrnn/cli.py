@@ -353,6 +353,7 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
 
     from click.core import ParameterSource
 
+    from charrnn.runs import CHECKPOINT_NAMES, LATEST_NAME
     from charrnn.train import Reporter, train
     from charrnn.ui import TrainProgress, fmt_duration
 
@@ -389,14 +390,14 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
         raise click.ClickException(result.message)
     run = result.run_dir
     if result.reason == "interrupted":
-        click.echo(f"interrupted at step {result.step}; latest.npz saved. Resume with: "
+        click.echo(f"interrupted at step {result.step}; {LATEST_NAME} saved. Resume with: "
                    f"charrnn train --resume {run}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
         best = "no validation loss (--val-fraction 0)" if result.best_val_loss is None else (
             f"best validation loss {result.best_val_loss:.4f} nats/char "
             f"({result.best_val_loss / math.log(2):.3f} bits/char)")
-        saved = ", ".join(str(run / f) for f in ("best.npz", "latest.npz") if (run / f).exists())
+        saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
         click.echo(
             f"done ({result.reason.replace('_', ' ')}) after {result.step} steps, "
             f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"

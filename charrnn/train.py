@@ -24,7 +24,7 @@ from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
 from charrnn.model import GATES, CharRNN
 from charrnn.optim import LRSchedule, clip_grad_norm, make_optimizer
-from charrnn.runs import LOG_NAME, RunLock
+from charrnn.runs import BEST_NAME, LATEST_NAME, LOG_NAME, RunLock
 
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
 FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
@@ -243,8 +243,9 @@ class Trainer:
         if self.batch > 0 and ckpt.state is not None and ckpt.state[0][0].shape[1] == self.cfg.batch_size:
             self.state = ckpt.state
 
-    def save(self, kind):
-        path = self.run_dir / f"{kind}.npz"
+    def save(self, name):
+        """Write the run's checkpoint `name` (LATEST_NAME or BEST_NAME) and log it."""
+        path = self.run_dir / name
         ckpt = checkpoint.Checkpoint(
             model=self.model,
             vocab=self.vocab,
@@ -253,9 +254,9 @@ class Trainer:
             state=self.state,
         )
         checkpoint.save(path, ckpt)
-        if kind == "latest":
+        if name == LATEST_NAME:
             self.latest_step = self.step
-        self.log("checkpoint", path=str(path), kind=kind)
+        self.log("checkpoint", path=str(path), kind=path.stem)
 
     def take_snapshot(self):
         """Remember the current (finite) state, to roll back to if training diverges."""
@@ -356,7 +357,7 @@ class Trainer:
         self.log("eval", val_loss=val, val_bpc=val / math.log(2), best_val_loss=self.best_val_loss)
         self.reporter.evaluated(self.step, val, self.best_val_loss)
         if improved:
-            self.save("best")
+            self.save(BEST_NAME)
 
     def sample(self):
         text = sampling.sample_text(self.model, self.vocab, self.cfg.sample_length,
@@ -415,7 +416,7 @@ class Trainer:
             if cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.sample()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                self.save("latest")
+                self.save(LATEST_NAME)
                 self.take_snapshot()
         return self.finish(reason, interrupt.signum)
 
@@ -450,14 +451,14 @@ class Trainer:
             self.eval_and_save_best()
             saved = False
         if not saved:
-            self.save("latest")  # after a divergence: the last good state, rolled back to
+            self.save(LATEST_NAME)  # after a divergence: the last good state, rolled back to
         self.log("end", reason=reason, best_val_loss=self.best_val_loss)
         message = ""
         if reason == "diverged":
             message = (
                 f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or "
                 f"gradients) even after lowering the learning rate to {self.lr():.3g}; the last "
-                f"good state is saved in {self.run_dir / 'latest.npz'}; try a smaller "
+                f"good state is saved in {self.run_dir / LATEST_NAME}; try a smaller "
                 "--learning-rate or --grad-clip."
             )
         return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
