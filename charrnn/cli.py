@@ -116,7 +116,7 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
     import os
     import time
 
-    from charrnn import runs, ui
+    from charrnn import charts, runs, ui
 
     if follow and fmt != "table":
         raise click.UsageError("--follow works only with --format table.")
@@ -178,13 +178,13 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
             emit(rows)
             return
         if plot:
-            ui.save_png(plot, ui.chart_specs(records, x_axis, show_lr, show_grad_norm, height),
-                        x_axis)
+            specs = charts.chart_specs(records, x_axis, show_lr, show_grad_norm, height)
+            charts.save_png(plot, specs, x_axis)
             click.echo(f"wrote the charts to {plot}", err=True)
 
         def render(first=None):
-            return ui.runs_view(*(first or load()), x=x_axis, lr=show_lr,
-                                grad_norm=show_grad_norm, height=height)
+            return charts.runs_view(*(first or load()), x=x_axis, lr=show_lr,
+                                    grad_norm=show_grad_norm, height=height)
 
         first = (infos, records)
     if not follow:
