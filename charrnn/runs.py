@@ -94,6 +94,54 @@ def metric_records(records: list[dict]) -> list[dict]:
     return [r for r in records if r.get("event") in ("train", "eval")]
 
 
+class LogWriter:
+    """Appends records to a run's log.jsonl, one JSON object a line.
+
+        with LogWriter(run_dir) as log:  # opens (creates) the file for appending
+            log.end_torn_line()          # after a killed writer: start on a line of its own
+            log.write({"event": "start", "step": 0, ...})
+
+    The file is unbuffered and each record goes out as soon as it is written, so a killed run
+    loses at most the line being written, and a failed write (disk full) leaves nothing
+    pending that closing the file would try, and fail, to write again.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / LOG_NAME
+        self._file = None
+
+    def __enter__(self) -> "LogWriter":
+        self._file = open(self.path, "ab", buffering=0)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
+
+    def write(self, record: dict) -> None:
+        """Append `record` as one line; RunError (one sentence) if the disk refuses it."""
+        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            while line:
+                line = line[self._file.write(line):]
+        except OSError as exc:
+            raise RunError(f"could not write {self.path}: {exc.strerror or exc}; the "
+                           "checkpoints are intact.") from None
+
+    def end_torn_line(self) -> None:
+        """If a killed (or disk-full) writer left the last line half-written, end it, so that
+        the next record starts on a line of its own instead of being glued to the torn one."""
+        with open(self.path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        if torn:
+            try:
+                self._file.write(b"\n")
+            except OSError:
+                pass  # the first record's write will fail too, and say so
+
+
 # ----------------------------------------------------------------------------- the lock
 
 
@@ -502,9 +550,6 @@ def new_run_dir(out_dir: str | os.PathLike, name: str | None,
     return run_dir
 
 
-# ----------------------------------------------------------------------------- after a crash
-
-
 def clean_temporaries(run_dir: str | os.PathLike) -> None:
     """Remove the temporary files of checkpoint writes that a killed process left behind."""
     from charrnn.checkpoint import TMP_PREFIX  # numpy: only the trainer, which has it, calls this
@@ -514,22 +559,6 @@ def clean_temporaries(run_dir: str | os.PathLike) -> None:
             tmp.unlink()
         except OSError:
             pass
-
-
-def end_torn_line(path: str | os.PathLike, log) -> None:
-    """If a killed (or disk-full) writer left the last line of the log at `path` half-written,
-    end it through `log` (that file, open for appending in binary), so that the next record
-    starts on a line of its own instead of being glued to the torn one."""
-    with open(path, "rb") as f:
-        if f.seek(0, os.SEEK_END) == 0:
-            return
-        f.seek(-1, os.SEEK_END)
-        torn = f.read(1) != b"\n"
-    if torn:
-        try:
-            log.write(b"\n")
-        except OSError:
-            pass  # the first record's write will fail too, and say so
 
 
 # ----------------------------------------------------------------------------- export

@@ -7,7 +7,6 @@ unrecoverable divergence, and returns a `TrainResult`. It never prints: what the
 goes through a reporter (see `Reporter`), and problems raise `CharRNNError`.
 """
 
-import json
 import math
 import os
 import signal
@@ -24,12 +23,14 @@ from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
 from charrnn.model import GATES, CharRNN
 from charrnn.optim import LRSchedule, clip_grad_norm, make_optimizer
-from charrnn.runs import BEST_NAME, LATEST_NAME, LOG_NAME, RunLock
+from charrnn.runs import BEST_NAME, LATEST_NAME, RunLock
 
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
 FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
                  "optimizer", "seed")
 MAX_DIVERGENCES = 3
+# the Trainer's bookkeeping that a TrainingState holds under the same names
+PROGRESS = ("step", "epoch", "batch", "lr_scale", "best_val_loss", "bad_evals", "last_eval_step")
 
 
 @dataclass
@@ -171,7 +172,7 @@ class Trainer:
         self.vocab = vocab
         self.corpus = corpus
         self.reporter = reporter
-        self.log_file = log
+        self.run_log = log  # a runs.LogWriter
         self.stream = data.BatchStream(train_ids, cfg.batch_size, cfg.seq_length)
         self.val_stream = None
         if val_ids is not None and val_ids.size >= 2:
@@ -202,16 +203,11 @@ class Trainer:
     # -- state in and out of checkpoints -------------------------------------------------------
 
     def training_state(self):
+        """Where this run stands, for a checkpoint."""
         return checkpoint.TrainingState(
-            step=self.step,
-            epoch=self.epoch,
-            batch=self.batch,
+            **{name: getattr(self, name) for name in PROGRESS},
             epoch_float=self.epoch_float,
             time=self.elapsed,
-            lr_scale=self.lr_scale,
-            best_val_loss=self.best_val_loss,
-            bad_evals=self.bad_evals,
-            last_eval_step=self.last_eval_step,
             rng=self.rng.bit_generator.state,
             train_config=self.cfg,
             lr_schedule=self.schedule.to_json(),
@@ -226,10 +222,9 @@ class Trainer:
         """Continue exactly where `ckpt` (a checkpoint of this run, its state checked by
         `TrainingState.check_resumable`) stopped."""
         t = ckpt.training
-        self.step, self.epoch, self.batch = t.step, t.epoch, t.batch
-        self.elapsed_before, self.lr_scale = t.time, t.lr_scale
-        self.best_val_loss, self.bad_evals = t.best_val_loss, t.bad_evals
-        self.last_eval_step = t.last_eval_step
+        for name in PROGRESS:
+            setattr(self, name, getattr(t, name))
+        self.elapsed_before = t.time
         try:
             self.rng.bit_generator.state = t.rng
         except (TypeError, ValueError, KeyError):
@@ -298,17 +293,10 @@ class Trainer:
         return self.epoch + self.batch / self.stream.steps_per_epoch
 
     def log(self, event, **fields_):
-        """Append one line to log.jsonl. The file is unbuffered, so a failed write (disk full)
-        leaves nothing pending that closing the file would try, and fail, to write again."""
-        record = {"event": event, "step": self.step, "time": round(self.elapsed, 3),
-                  "epoch": round(self.epoch_float, 4), **fields_}
-        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
-        try:
-            while line:
-                line = line[self.log_file.write(line):]
-        except OSError as exc:
-            raise RunError(f"could not write {self.run_dir / LOG_NAME}: {exc.strerror or exc}; "
-                           "the checkpoints are intact.") from None
+        """Append a record to log.jsonl: `event`, the step, the training time, the epoch and
+        `fields_`."""
+        self.run_log.write({"event": event, "step": self.step, "time": round(self.elapsed, 3),
+                            "epoch": round(self.epoch_float, 4), **fields_})
 
     def lr(self):
         p = None
@@ -528,7 +516,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         run_dir = ckpt_path.parent
         loaded_file = _file_identity(ckpt_path)
         ckpt = checkpoint.load(ckpt_path)
-        (ckpt.training or checkpoint.TrainingState()).check_resumable(ckpt_path)  # None: bare
+        (ckpt.training or checkpoint.TrainingState()).check_resumable(ckpt_path)  # None: a bare model
         cfg = _resumed_config(ckpt, overrides, reporter)
         if corpus is None and ckpt.training.corpus != "demo":
             corpus = ckpt.training.corpus
@@ -577,12 +565,12 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         run_dir.mkdir(parents=True, exist_ok=ckpt is not None)
     except OSError as exc:
         raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}.") from None
-    with RunLock(run_dir), open(run_dir / LOG_NAME, "ab", buffering=0) as log, _Interrupt() as interrupt:
+    with RunLock(run_dir), runs.LogWriter(run_dir) as log, _Interrupt() as interrupt:
         if ckpt is not None and _file_identity(ckpt_path) != loaded_file:
             raise RunError(f"{ckpt_path} was replaced while this command started (another process "
                            "was training the run); run the command again to resume from it.")
         runs.clean_temporaries(run_dir)
-        runs.end_torn_line(run_dir / LOG_NAME, log)
+        log.end_torn_line()
         model.threads = cfg.thread_count()
         trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:

@@ -258,17 +258,14 @@ def test_a_full_disk_for_the_log_is_one_sentence(tmp_path, corpus, monkeypatch):
                 raise OSError(errno.ENOSPC, "No space left on device")
             return self.f.write(data)
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
+        def close(self):
             self.f.close()
 
     def fake_open(path, mode="r", **kwargs):  # only the log is opened for appending
         f = real_open(path, mode, **kwargs)
         return FullLog(f) if mode == "ab" else f
 
-    monkeypatch.setattr(train_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(runs, "open", fake_open, raising=False)
     run = tmp_path / "runs" / "r"
     result = train(corpus, *TINY, "--checkpoint-every", 1, "--max-steps", 10, "--out-dir",
                    run.parent, "--name", "r", "-q")

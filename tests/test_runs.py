@@ -86,6 +86,22 @@ def test_read_log_skips_torn_last_line_silently(tmp_path):
     assert contents.torn_tail and contents.bad_lines == 0
 
 
+def test_log_writer_appends_lines_and_ends_a_torn_one(tmp_path):
+    records = make_records(end=None)
+    run_dir = write_run(tmp_path, "a", records, tail='{"event": "train", "step": 21')
+    with runs.LogWriter(run_dir) as log:
+        log.end_torn_line()
+        log.end_torn_line()  # the line is whole now: nothing more to end
+        log.write({"event": "start", "step": 20})
+    contents = runs.read_log_with_problems(run_dir / "log.jsonl")
+    assert contents.records == [*records, {"event": "start", "step": 20}]
+    assert contents.bad_lines == 1 and not contents.torn_tail
+    (tmp_path / "new").mkdir()
+    with runs.LogWriter(tmp_path / "new") as log:  # a new run: an empty log has nothing torn
+        log.end_torn_line()
+    assert (tmp_path / "new" / "log.jsonl").read_bytes() == b""
+
+
 def test_read_log_counts_bad_lines_in_the_middle_and_skips_blank_ones(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_bytes(b'{"event": "start", "step": 0}\n\ngarbage\n[1, 2]\n\xff\xfe\n'
