@@ -101,8 +101,8 @@ class TrainingState:
         """Raise CheckpointError, in one sentence about the file at `path`, unless training can
         continue from this state: it needs the run's options, the data position and the random
         generator, and every value in range."""
-        saved_config = self.train_config or any(n.startswith("train_config") for n in self.damaged)
-        if not saved_config:
+        damaged_config = any(n.startswith("train_config") for n in self.damaged)
+        if self.train_config is None and not damaged_config:
             raise CheckpointError(f"{path} holds a model without training state; it cannot be "
                                   "resumed.")
         if self.damaged:

@@ -506,7 +506,7 @@ def newest_run(out_dir: str | os.PathLike, with_checkpoint: bool = True) -> Path
     )
 
 
-# ----------------------------------------------------------------------------- a new run
+# ----------------------------------------------------------------------------- starting a run
 
 
 def validate_name(name: str) -> str:
