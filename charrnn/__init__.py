@@ -18,16 +18,11 @@ def resolve_checkpoint(target=None, out_dir="checkpoints"):
     None: the newest run under `out_dir` that has a checkpoint; an existing file: that file;
     otherwise a run directory or the name of a run under `out_dir`, whose best.npz (else
     latest.npz) is used. Raises RunError (a CharRNNError) when there is none.
+    See `charrnn.runs.resolve_checkpoint`.
     """
-    from pathlib import Path
-
     from charrnn import runs
 
-    if target is None:
-        return runs.find_checkpoint(runs.newest_run(out_dir))
-    if Path(target).is_file():
-        return Path(target)
-    return runs.find_checkpoint(runs.resolve_run(target, out_dir))
+    return runs.resolve_checkpoint(target, out_dir)
 
 
 def load(path=None, out_dir="checkpoints"):

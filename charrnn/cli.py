@@ -1,14 +1,19 @@
 """The `charrnn` command line: parse options, call the library, turn errors into messages.
 
 Library modules (and numpy with them) are imported inside the commands, so that
-`charrnn --help` stays fast.
+`charrnn --help` stays fast; the options' choices, defaults and help come from the numpy-free
+`charrnn.config` and cell table (`charrnn.cells`).
 """
 
 import math
+from dataclasses import fields
 
 import click
 
+from charrnn import cells
 from charrnn._version import __version__
+from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES, OPTIMIZERS,
+                            TrainConfig)
 from charrnn.errors import CharRNNError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -112,7 +117,7 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
     import os
     import time
 
-    from charrnn import runs, ui
+    from charrnn import charts, runs, ui
 
     if follow and fmt != "table":
         raise click.UsageError("--follow works only with --format table.")
@@ -174,13 +179,13 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
             emit(rows)
             return
         if plot:
-            ui.save_png(plot, ui.chart_specs(records, x_axis, show_lr, show_grad_norm, height),
-                        x_axis)
+            specs = charts.chart_specs(records, x_axis, show_lr, show_grad_norm, height)
+            charts.save_png(plot, specs, x_axis)
             click.echo(f"wrote the charts to {plot}", err=True)
 
         def render(first=None):
-            return ui.runs_view(*(first or load()), x=x_axis, lr=show_lr,
-                                grad_norm=show_grad_norm, height=height)
+            return charts.runs_view(*(first or load()), x=x_axis, lr=show_lr,
+                                    grad_norm=show_grad_norm, height=height)
 
         first = (infos, records)
     if not follow:
@@ -226,51 +231,73 @@ class FiniteRange(click.FloatRange):
         return number
 
 
-DEFAULT_TIME_LIMIT = 600.0  # a new run with no budget trains for 10 minutes
+class CellChoice(click.Choice):
+    """--cell: a name in the cell table (`charrnn.cells.CELLS`), read whenever the choices are
+    needed (validation, --help, completion), so that a cell registered at run time counts."""
+
+    def __init__(self):  # no fixed choices to store
+        self.case_sensitive = True
+
+    @property
+    def choices(self):
+        return tuple(cells.CELLS)
+
+
+_TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def _train_option(name, *flags, **kwargs):
+    """The `charrnn train` option of TrainConfig field `name` (--name-with-dashes, or `flags`),
+    with the field's default."""
+    return click.option(*(flags or ["--" + name.replace("_", "-")]), name,
+                        default=_TRAIN_DEFAULTS[name], **kwargs)
 
 
 def _train_options(f):
     """The TrainConfig options of `charrnn train`; defaults shown are TrainConfig's own."""
     pos_int, nonneg_int = click.IntRange(min=1), click.IntRange(min=0)
+    default_lrs = ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items())
     options = [
-        click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", help="Recurrent cell."),
-        click.option("--hidden-size", type=pos_int, default=256, help="Units per layer."),
-        click.option("--num-layers", type=click.IntRange(1, 64), default=2, help="Stacked recurrent layers."),
-        click.option("--dropout", type=FiniteRange(0, 1, max_open=True), default=0.1,
-                     help="Dropout between layers and before the output."),
-        click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
-                     help="Floating-point precision."),
-        click.option("--seq-length", type=pos_int, default=50, help="Characters per BPTT window."),
-        click.option("--batch-size", type=pos_int, default=64, help="Parallel streams per step."),
-        click.option("--val-fraction", type=FiniteRange(0, 1, max_open=True), default=0.1,
-                     help="Last part of the text held out for validation (each evaluation "
-                     "scores at most its first 200,000 characters)."),
-        click.option("--optimizer", type=click.Choice(["adam", "rmsprop", "adagrad", "sgd"]),
-                     default="adam", help="Optimizer."),
-        click.option("--learning-rate", "--lr", "learning_rate", type=FiniteRange(min=0, min_open=True),
-                     default=None, help="Peak learning rate [default: 3e-3 for adam, 2e-3 for rmsprop, 0.1 for adagrad, 1 for sgd]."),
-        click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
-                     help="After the linear warm-up: cosine decay to 0.1x the rate over the "
-                     "budget (progress = the largest used fraction of --max-steps, --epochs and "
-                     "--time-limit), or constant. Recorded in the log's start event."),
-        click.option("--warmup-steps", type=nonneg_int, default=100, help="Linear learning-rate warm-up."),
-        click.option("--grad-clip", type=FiniteRange(min=0), default=5.0,
-                     help="Clip the global gradient norm to this (0 = off)."),
-        click.option("--max-steps", type=pos_int, default=None, help="Stop after this many steps in all."),
-        click.option("--epochs", type=FiniteRange(min=0, min_open=True), default=None,
-                     help="Stop after this many passes over the text."),
-        click.option("--time-limit", type=Duration(), default=None,
-                     help="Stop after this much training time, e.g. 90s, 10m, 1h "
-                     "[default: 10m when no other budget is given]."),
-        click.option("--patience", type=pos_int, default=None,
-                     help="Stop after this many evaluations without improvement."),
-        click.option("--eval-every", type=pos_int, default=200, help="Steps between validations."),
-        click.option("--checkpoint-every", type=pos_int, default=200, help="Steps between latest.npz saves."),
-        click.option("--sample-every", type=nonneg_int, default=0, help="Steps between printed samples (0 = never)."),
-        click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: random, logged]."),
-        click.option("--threads", type=click.IntRange(1, 256), default=None,
-                     help="Cores per step: the batch is split into this many chunks "
-                          "[default: one per core, if each chunk has enough work]."),
+        _train_option("cell", type=CellChoice(), help="Recurrent cell."),
+        _train_option("hidden_size", type=pos_int, help="Units per layer."),
+        _train_option("num_layers", type=click.IntRange(1, 64), help="Stacked recurrent layers."),
+        _train_option("dropout", type=FiniteRange(0, 1, max_open=True),
+                      help="Dropout between layers and before the output."),
+        _train_option("dtype", type=click.Choice(DTYPES), help="Floating-point precision."),
+        _train_option("seq_length", type=pos_int, help="Characters per BPTT window."),
+        _train_option("batch_size", type=pos_int, help="Parallel streams per step."),
+        _train_option("val_fraction", type=FiniteRange(0, 1, max_open=True),
+                      help="Last part of the text held out for validation (each evaluation "
+                      f"scores at most its first {TrainConfig.val_max_chars:,} characters)."),
+        _train_option("optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer."),
+        _train_option("learning_rate", "--learning-rate", "--lr",
+                      type=FiniteRange(min=0, min_open=True),
+                      help=f"Peak learning rate [default: {default_lrs}]."),
+        _train_option("lr_schedule", type=click.Choice(LR_SCHEDULES),
+                      help="After the linear warm-up: cosine decay to "
+                      f"{TrainConfig.min_lr_ratio:g}x the rate over the budget (progress = the "
+                      "largest used fraction of --max-steps, --epochs and --time-limit), or "
+                      "constant. Recorded in the log's start event."),
+        _train_option("warmup_steps", type=nonneg_int, help="Linear learning-rate warm-up."),
+        _train_option("grad_clip", type=FiniteRange(min=0),
+                      help="Clip the global gradient norm to this (0 = off)."),
+        _train_option("max_steps", type=pos_int, help="Stop after this many steps in all."),
+        _train_option("epochs", type=FiniteRange(min=0, min_open=True),
+                      help="Stop after this many passes over the text."),
+        _train_option("time_limit", type=Duration(),
+                      help="Stop after this much training time, e.g. 90s, 10m, 1h "
+                      f"[default: {DEFAULT_TIME_LIMIT / 60:g}m when no other budget is given]."),
+        _train_option("patience", type=pos_int,
+                      help="Stop after this many evaluations without improvement."),
+        _train_option("eval_every", type=pos_int, help="Steps between validations."),
+        _train_option("checkpoint_every", type=pos_int, help="Steps between latest.npz saves."),
+        _train_option("sample_every", type=nonneg_int,
+                      help="Steps between printed samples (0 = never)."),
+        _train_option("seed", type=click.IntRange(min=0),
+                      help="Random seed [default: random, logged]."),
+        _train_option("threads", type=click.IntRange(1, 256),
+                      help="Cores per step: the batch is split into this many chunks "
+                      "[default: one per core, if each chunk has enough work]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -327,6 +354,7 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
 
     from click.core import ParameterSource
 
+    from charrnn.runs import CHECKPOINT_NAMES, LATEST_NAME
     from charrnn.train import Reporter, train
     from charrnn.ui import TrainProgress, fmt_duration
 
@@ -363,14 +391,14 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
         raise click.ClickException(result.message)
     run = result.run_dir
     if result.reason == "interrupted":
-        click.echo(f"interrupted at step {result.step}; latest.npz saved. Resume with: "
+        click.echo(f"interrupted at step {result.step}; {LATEST_NAME} saved. Resume with: "
                    f"charrnn train --resume {run}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
         best = "no validation loss (--val-fraction 0)" if result.best_val_loss is None else (
             f"best validation loss {result.best_val_loss:.4f} nats/char "
             f"({result.best_val_loss / math.log(2):.3f} bits/char)")
-        saved = ", ".join(str(run / f) for f in ("best.npz", "latest.npz") if (run / f).exists())
+        saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
         click.echo(
             f"done ({result.reason.replace('_', ' ')}) after {result.step} steps, "
             f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"
@@ -385,18 +413,12 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
 
 def _load_checkpoint(target, out_dir, note=""):
     """(path, Checkpoint) for a RUN|CKPT argument; says on stderr which file is used."""
-    from charrnn import checkpoint, resolve_checkpoint
+    from charrnn import checkpoint, runs
 
-    path = resolve_checkpoint(target, out_dir)
+    path = runs.resolve_checkpoint(target, out_dir)
     ckpt = checkpoint.load(path)
     click.echo(f"using {path}{note}", err=True)
     return path, ckpt
-
-
-def _escape(chars):
-    """The characters with the invisible ones written as escapes: \\n, \\t, \\x00, \\u2028."""
-    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode()
-                   for c in chars)
 
 
 def _print_fields(fields):
@@ -481,7 +503,7 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     """
     import secrets
 
-    from charrnn.data import read_text
+    from charrnn.data import format_chars, read_text
     from charrnn.sampling import generate, memory_needed
     from charrnn.errors import refuse_oversized
 
@@ -499,10 +521,11 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
     skipped = ckpt.vocab.unknown_chars(prime) if unknown == "skip" else ""
     if skipped:
         click.echo(f"skipping {len(skipped)} prime character(s) the model does not know: "
-                   f"{', '.join(map(repr, skipped[:20]))}", err=True)
+                   f"{format_chars(skipped, 20)}", err=True)
     stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
                       top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
-                      unknown=unknown, context=ckpt.training.get("sample_context", ""))
+                      unknown=unknown,
+                      context=ckpt.training.sample_context if ckpt.training else "")
     _write_samples(stream, prime, num_samples, separator)
 
 
@@ -573,7 +596,7 @@ def eval_command(paths, encoding, fmt, out_dir):
 
     from tqdm import tqdm
 
-    from charrnn.data import read_text
+    from charrnn.data import format_chars, read_text
     from charrnn.sampling import score
 
     target, file = (None, *paths) if len(paths) == 1 else paths
@@ -600,7 +623,7 @@ def eval_command(paths, encoding, fmt, out_dir):
         return
     skipped = f"{result['chars_skipped']:,}"
     if unknown:
-        skipped += f" (unknown to the model: {_escape(unknown[:40])}{'...' if len(unknown) > 40 else ''})"
+        skipped += f" (unknown to the model: {format_chars(unknown, 40, quoted=False)})"
     _print_fields([
         ("checkpoint", path), ("file", file),
         ("nats/char", f"{nats:.4f}"), ("bits/char", f"{result['bits_per_char']:.4f}"),
@@ -609,11 +632,17 @@ def eval_command(paths, encoding, fmt, out_dir):
     ])
 
 
-INFO_TRAINING_KEYS = ("step", "epoch", "best_val_loss", "time", "train_config")
+def _training_summary(state):
+    """What `info` shows of a checkpoint's TrainingState (None: a bare model): the numbers it
+    holds and the run's options."""
+    if state is None:
+        return {}
+    from dataclasses import asdict
 
-
-def _finite_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    summary = {"step": state.step, "epoch": state.epoch, "best_val_loss": state.best_val_loss,
+               "time": state.time,
+               "train_config": asdict(state.train_config) if state.train_config else None}
+    return {k: v for k, v in summary.items() if v is not None}
 
 
 @cli.command("info")
@@ -639,12 +668,12 @@ def info_command(target, fmt, out_dir):
     import numpy as np
 
     from charrnn import ui
+    from charrnn.data import format_chars
 
     path, ckpt = _load_checkpoint(target, out_dir)
     with np.load(path, allow_pickle=False) as npz:  # already checked by checkpoint.load
         meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-    training = {k: v for k, v in ckpt.training.items()  # a damaged file may hold anything
-                if k not in ("step", "epoch", "best_val_loss", "time") or _finite_number(v)}
+    training, state = _training_summary(ckpt.training), ckpt.training
     info = {
         "checkpoint": str(path),
         "file_size": path.stat().st_size,
@@ -655,7 +684,7 @@ def info_command(target, fmt, out_dir):
         "num_params": int(ckpt.model.num_params),
         "vocab_size": ckpt.vocab.size,
         "chars": ckpt.vocab.chars,
-        "training": {k: training[k] for k in INFO_TRAINING_KEYS if k in training},
+        "training": training,
     }
     if fmt == "json":
         _echo_json(info)
@@ -669,14 +698,15 @@ def info_command(target, fmt, out_dir):
                   f"dropout {c.dropout:g}, {info['dtype']}"),
         ("parameters", f"{info['num_params']:,}"),
         ("vocabulary", f"{ckpt.vocab.size} characters"),
-        ("characters", _escape(ckpt.vocab.chars)),
+        ("characters", format_chars(ckpt.vocab.chars, quoted=False)),
         ("steps", ui.fmt_int(training.get("step"))),
-        ("epochs", ui.fmt_float(training.get("epoch_float", training.get("epoch")), 2)),
+        ("epochs", ui.fmt_float(state.epoch_float if state and state.epoch_float is not None
+                                else training.get("epoch"), 2)),
         ("best val loss", "-" if best is None else
             f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)"),
         ("training time", ui.fmt_duration(training.get("time"))),
     ]
-    train_config = training.get("train_config")
-    if isinstance(train_config, dict):
-        fields.append(("train config", ", ".join(f"{k}={v}" for k, v in train_config.items())))
+    if "train_config" in training:
+        fields.append(("train config",
+                       ", ".join(f"{k}={v}" for k, v in training["train_config"].items())))
     _print_fields(fields)

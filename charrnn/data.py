@@ -175,7 +175,9 @@ class Vocab:
             known = ids >= 0
             if not known.all():
                 if unknown == "error":
-                    raise CorpusError(_unknown_message(self.unknown_chars(text)))
+                    unknown = self.unknown_chars(text)
+                    raise CorpusError(f"the text contains {len(unknown)} character(s) that are "
+                                      f"not in the vocabulary: {format_chars(unknown, 20)}.")
                 ids = ids[known]
             out[end:end + ids.size] = ids
             end += ids.size
@@ -212,12 +214,13 @@ class Vocab:
         return cls(_chars(codepoints))
 
 
-def _unknown_message(unknown, shown=20):
-    """One sentence naming the unknown characters, escaped so control characters show."""
-    listed = ", ".join(repr(c) for c in unknown[:shown])
-    more = f" and {len(unknown) - shown} more" if len(unknown) > shown else ""
-    return (f"the text contains {len(unknown)} character(s) that are not in the vocabulary: "
-            f"{listed}{more}.")
+def format_chars(chars, limit=None, quoted=True):
+    """`chars` written out for the user, every invisible one escaped as Python writes it (\\n,
+    \\x00, \\u2028, and \\\\ for the backslash): each quoted, comma-separated ('a', '\\n'),
+    or run together (a\\n) if not `quoted`; at most `limit` of them, then ' and N more'."""
+    shown = [repr(c) if quoted else repr(c)[1:-1] for c in chars[:limit]]
+    more = f" and {len(chars) - limit} more" if limit is not None and len(chars) > limit else ""
+    return (", " if quoted else "").join(shown) + more
 
 
 def encode_corpus(text):

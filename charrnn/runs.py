@@ -1,4 +1,5 @@
-"""Runs on disk: finding them under an out-dir, reading their `log.jsonl`, and the run lock.
+"""Runs on disk: finding them and the checkpoint a RUN|CKPT argument means, naming and creating
+new ones, reading their `log.jsonl`, the run lock, and tidying up after a killed process.
 
 A run is a directory `<out-dir>/<name>/` with `log.jsonl` (one JSON object a line, append-only),
 `latest.npz` and `best.npz`. While a process trains it, that process holds an exclusive
@@ -19,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from charrnn.errors import RunError
+from charrnn.jsonvalues import is_finite_number
 
 try:  # POSIX only; elsewhere runs are never reported as running and locking is a no-op
     import fcntl
@@ -27,7 +29,10 @@ except ImportError:  # pragma: no cover
 
 LOG_NAME = "log.jsonl"
 LOCK_NAME = ".lock"
-CHECKPOINT_NAMES = ("best.npz", "latest.npz")  # in order of preference
+BEST_NAME = "best.npz"  # a run's checkpoint with the lowest validation loss
+LATEST_NAME = "latest.npz"  # a run's newest checkpoint
+CHECKPOINT_NAMES = (BEST_NAME, LATEST_NAME)  # what a run means to sample, eval and info
+RESUME_NAMES = (LATEST_NAME, BEST_NAME)  # what a run means to --resume: its newest state
 STATUSES = ("running", "finished", "interrupted", "diverged", "crashed", "no log")
 CHARS_PER_SEC_WINDOW = 10  # chars/s of a run = median over its last this-many train events
 
@@ -87,6 +92,54 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 def metric_records(records: list[dict]) -> list[dict]:
     """The `train` and `eval` records: one row per measurement, for tables and data export."""
     return [r for r in records if r.get("event") in ("train", "eval")]
+
+
+class LogWriter:
+    """Appends records to a run's log.jsonl, one JSON object a line.
+
+        with LogWriter(run_dir) as log:  # opens (creates) the file for appending
+            log.end_torn_line()          # after a killed writer: start on a line of its own
+            log.write({"event": "start", "step": 0, ...})
+
+    The file is unbuffered and each record goes out as soon as it is written, so a killed run
+    loses at most the line being written, and a failed write (disk full) leaves nothing
+    pending that closing the file would try, and fail, to write again.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / LOG_NAME
+        self._file = None
+
+    def __enter__(self) -> "LogWriter":
+        self._file = open(self.path, "ab", buffering=0)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
+
+    def write(self, record: dict) -> None:
+        """Append `record` as one line; RunError (one sentence) if the disk refuses it."""
+        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            while line:
+                line = line[self._file.write(line):]
+        except OSError as exc:
+            raise RunError(f"could not write {self.path}: {exc.strerror or exc}; the "
+                           "checkpoints are intact.") from None
+
+    def end_torn_line(self) -> None:
+        """If a killed (or disk-full) writer left the last line half-written, end it, so that
+        the next record starts on a line of its own instead of being glued to the torn one."""
+        with open(self.path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        if torn:
+            try:
+                self._file.write(b"\n")
+            except OSError:
+                pass  # the first record's write will fail too, and say so
 
 
 # ----------------------------------------------------------------------------- the lock
@@ -281,9 +334,7 @@ def _parse_wall(value) -> datetime | None:
 
 def _number(value) -> float | None:
     """A finite float from a log value, or None (a log may hold null, NaN or garbage)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+    return float(value) if is_finite_number(value) else None
 
 
 def _dict(value) -> dict:
@@ -410,14 +461,37 @@ def resolve_run(name_or_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
     )
 
 
-def find_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The checkpoint to use from a run: `best.npz`, else `latest.npz`."""
-    run_dir = Path(run_dir)
-    for name in CHECKPOINT_NAMES:
+def resolve_checkpoint(target: str | os.PathLike | None = None,
+                       out_dir: str | os.PathLike = "checkpoints", resume: bool = False) -> Path:
+    """The checkpoint file a RUN|CKPT argument means; its run directory is the file's parent.
+
+    An existing file is that file. Otherwise `target` is a run directory or the name of a run
+    under `out_dir`, and means its best.npz, else latest.npz (what sample, eval, info and
+    `charrnn.load` use); None means the newest run under `out_dir` that has a checkpoint.
+    With `resume` (`train --resume`, never None) it means the run's latest.npz, else best.npz:
+    training continues from the newest state, and any existing directory is taken for the run.
+    Raises RunError, in one sentence, when there is no such file.
+    """
+    if target is not None and Path(target).is_file():
+        return Path(target)
+    if resume:
+        run_dir = Path(target)
+        if not run_dir.exists() and (Path(out_dir) / target).is_dir():
+            run_dir = Path(out_dir) / target
+        if not run_dir.is_dir():
+            raise RunError(f"cannot resume {target}: no such run directory or checkpoint file.")
+        names = RESUME_NAMES
+    else:
+        run_dir = newest_run(out_dir) if target is None else resolve_run(target, out_dir)
+        names = CHECKPOINT_NAMES
+    for name in names:
         if (run_dir / name).is_file():
             return run_dir / name
+    if resume:
+        raise RunError(f"{run_dir} has no checkpoint to resume from (no {LATEST_NAME} or "
+                       f"{BEST_NAME}).")
     raise RunError(
-        f"run '{run_dir.name}' has no checkpoint yet ({run_dir}/best.npz or latest.npz)."
+        f"run '{run_dir.name}' has no checkpoint yet ({run_dir}/{BEST_NAME} or {LATEST_NAME})."
     )
 
 
@@ -430,6 +504,61 @@ def newest_run(out_dir: str | os.PathLike, with_checkpoint: bool = True) -> Path
     raise RunError(
         f"no runs {what}in {out_dir}/ yet; start one with: charrnn train corpus.txt"
     )
+
+
+# ----------------------------------------------------------------------------- starting a run
+
+
+def validate_name(name: str) -> str:
+    """A run name is one path component: no separators, not empty, not starting with a dot."""
+    if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
+        raise RunError(
+            f"invalid run name {name!r}: use letters, digits, '-', '_' and '.', without path "
+            "separators, not starting with a dot."
+        )
+    return name
+
+
+def unique_name(out_dir: str | os.PathLike, base: str) -> str:
+    """`base`, or `base-2`, `base-3`, ... whichever does not exist yet under out_dir."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-") or "run"
+    name, n = stem, 1
+    while (Path(out_dir) / name).exists():
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def new_run_dir(out_dir: str | os.PathLike, name: str | None,
+                corpus: str | os.PathLike | None) -> Path:
+    """The directory of a new run: `name`, or one derived from the corpus file name (None: the
+    demo corpus). Raises RunError if that run exists already."""
+    if name is None:
+        name = unique_name(out_dir, "demo" if corpus is None else Path(corpus).stem)
+    run_dir = Path(out_dir) / validate_name(name)
+    if run_dir.exists() and not any((run_dir / f).is_file() for f in CHECKPOINT_NAMES):
+        raise RunError(
+            f"run '{name}' already exists in {out_dir} but has no checkpoint to continue from "
+            f"(it stopped before its first save, or is still starting); delete {run_dir} or "
+            "choose another --name."
+        )
+    if run_dir.exists():
+        raise RunError(
+            f"run '{name}' already exists in {out_dir}; continue it with: charrnn train "
+            f"--resume {run_dir}  (or choose another --name)."
+        )
+    return run_dir
+
+
+def clean_temporaries(run_dir: str | os.PathLike) -> None:
+    """Remove the temporary files of checkpoint writes that a killed process left behind."""
+    from charrnn.checkpoint import TMP_PREFIX  # numpy: only the trainer, which has it, calls this
+
+    for tmp in Path(run_dir).glob(TMP_PREFIX + "*"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 # ----------------------------------------------------------------------------- export

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from charrnn.data import format_chars
 from charrnn.errors import CorpusError
 from charrnn.blas import single_threaded_blas
 from charrnn.stepper import Stepper
@@ -67,11 +68,9 @@ def prime_ids(vocab, prime, unknown="error"):
     """
     missing = vocab.unknown_chars(prime) if prime else ""
     if missing and unknown == "error":
-        shown = ", ".join(repr(c) for c in missing[:20])
-        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
         raise CorpusError(
-            f"the prime has {len(missing)} character(s) the model does not know: {shown}{more}; "
-            "drop them with --unknown skip."
+            f"the prime has {len(missing)} character(s) the model does not know: "
+            f"{format_chars(missing, 20)}; drop them with --unknown skip."
         )
     ids = vocab.encode(prime, unknown="skip") if prime else np.empty(0, dtype=vocab.dtype)
     if ids.size == 0:
@@ -216,12 +215,13 @@ class Sampler:
             print(ch, end="", flush=True)
 
     Attributes: `model` (CharRNN), `vocab` (Vocab), `config` (ModelConfig), `training` (the
-    checkpoint's training state: step, epoch, best_val_loss, ...), `path` (the file loaded).
+    checkpoint's `TrainingState`: .step, .epoch, .best_val_loss, ...; None for a bare model),
+    `path` (the file loaded).
     """
 
     def __init__(self, model, vocab, training=None, path=None):
         self.model, self.vocab = model, vocab
-        self.training = dict(training or {})
+        self.training = training
         self.path = path
 
     @property
@@ -242,7 +242,7 @@ class Sampler:
         """
         stream = generate(self.model, self.vocab, length, temperature=temperature, top_k=top_k,
                           top_p=top_p, prime=prime, rng=seed, unknown=unknown,
-                          context=self.training.get("sample_context", ""))
+                          context=self.training.sample_context if self.training else "")
         return (chars[0] for chars in stream)
 
     def sample(self, length=500, temperature=0.8, prime="", seed=None, top_k=None, top_p=None,

@@ -7,7 +7,6 @@ unrecoverable divergence, and returns a `TrainResult`. It never prints: what the
 goes through a reporter (see `Reporter`), and problems raise `CharRNNError`.
 """
 
-import json
 import math
 import os
 import signal
@@ -19,18 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import cells, checkpoint, data, sampling
+from charrnn import cells, checkpoint, data, runs, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
 from charrnn.model import CharRNN
 from charrnn.optim import LRSchedule, clip_grad_norm, make_optimizer
 from charrnn.parallel import Parallel, default_threads
-from charrnn.runs import LOG_NAME, RunLock
+from charrnn.runs import BEST_NAME, LATEST_NAME, RunLock
 
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
 FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
                  "optimizer", "seed")
 MAX_DIVERGENCES = 3
+# the Trainer's bookkeeping that a TrainingState holds under the same names
+PROGRESS = ("step", "epoch", "batch", "lr_scale", "best_val_loss", "bad_evals", "last_eval_step")
 
 
 @dataclass
@@ -128,69 +129,6 @@ def check_memory(cfg, vocab_size):
                      "reduce --hidden-size, --num-layers, --batch-size or --seq-length.")
 
 
-# ----------------------------------------------------------------------------------------------
-# Run directories.
-
-
-def validate_name(name):
-    """A run name is one path component: no separators, not empty, not starting with a dot."""
-    if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
-        raise RunError(
-            f"invalid run name {name!r}: use letters, digits, '-', '_' and '.', without path "
-            "separators, not starting with a dot."
-        )
-    return name
-
-
-def unique_name(out_dir, base):
-    """`base`, or `base-2`, `base-3`, ... whichever does not exist yet under out_dir."""
-    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-") or "run"
-    name, n = stem, 1
-    while (Path(out_dir) / name).exists():
-        n += 1
-        name = f"{stem}-{n}"
-    return name
-
-
-def _resume_target(resume, out_dir):
-    """(run_dir, checkpoint path) for --resume RUN_DIR|CKPT, or a run name under out_dir."""
-    path = Path(resume)
-    if not path.exists() and (Path(out_dir) / resume).is_dir():
-        path = Path(out_dir) / resume
-    if path.is_dir():
-        for fname in ("latest.npz", "best.npz"):
-            if (path / fname).is_file():
-                return path, path / fname
-        raise RunError(f"{path} has no checkpoint to resume from (no latest.npz or best.npz).")
-    if path.is_file():
-        return path.parent, path
-    raise RunError(f"cannot resume {resume}: no such run directory or checkpoint file.")
-
-
-def _clean_temporaries(run_dir):
-    """Remove the temporary files of checkpoint writes that a killed process left behind."""
-    for tmp in Path(run_dir).glob(checkpoint.TMP_PREFIX + "*"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-
-
-def _end_torn_line(path, log):
-    """If a killed (or disk-full) writer left the log's last line half-written, end it, so
-    that the next record starts on a line of its own instead of being glued to the torn one."""
-    with open(path, "rb") as f:
-        if f.seek(0, os.SEEK_END) == 0:
-            return
-        f.seek(-1, os.SEEK_END)
-        torn = f.read(1) != b"\n"
-    if torn:
-        try:
-            log.write(b"\n")
-        except OSError:
-            pass  # the first record's write will fail too, and say so
-
-
 def _corpus_fingerprint(ids):
     return {"chars": int(ids.size), "crc32": zlib.crc32(np.ascontiguousarray(ids))}  # no copy
 
@@ -235,7 +173,7 @@ class Trainer:
         self.vocab = vocab
         self.corpus = corpus
         self.reporter = reporter
-        self.log_file = log
+        self.run_log = log  # a runs.LogWriter
         self.stream = data.BatchStream(train_ids, cfg.batch_size, cfg.seq_length)
         self.val_stream = None
         if val_ids is not None and val_ids.size >= 2:
@@ -268,37 +206,30 @@ class Trainer:
     # -- state in and out of checkpoints -------------------------------------------------------
 
     def training_state(self):
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "epoch_float": self.epoch_float,
-            "time": self.elapsed,
-            "lr_scale": self.lr_scale,
-            "best_val_loss": self.best_val_loss,
-            "bad_evals": self.bad_evals,
-            "last_eval_step": self.last_eval_step,
-            "rng": self.rng.bit_generator.state,
-            "train_config": asdict(self.cfg),
-            "lr_schedule": self.schedule.to_json(),
-            "optimizer": self.optimizer.hyperparams(),
-            "corpus": self.corpus,
-            "corpus_fingerprint": self.fingerprint,
-            "sample_context": self.sample_context,
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        """Where this run stands, for a checkpoint."""
+        return checkpoint.TrainingState(
+            **{name: getattr(self, name) for name in PROGRESS},
+            epoch_float=self.epoch_float,
+            time=self.elapsed,
+            rng=self.rng.bit_generator.state,
+            train_config=self.cfg,
+            lr_schedule=self.schedule.to_json(),
+            optimizer=self.optimizer.hyperparams(),
+            corpus=self.corpus,
+            corpus_fingerprint=self.fingerprint,
+            sample_context=self.sample_context,
+            saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
 
     def restore(self, ckpt):
-        """Continue exactly where `ckpt` (a checkpoint of this run) stopped."""
+        """Continue exactly where `ckpt` (a checkpoint of this run, its state checked by
+        `TrainingState.check_resumable`) stopped."""
         t = ckpt.training
-        self.step, self.epoch, self.batch = int(t["step"]), int(t["epoch"]), int(t["batch"])
-        self.elapsed_before = float(t.get("time", 0.0))
-        self.lr_scale = float(t.get("lr_scale", 1.0))
-        self.best_val_loss = t.get("best_val_loss")
-        self.bad_evals = int(t.get("bad_evals", 0))
-        self.last_eval_step = t.get("last_eval_step")
+        for name in PROGRESS:
+            setattr(self, name, getattr(t, name))
+        self.elapsed_before = t.time
         try:
-            self.rng.bit_generator.state = t["rng"]
+            self.rng.bit_generator.state = t.rng
         except (TypeError, ValueError, KeyError):
             raise CharRNNError("cannot resume: the checkpoint's random generator state is damaged.") from None
         try:
@@ -310,8 +241,9 @@ class Trainer:
         if self.batch > 0 and ckpt.state is not None and ckpt.state[0][0].shape[1] == self.cfg.batch_size:
             self.state = ckpt.state
 
-    def save(self, kind):
-        path = self.run_dir / f"{kind}.npz"
+    def save(self, name):
+        """Write the run's checkpoint `name` (LATEST_NAME or BEST_NAME) and log it."""
+        path = self.run_dir / name
         ckpt = checkpoint.Checkpoint(
             model=self.model,
             vocab=self.vocab,
@@ -320,9 +252,9 @@ class Trainer:
             state=self.state,
         )
         checkpoint.save(path, ckpt)
-        if kind == "latest":
+        if name == LATEST_NAME:
             self.latest_step = self.step
-        self.log("checkpoint", path=str(path), kind=kind)
+        self.log("checkpoint", path=str(path), kind=path.stem)
 
     def take_snapshot(self):
         """Remember the current (finite) state, to roll back to if training diverges."""
@@ -364,17 +296,10 @@ class Trainer:
         return self.epoch + self.batch / self.stream.steps_per_epoch
 
     def log(self, event, **fields_):
-        """Append one line to log.jsonl. The file is unbuffered, so a failed write (disk full)
-        leaves nothing pending that closing the file would try, and fail, to write again."""
-        record = {"event": event, "step": self.step, "time": round(self.elapsed, 3),
-                  "epoch": round(self.epoch_float, 4), **fields_}
-        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
-        try:
-            while line:
-                line = line[self.log_file.write(line):]
-        except OSError as exc:
-            raise RunError(f"could not write {self.run_dir / LOG_NAME}: {exc.strerror or exc}; "
-                           "the checkpoints are intact.") from None
+        """Append a record to log.jsonl: `event`, the step, the training time, the epoch and
+        `fields_`."""
+        self.run_log.write({"event": event, "step": self.step, "time": round(self.elapsed, 3),
+                            "epoch": round(self.epoch_float, 4), **fields_})
 
     def lr(self):
         p = None
@@ -423,7 +348,7 @@ class Trainer:
         self.log("eval", val_loss=val, val_bpc=val / math.log(2), best_val_loss=self.best_val_loss)
         self.reporter.evaluated(self.step, val, self.best_val_loss)
         if improved:
-            self.save("best")
+            self.save(BEST_NAME)
 
     def sample(self):
         text = sampling.sample_text(self.model, self.vocab, self.cfg.sample_length,
@@ -482,7 +407,7 @@ class Trainer:
             if cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.sample()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                self.save("latest")
+                self.save(LATEST_NAME)
                 self.take_snapshot()
         return self.finish(reason, interrupt.signum)
 
@@ -517,14 +442,14 @@ class Trainer:
             self.eval_and_save_best()
             saved = False
         if not saved:
-            self.save("latest")  # after a divergence: the last good state, rolled back to
+            self.save(LATEST_NAME)  # after a divergence: the last good state, rolled back to
         self.log("end", reason=reason, best_val_loss=self.best_val_loss)
         message = ""
         if reason == "diverged":
             message = (
                 f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or "
                 f"gradients) even after lowering the learning rate to {self.lr():.3g}; the last "
-                f"good state is saved in {self.run_dir / 'latest.npz'}; try a smaller "
+                f"good state is saved in {self.run_dir / LATEST_NAME}; try a smaller "
                 "--learning-rate or --grad-clip."
             )
         return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
@@ -544,44 +469,6 @@ def _load_corpus(corpus, encoding):
     return text, str(Path(corpus).resolve()), f"corpus: {corpus} ({len(text):,} characters)"
 
 
-def _is_count(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_amount(value):
-    """A finite number >= 0 (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
-
-
-def _check_training_state(t, path):
-    """Refuse, in one sentence, a checkpoint whose training state cannot be resumed: none at
-    all (a bare model), or values of the wrong type or range (a damaged or hand-edited file),
-    which would otherwise fail somewhere inside the training loop."""
-    if "train_config" not in t:
-        raise CharRNNError(f"{path} holds a model without training state; it cannot be resumed.")
-    bad = [k for k in ("step", "epoch", "batch") if not _is_count(t.get(k))]
-    bad += [k for k in ("bad_evals",) if not _is_count(t.get(k, 0))]
-    bad += [k for k in ("time", "lr_scale") if not _is_amount(t.get(k, 0))]
-    bad += [k for k in ("best_val_loss",) if t.get(k) is not None and not _is_amount(t[k])]
-    bad += [k for k in ("last_eval_step",) if t.get(k) is not None and not _is_count(t[k])]
-    bad += [k for k in ("rng",) if not isinstance(t.get(k), dict)]
-    bad += [k for k in ("corpus",) if not isinstance(t.get(k, "demo"), str)]
-    saved = t["train_config"]
-    kinds = {f.name: f.type for f in fields(TrainConfig)}
-    if not isinstance(saved, dict) or set(saved) - set(kinds):
-        bad.append("train_config")
-    else:
-        for k, v in saved.items():
-            allowed = getattr(kinds[k], "__args__", (kinds[k],))  # int | None -> (int, NoneType)
-            allowed += (int,) if float in allowed else ()
-            number = isinstance(v, (int, float))
-            if not isinstance(v, allowed) or isinstance(v, bool) or (number and not _is_amount(v)):
-                bad.append(f"train_config.{k}")
-    if bad:
-        raise CharRNNError(f"{path} has a damaged training state ({', '.join(bad)}); it cannot "
-                           "be resumed, but sample, eval and info can still use it.")
-
-
 def _file_identity(path):
     """What changes when a checkpoint is replaced (os.replace gives it a new inode)."""
     st = os.stat(path)
@@ -591,7 +478,7 @@ def _file_identity(path):
 def _resumed_config(ckpt, overrides, reporter):
     """The run's saved config with the user's explicit overrides; changing the model's shape,
     the optimizer or the seed is an error, any other change a notice."""
-    saved = TrainConfig(**ckpt.training["train_config"])
+    saved = ckpt.training.train_config
     changes = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
     fixed = [k for k in changes if k in FIXED_OPTIONS]
     if fixed:
@@ -608,25 +495,6 @@ def _resumed_config(ckpt, overrides, reporter):
             old, now = saved.base_lr, new.base_lr
         reporter.message(f"note: {k.replace('_', '-')} changes from {old} to {now}.")
     return new
-
-
-def _new_run_dir(out_dir, name, corpus):
-    """The directory of a new run: `name`, or one derived from the corpus file name."""
-    if name is None:
-        name = unique_name(out_dir, "demo" if corpus is None else Path(corpus).stem)
-    run_dir = Path(out_dir) / validate_name(name)
-    if run_dir.exists() and not any((run_dir / f).is_file() for f in ("latest.npz", "best.npz")):
-        raise RunError(
-            f"run '{name}' already exists in {out_dir} but has no checkpoint to continue from "
-            f"(it stopped before its first save, or is still starting); delete {run_dir} or "
-            "choose another --name."
-        )
-    if run_dir.exists():
-        raise RunError(
-            f"run '{name}' already exists in {out_dir}; continue it with: charrnn train "
-            f"--resume {run_dir}  (or choose another --name)."
-        )
-    return run_dir
 
 
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
@@ -647,20 +515,21 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
 
     ckpt = None
     if resume is not None:
-        run_dir, ckpt_path = _resume_target(resume, out_dir)
+        ckpt_path = runs.resolve_checkpoint(resume, out_dir, resume=True)
+        run_dir = ckpt_path.parent
         loaded_file = _file_identity(ckpt_path)
         ckpt = checkpoint.load(ckpt_path)
-        _check_training_state(ckpt.training, ckpt_path)
+        (ckpt.training or checkpoint.TrainingState()).check_resumable(ckpt_path)  # None: a bare model
         cfg = _resumed_config(ckpt, overrides, reporter)
-        if corpus is None and ckpt.training.get("corpus") != "demo":
-            corpus = ckpt.training.get("corpus")
+        if corpus is None and ckpt.training.corpus != "demo":
+            corpus = ckpt.training.corpus
     else:
         cfg = TrainConfig(**overrides)
         if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
             cfg = replace(cfg, time_limit=default_time_limit)
         if cfg.seed is None:
             cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
-        run_dir = _new_run_dir(out_dir, name, corpus)
+        run_dir = runs.new_run_dir(out_dir, name, corpus)
     if cfg.patience and not cfg.val_fraction:
         raise CharRNNError("--patience counts evaluations on the validation split, which "
                            "--val-fraction 0 leaves empty; drop one of the two.")
@@ -699,16 +568,16 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         run_dir.mkdir(parents=True, exist_ok=ckpt is not None)
     except OSError as exc:
         raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}.") from None
-    with RunLock(run_dir), open(run_dir / LOG_NAME, "ab", buffering=0) as log, _Interrupt() as interrupt:
+    with RunLock(run_dir), runs.LogWriter(run_dir) as log, _Interrupt() as interrupt:
         if ckpt is not None and _file_identity(ckpt_path) != loaded_file:
             raise RunError(f"{ckpt_path} was replaced while this command started (another process "
                            "was training the run); run the command again to resume from it.")
-        _clean_temporaries(run_dir)
-        _end_torn_line(run_dir / LOG_NAME, log)
+        runs.clean_temporaries(run_dir)
+        log.end_torn_line()
         trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:
             trainer.restore(ckpt)
-            if trainer.fingerprint != ckpt.training.get("corpus_fingerprint"):
+            if trainer.fingerprint != ckpt.training.corpus_fingerprint:
                 reporter.message("note: the training text differs from the one this run started on.")
             done = trainer.stop_reason()
             if done:

@@ -85,3 +85,28 @@ def test_worker_processes_find_a_cell_registered_outside_the_package(monkeypatch
     assert loss == pytest.approx(expected[0], rel=1e-6)
     for key in grads:
         np.testing.assert_allclose(grads[key], expected[1][key], rtol=1e-5, atol=1e-7)
+
+
+def test_the_toy_cell_trains_samples_and_resumes_through_the_command_line(tmp_path):
+    """What adding a cell needs is tests/toy_cell.py alone: `charrnn train --cell mgu`,
+    `sample`, `eval` and `--resume` work on it."""
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+    from train_helpers import TINY, events, load, make_corpus, train
+
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    result = train(corpus, *TINY, "--cell", "mgu", "--max-steps", 30, "--eval-every", 10,
+                   "--out-dir", out, "--name", "toy", "-q")
+    assert result.exit_code == 0, result.stderr
+    ckpt = load(out / "toy" / "latest.npz")
+    assert ckpt.config.cell == "mgu" and ckpt.training.step == 30
+    evals = [r["val_loss"] for r in events(out / "toy", "eval")]
+    assert evals[-1] < evals[0]  # it learns
+    sample = CliRunner().invoke(cli, ["sample", str(out / "toy"), "-n", "50", "--seed", "1"])
+    assert sample.exit_code == 0 and len(sample.stdout) == 51, sample.stderr
+    scored = CliRunner().invoke(cli, ["eval", str(out / "toy"), str(corpus), "--format", "json"])
+    assert scored.exit_code == 0 and '"nats_per_char"' in scored.stdout, scored.stderr
+    resumed = train("--resume", out / "toy", "--max-steps", 40, "--out-dir", out, "-q")
+    assert resumed.exit_code == 0 and load(out / "toy" / "latest.npz").training.step == 40

@@ -18,3 +18,58 @@ def test_help_short_and_long():
         assert result.exit_code == 0
         assert "Usage: cli" in result.stdout or "Usage: charrnn" in result.stdout
         assert "train" in result.stdout
+
+
+def test_every_train_option_defaults_to_train_config():
+    """The options of `charrnn train` are TrainConfig's fields with TrainConfig's defaults
+    (and the few that are not training options)."""
+    from dataclasses import fields
+
+    from charrnn.cli import train_command
+    from charrnn.config import TrainConfig
+
+    config = {f.name: f.default for f in fields(TrainConfig)}
+    options = {p.name: p.default for p in train_command.params if p.name in config}
+    assert options == {name: config[name] for name in options}
+    others = {p.name for p in train_command.params} - set(config)
+    assert others == {"corpus", "out_dir", "name", "resume", "encoding", "quiet"}
+    unexposed = set(config) - set(options)  # internal knobs, not on the command line
+    assert unexposed == {"val_max_chars", "min_lr_ratio", "sample_length", "log_every"}
+
+
+def test_train_choices_come_from_the_config_and_the_cell_table(monkeypatch):
+    from charrnn import cells
+    from charrnn.cli import train_command
+    from charrnn.config import DTYPES, LR_SCHEDULES, OPTIMIZERS
+
+    choices = {p.name: tuple(p.type.choices) for p in train_command.params
+               if hasattr(p.type, "choices")}
+    assert choices == {"cell": tuple(cells.CELLS), "dtype": DTYPES, "optimizer": OPTIMIZERS,
+                       "lr_schedule": LR_SCHEDULES}
+    toy = cells.Cell("toy", gates=("a",), sigmoid_gates=0, states=("h",), biases=("b",),
+                     fuse_input=True, module="charrnn.cells.rnn", summary="a test row")
+    monkeypatch.setitem(cells.CELLS, "toy", toy)  # registered after the CLI was built
+    help_text = CliRunner().invoke(cli, ["train", "--help"]).stdout
+    assert f"[{'|'.join(cells.CELLS)}]" in help_text and "|rnn|" in help_text and "|toy]" in help_text
+    cell = next(p for p in train_command.params if p.name == "cell")
+    assert cell.type.convert("toy", cell, None) == "toy"
+    refused = CliRunner().invoke(cli, ["train", "--cell", "transformer"])
+    assert refused.exit_code == 2 and "'toy'" in refused.stderr
+
+
+def test_help_does_not_import_numpy():
+    """`charrnn --help` and each command's --help stay fast: numpy is never imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    code = ("import sys\nfrom charrnn.cli import cli\ntry:\n    cli(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\nprint('numpy' in sys.modules)")
+    for args in (["--help"], ["train", "--help"], ["sample", "--help"], ["info", "--help"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "Usage:" in done.stdout and done.stdout.rstrip().endswith("False"), args

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from charrnn.data import (BatchStream, Vocab, demo_corpus, encode_corpus, fit_batch_shape,
-                          read_text, split_train_val)
+                          format_chars, read_text, split_train_val)
 from charrnn.errors import CharRNNError, CorpusError
 
 MIXED = "привет мир 你好 🙂\r\nhello\n"
@@ -147,6 +147,15 @@ def test_vocab_unknown_characters():
     assert r"'\x07'" in str(err.value) and "'é'" in str(err.value)
     assert vocab.decode(vocab.encode(text, unknown="skip")) == "ab "
     assert vocab.unknown_chars("abc") == ""
+
+
+def test_format_chars_escapes_invisible_characters_and_counts_the_rest():
+    assert format_chars("a\n'\\\x00\u2028é") == (
+        "'a', '\\n', \"'\", '\\\\', '\\x00', '\\u2028', 'é'")
+    assert format_chars("a\n\\\x00é", quoted=False) == "a\\n\\\\\\x00é"
+    assert format_chars("abcdef", 2) == "'a', 'b' and 4 more"
+    assert format_chars("abcdef", 3, quoted=False) == "abc and 3 more"
+    assert format_chars("ab", 2) == "'a', 'b'" and format_chars("") == ""
 
 
 def test_vocab_decode_rejects_out_of_range_ids():

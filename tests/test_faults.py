@@ -93,8 +93,8 @@ def test_sigkill_at_six_random_moments_never_loses_the_run(tmp_path, corpus):
 
         latest = checkpoint.load(run / "latest.npz")
         assert all_finite(latest)
-        assert latest.training["step"] >= saved_step
-        saved_step = latest.training["step"]
+        assert latest.training.step >= saved_step
+        saved_step = latest.training.step
         contents = runs.read_log_with_problems(run / "log.jsonl")
         # a kill can tear at most the line being written, which the next start then ends
         assert contents.bad_lines <= kill and contents.records[0]["event"] == "start"
@@ -130,7 +130,7 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write(tmp_path, corpus):
     assert proc.returncode == -signal.SIGKILL
     [torn] = temporaries(run)
     assert torn.name.startswith(".tmp-latest-") and torn.stat().st_size > 0
-    assert load(run / "latest.npz").training["step"] == 2
+    assert load(run / "latest.npz").training.step == 2
     assert [r["step"] for r in events(run, "checkpoint")] == [1, 2]
     assert charrnn.resolve_checkpoint(run) == run / "latest.npz"
     sampled = spawn("sample", run, "-n", 5, "--seed", 1)
@@ -141,7 +141,7 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write(tmp_path, corpus):
     assert result.exit_code == 0, result.stderr
     assert not torn.exists() and not temporaries(run)
     assert events(run, "start")[-1]["step"] == 2
-    assert load(run / "latest.npz").training["step"] == 4
+    assert load(run / "latest.npz").training.step == 4
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
@@ -167,9 +167,9 @@ def test_ctrl_c_twice_in_quick_succession_saves_exits_130_and_resumes(tmp_path, 
         end = events(run)[-1]
         assert (end["event"], end["reason"]) == ("end", "interrupted")
         latest = load(run / "latest.npz")
-        assert latest.training["step"] == end["step"] and all_finite(latest)
+        assert latest.training.step == end["step"] and all_finite(latest)
         assert not temporaries(run)
-    step = load(run / "latest.npz").training["step"]
+    step = load(run / "latest.npz").training.step
     result = train("--resume", run, "--max-steps", step + 2, "-q")
     assert result.exit_code == 0, result.stderr
     assert events(run, "start")[-1]["step"] == step and events(run)[-1]["step"] == step + 2
@@ -188,7 +188,7 @@ def test_sigterm_saves_and_exits_143(tmp_path, corpus):
     assert f"latest.npz saved. Resume with: charrnn train --resume {run}" in stderr
     end = events(run)[-1]
     assert (end["event"], end["reason"]) == ("end", "interrupted")
-    assert load(run / "latest.npz").training["step"] == end["step"]
+    assert load(run / "latest.npz").training.step == end["step"]
     assert not temporaries(run)
 
 
@@ -212,7 +212,7 @@ def test_ctrl_c_during_a_checkpoint_write_lets_the_write_finish(tmp_path, corpus
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     run = tmp_path / "runs" / "r"
     assert [r["event"] for r in events(run)][-3:] == ["checkpoint", "interrupt", "end"]
-    assert load(run / "latest.npz").training["step"] == 3 and len(calls) == 3
+    assert load(run / "latest.npz").training.step == 3 and len(calls) == 3
     assert not temporaries(run)
 
 
@@ -239,7 +239,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, corpus
     _assert_clean_error(result, f"could not write checkpoint {run / 'latest.npz'}",
                         "No space left on device", "the previous checkpoint is intact")
     assert (run / "latest.npz").read_bytes() == before["latest"]
-    assert load(run / "latest.npz").training["step"] == 2
+    assert load(run / "latest.npz").training.step == 2
     assert not temporaries(run)
     assert [r["step"] for r in events(run, "checkpoint")] == [1, 2]
 
@@ -258,17 +258,14 @@ def test_a_full_disk_for_the_log_is_one_sentence(tmp_path, corpus, monkeypatch):
                 raise OSError(errno.ENOSPC, "No space left on device")
             return self.f.write(data)
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
+        def close(self):
             self.f.close()
 
     def fake_open(path, mode="r", **kwargs):  # only the log is opened for appending
         f = real_open(path, mode, **kwargs)
         return FullLog(f) if mode == "ab" else f
 
-    monkeypatch.setattr(train_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(runs, "open", fake_open, raising=False)
     run = tmp_path / "runs" / "r"
     result = train(corpus, *TINY, "--checkpoint-every", 1, "--max-steps", 10, "--out-dir",
                    run.parent, "--name", "r", "-q")
@@ -319,7 +316,7 @@ def test_a_run_is_trained_by_one_process_at_a_time_and_a_crash_frees_it(tmp_path
         proc.kill()
         finish(proc)
     assert not runs.is_running(run)  # the kernel dropped the dead process's lock
-    step = load(run / "latest.npz").training["step"]
+    step = load(run / "latest.npz").training.step
     result = train("--resume", run, "--max-steps", step + 1, "-q")
     assert result.exit_code == 0, result.stderr
     assert events(run)[-1]["step"] == step + 1

@@ -41,15 +41,15 @@ def test_twenty_steps_resumed_to_forty_equal_forty_straight(tmp_path, chars, ext
     opts = [*RESUMABLE, *extra, "--lr-schedule", "constant", "--out-dir", out, "-q"]
     assert train(corpus, *opts, "--max-steps", 40, "--name", "straight").exit_code == 0
     assert train(corpus, *opts, "--max-steps", 20, "--name", "split").exit_code == 0
-    assert load(out / "split" / "latest.npz").training["step"] == 20
+    assert load(out / "split" / "latest.npz").training.step == 20
     result = train("--resume", out / "split", *opts, "--max-steps", 40)
     assert result.exit_code == 0, result.stderr
 
     straight, split = load(out / "straight" / "latest.npz"), load(out / "split" / "latest.npz")
     assert_same_arrays(straight, split)
     for key in ("step", "epoch", "batch", "rng", "lr_scale"):
-        assert straight.training[key] == split.training[key], key
-    assert straight.training["epoch"] >= 2
+        assert getattr(straight.training, key) == getattr(split.training, key), key
+    assert straight.training.epoch >= 2
     assert events(out / "split", "start")[1]["resumed"] is True
 
 
@@ -113,10 +113,10 @@ def test_ctrl_c_saves_and_exits_130_and_the_run_resumes(tmp_path):
     assert [r["event"] for r in log][-3:] == ["interrupt", "checkpoint", "end"]
     assert log[-1]["reason"] == "interrupted"
     latest = load(out / "run" / "latest.npz")
-    assert latest.training["step"] == log[-1]["step"] >= 10 and all_finite(latest)
+    assert latest.training.step == log[-1]["step"] >= 10 and all_finite(latest)
     assert not list((out / "run").glob(".tmp-*"))
 
-    step = latest.training["step"]
+    step = latest.training.step
     result = train("--resume", out / "run", "--max-steps", step + 5, "-q")
     assert result.exit_code == 0, result.stderr
     assert events(out / "run", "end")[-1]["step"] == step + 5
@@ -140,12 +140,12 @@ def test_resume_from_a_checkpoint_file(tmp_path):
     corpus = make_corpus(tmp_path / "c.txt")
     out = tmp_path / "runs"
     assert train(corpus, *TINY, "--max-steps", 10, "--eval-every", 4, "--out-dir", out, "-q").exit_code == 0
-    assert load(out / "c" / "best.npz").training["step"] in (4, 8, 10)
-    best_step = load(out / "c" / "best.npz").training["step"]
+    assert load(out / "c" / "best.npz").training.step in (4, 8, 10)
+    best_step = load(out / "c" / "best.npz").training.step
     result = train("--resume", out / "c" / "best.npz", "--max-steps", 12, "-q")
     assert result.exit_code == 0, result.stderr
     assert events(out / "c", "start")[-1]["step"] == best_step
-    assert load(out / "c" / "latest.npz").training["step"] == 12
+    assert load(out / "c" / "latest.npz").training.step == 12
 
 
 @pytest.mark.parametrize("option, value, saved", [
@@ -177,7 +177,7 @@ def test_training_options_may_change_on_resume_with_a_notice(tmp_path):
     assert "note: dropout changes from 0.1 to 0.3" in result.stderr
     assert [r["lr"] for r in events(out / "c", "train")] == [0.003, 0.01]
     ckpt = load(out / "c" / "latest.npz")
-    assert ckpt.config.dropout == 0.3 and ckpt.training["train_config"]["max_steps"] == 20
+    assert ckpt.config.dropout == 0.3 and ckpt.training.train_config.max_steps == 20
 
 
 def test_resuming_a_finished_run_says_how_to_continue(tmp_path):
@@ -187,7 +187,7 @@ def test_resuming_a_finished_run_says_how_to_continue(tmp_path):
     result = train("--resume", out / "c")
     assert result.exit_code == 0, result.stderr
     assert "already reached its --max-steps limit" in result.stderr
-    assert load(out / "c" / "latest.npz").training["step"] == 5
+    assert load(out / "c" / "latest.npz").training.step == 5
 
 
 def test_resuming_a_finished_run_twice_does_not_evaluate_its_last_step_again(tmp_path):
@@ -198,11 +198,11 @@ def test_resuming_a_finished_run_twice_does_not_evaluate_its_last_step_again(tmp
     out = tmp_path / "runs"
     assert train(corpus, *TINY, "--max-steps", 5, "--eval-every", 3, "--out-dir", out,
                  "-q").exit_code == 0
-    bad_evals = load(out / "c" / "latest.npz").training["bad_evals"]
+    bad_evals = load(out / "c" / "latest.npz").training.bad_evals
     for _ in range(2):
         assert train("--resume", out / "c", "-q").exit_code == 0
     assert [r["step"] for r in events(out / "c", "eval")] == [3, 5]
-    assert load(out / "c" / "latest.npz").training["bad_evals"] == bad_evals
+    assert load(out / "c" / "latest.npz").training.bad_evals == bad_evals
 
 
 def test_resume_problems_are_clean_errors(tmp_path):
@@ -242,4 +242,4 @@ def test_resume_takes_a_run_name_under_the_out_dir(tmp_path):
     assert train(corpus, *TINY, "--out-dir", out, "--max-steps", 4, "-q").exit_code == 0
     result = train("--resume", "c", "--out-dir", out, "--max-steps", 6, "-q")
     assert result.exit_code == 0, result.stderr
-    assert load(out / "c" / "latest.npz").training["step"] == 6
+    assert load(out / "c" / "latest.npz").training.step == 6

@@ -86,6 +86,22 @@ def test_read_log_skips_torn_last_line_silently(tmp_path):
     assert contents.torn_tail and contents.bad_lines == 0
 
 
+def test_log_writer_appends_lines_and_ends_a_torn_one(tmp_path):
+    records = make_records(end=None)
+    run_dir = write_run(tmp_path, "a", records, tail='{"event": "train", "step": 21')
+    with runs.LogWriter(run_dir) as log:
+        log.end_torn_line()
+        log.end_torn_line()  # the line is whole now: nothing more to end
+        log.write({"event": "start", "step": 20})
+    contents = runs.read_log_with_problems(run_dir / "log.jsonl")
+    assert contents.records == [*records, {"event": "start", "step": 20}]
+    assert contents.bad_lines == 1 and not contents.torn_tail
+    (tmp_path / "new").mkdir()
+    with runs.LogWriter(tmp_path / "new") as log:  # a new run: an empty log has nothing torn
+        log.end_torn_line()
+    assert (tmp_path / "new" / "log.jsonl").read_bytes() == b""
+
+
 def test_read_log_counts_bad_lines_in_the_middle_and_skips_blank_ones(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_bytes(b'{"event": "start", "step": 0}\n\ngarbage\n[1, 2]\n\xff\xfe\n'
@@ -228,19 +244,34 @@ def test_resolve_run_by_name_path_or_file(tmp_path):
         runs.resolve_run("x", tmp_path / "missing")
 
 
-def test_find_checkpoint_prefers_best_and_newest_run_needs_one(tmp_path):
+def test_resolve_checkpoint_prefers_best_and_newest_run_needs_one(tmp_path):
     run_dir = write_run(tmp_path, "a", checkpoint=False, wall="2024-01-01T00:00:00+00:00")
     with pytest.raises(RunError, match="no checkpoint"):
-        runs.find_checkpoint(run_dir)
+        runs.resolve_checkpoint(run_dir)
     (run_dir / "latest.npz").write_bytes(b"x")
-    assert runs.find_checkpoint(run_dir) == run_dir / "latest.npz"
+    assert runs.resolve_checkpoint(run_dir) == run_dir / "latest.npz"
     (run_dir / "best.npz").write_bytes(b"x")
-    assert runs.find_checkpoint(run_dir) == run_dir / "best.npz"
+    assert runs.resolve_checkpoint(run_dir) == run_dir / "best.npz"
     write_run(tmp_path, "b", checkpoint=False, wall="2024-02-01T00:00:00+00:00")
     assert runs.newest_run(tmp_path) == run_dir
     assert runs.newest_run(tmp_path, with_checkpoint=False) == tmp_path / "b"
     with pytest.raises(RunError, match="charrnn train"):
         runs.newest_run(tmp_path / "missing")
+
+
+
+def test_resolve_checkpoint_for_resume_prefers_latest(tmp_path):
+    run_dir = write_run(tmp_path, "a", checkpoint=False)
+    with pytest.raises(RunError, match="has no checkpoint to resume from"):
+        runs.resolve_checkpoint(run_dir, resume=True)
+    (run_dir / "best.npz").write_bytes(b"x")
+    assert runs.resolve_checkpoint("a", tmp_path, resume=True) == run_dir / "best.npz"
+    (run_dir / "latest.npz").write_bytes(b"x")
+    assert runs.resolve_checkpoint("a", tmp_path, resume=True) == run_dir / "latest.npz"
+    assert runs.resolve_checkpoint("a", tmp_path) == run_dir / "best.npz"
+    assert runs.resolve_checkpoint(run_dir / "best.npz", resume=True) == run_dir / "best.npz"
+    with pytest.raises(RunError, match="cannot resume b: no such run directory"):
+        runs.resolve_checkpoint("b", tmp_path, resume=True)
 
 
 # ----------------------------------------------------------------------------- export

@@ -190,7 +190,7 @@ def test_info_table_escapes_control_characters(tmp_path):
     model = CharRNN(ModelConfig(vocab_size=vocab.size, hidden_size=4, num_layers=1))
     path = tmp_path / "m.npz"
     checkpoint.save(path, checkpoint.Checkpoint(model=model, vocab=vocab,
-                                                training={"step": 12, "time": 3725.0}))
+                                                training=checkpoint.TrainingState(step=12, time=3725.0)))
     result = run("info", path)
     assert result.exit_code == 0, result.output
     assert "\\x00\\t\\n" in result.stdout and "[]abder" in result.stdout

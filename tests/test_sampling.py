@@ -45,7 +45,8 @@ def trained(text=HELLO, cell="lstm", steps=250):
 
 def save_checkpoint(path, text=HELLO, cell="lstm", training=None):
     model, vocab = trained(text, cell)
-    training = {"step": 250, "epoch": 3.5, "best_val_loss": 0.01, "time": 12.5} if training is None else training
+    if training is None:
+        training = checkpoint.TrainingState(step=250, epoch=3.5, best_val_loss=0.01, time=12.5)
     checkpoint.save(path, checkpoint.Checkpoint(model=model, vocab=vocab, training=training))
     return path
 
@@ -251,7 +252,7 @@ def test_load_and_sample_from_a_run_dir_or_a_file(tmp_path):
     model = charrnn.load(run)
     assert isinstance(model, Sampler) and model.path == path
     assert model.vocab == Vocab(HELLO) and model.config.num_layers == 2
-    assert model.training["step"] == 250
+    assert model.training.step == 250
     text = model.sample(26, temperature=0, prime="hello")
     assert text == "hello" + cycle(HELLO, 5, 26)
     assert charrnn.load(path).sample(26, temperature=0, prime="hello") == text

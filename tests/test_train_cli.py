@@ -53,13 +53,13 @@ def test_a_run_writes_checkpoints_and_a_complete_log(tmp_path, corpus):
 
     assert [r["step"] for r in events(run, "checkpoint") if r["kind"] == "latest"] == [10, 20]
     latest = load(run / "latest.npz")
-    assert latest.training["step"] == 20
+    assert latest.training.step == 20
     assert {"step", "epoch", "batch", "rng", "lr_scale", "lr_schedule", "best_val_loss",
-            "train_config", "optimizer", "corpus"} <= latest.training.keys()
-    assert latest.training["train_config"]["max_steps"] == 20
+            "train_config", "optimizer", "corpus"} <= latest.training.to_json().keys()
+    assert latest.training.train_config.max_steps == 20
     assert latest.vocab.chars == "".join(sorted(set(corpus.read_text())))
     assert latest.optim and latest.state is not None
-    assert load(run / "best.npz").training["best_val_loss"] == min(r["val_loss"] for r in evals)
+    assert load(run / "best.npz").training.best_val_loss == min(r["val_loss"] for r in evals)
 
     # without a terminal, each evaluation is a plain line instead of the bar
     assert "step 10: train loss " in result.stderr and " bits/char)" in result.stderr
@@ -146,7 +146,7 @@ def test_patience_stops_early_and_best_is_written_only_on_improvement(tmp_path, 
     assert events(run, "end")[-1]["reason"] == "early_stopping"
     best_writes = [r["step"] for r in events(run, "checkpoint") if r["kind"] == "best"]
     assert best_writes == [1]
-    assert load(run / "best.npz").training["step"] == 1
+    assert load(run / "best.npz").training.step == 1
     assert "early stopping" in result.stderr
 
 
@@ -163,7 +163,7 @@ def test_best_checkpoint_follows_every_improvement(tmp_path, corpus):
             improved.append(r["step"])
     assert len(improved) > 1
     assert [r["step"] for r in events(run, "checkpoint") if r["kind"] == "best"] == improved
-    assert load(run / "best.npz").training["best_val_loss"] == best
+    assert load(run / "best.npz").training.best_val_loss == best
 
 
 def test_patience_without_validation_is_refused(tmp_path, corpus):
@@ -196,7 +196,7 @@ def test_too_short_corpus_shrinks_the_batch_with_a_warning(tmp_path):
     assert "warning:" in result.stderr and "using batch size 2 × sequence length 100" in result.stderr
     cfg = events(out / "short", "start")[0]["config"]["train"]
     assert (cfg["batch_size"], cfg["seq_length"]) == (2, 100)
-    assert load(out / "short" / "latest.npz").training["train_config"]["batch_size"] == 2
+    assert load(out / "short" / "latest.npz").training.train_config.batch_size == 2
 
 
 def test_three_characters_train(tmp_path):
@@ -305,7 +305,7 @@ def test_cells_layers_and_optimizers(tmp_path, corpus, cell):
     assert result.exit_code == 0, result.stderr
     ckpt = load(out / "tiny" / "latest.npz")
     assert (ckpt.config.cell, ckpt.config.num_layers, ckpt.config.dropout) == (cell, 3, 0.3)
-    assert ckpt.training["optimizer"]["name"] == optimizer
+    assert ckpt.training.optimizer["name"] == optimizer
     assert events(out / "tiny", "train")[0]["loss"] < math.log(ckpt.vocab.size) + 0.5
 
 
@@ -374,7 +374,7 @@ def test_divergence_rolls_back_halves_the_rate_and_continues(tmp_path, corpus, m
     end = events(run, "end")[-1]
     assert (end["reason"], end["step"]) == ("max_steps", 12)
     latest = load(run / "latest.npz")
-    assert latest.training["lr_scale"] == 0.25 and all_finite(latest)
+    assert latest.training.lr_scale == 0.25 and all_finite(latest)
 
 
 @pytest.mark.filterwarnings("error")  # numpy warnings would reach the user
@@ -456,6 +456,6 @@ def test_checkpoints_keep_a_context_for_sampling_from_the_training_text(tmp_path
     charrnn.sampling.sample_context), so checkpoints carry that piece of text."""
     out = tmp_path / "runs"
     assert train(corpus, *TINY, "--max-steps", 2, "--out-dir", out, "-q").exit_code == 0
-    context = load(out / "tiny" / "latest.npz").training["sample_context"]
+    context = load(out / "tiny" / "latest.npz").training.sample_context
     text = corpus.read_text(encoding="utf-8")
     assert context and context in text and context.endswith("\n")

@@ -1,0 +1,323 @@
+"""Charts of training curves: braille line charts in the terminal and the same charts as a PNG.
+
+What to draw (`ChartSpec`: a title and its `Series`) is computed once from the runs' log
+records; `LineChart` renders it with rich, `save_png` with matplotlib (an optional extra).
+`runs_view` is what `charrnn logs RUN...` shows: the runs' summary, then their charts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.text import Text
+
+from charrnn.jsonvalues import is_finite_number
+from charrnn.ui import RunsTable, fmt_count, fmt_duration, run_panel
+
+# Distinct colours that read on dark and light backgrounds (rich downgrades them as needed).
+PALETTE = ("#4e9cff", "#ff9f3a", "#3fc95a", "#ff5c5c", "#b48cff", "#d4b000", "#ff6fcf", "#22c3d6")
+SOLID_MARKERS = "●■▲◆★✚✖♦"  # validation points, one glyph per run
+HOLLOW_MARKERS = "○□△◇☆+×◊"  # train curves without colour, one glyph per run
+
+
+@dataclass
+class Series:
+    """One curve of a chart."""
+
+    label: str
+    xs: list[float]
+    ys: list[float]
+    color: str
+    marker: str | None = None  # a glyph drawn at each point (thinned when crowded)
+    plain_marker: str | None = None  # a glyph drawn now and then when there is no colour
+    binned: bool = False  # average the points that fall in one dot column (noisy curves)
+
+
+def nice_step(raw: float, time_axis: bool = False) -> float:
+    """The smallest 'round' step >= raw: 1, 2, 2.5, 5 × 10^k (or whole seconds/minutes/hours)."""
+    if raw <= 0:
+        return 1.0
+    if time_axis and raw >= 1:
+        for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                     21600, 43200, 86400):
+            if step >= raw:
+                return float(step)
+        return 86400.0 * math.ceil(raw / 86400)
+    exp = math.floor(math.log10(raw))
+    for f in (1, 2, 2.5, 5, 10):
+        if f * 10 ** exp >= raw * (1 - 1e-9):
+            return f * 10 ** exp
+    return 10.0 ** (exp + 1)  # pragma: no cover
+
+
+def _ticks(lo: float, hi: float, count: int, time_axis: bool = False) -> list[float]:
+    step = nice_step((hi - lo) / max(1, count), time_axis)
+    first = math.ceil(lo / step - 1e-9) * step
+    n = int(math.floor((hi - first) / step + 1e-9)) + 1
+    return [first + i * step for i in range(max(0, n))]
+
+
+def _number_label(value: float, step: float) -> str:
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+        return f"{value:.2g}"
+    digits = 0
+    while digits < 6 and abs(round(step, digits) - step) > step * 1e-6:
+        digits += 1
+    return f"{value:.{digits}f}"
+
+
+def _step_label(value: float, step: float) -> str:
+    return fmt_count(value) if abs(value) >= 1000 else f"{value:.0f}"
+
+
+def _time_label(value: float, step: float) -> str:
+    return "0" if value == 0 else fmt_duration(value, compact=True)
+
+
+_BRAILLE_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))  # [row % 4][col % 2]
+
+
+class LineChart:
+    """A line chart drawn with braille dots (2×4 per character), with labelled axes and legend.
+
+    A rich renderable: it takes the width it is given. `x_kind` is "step" or "time" (seconds,
+    labelled 5m, 1h30m, ...); several series get their own colours and, without colour, markers.
+    """
+
+    def __init__(self, series: list[Series], title: str = "", x_kind: str = "step",
+                 height: int = 14):
+        self.series = [s for s in series if s.xs]
+        self.title = title
+        self.x_kind = x_kind
+        self.height = max(4, height)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.title:
+            yield Text(self.title, style="bold")
+        if not self.series:
+            yield Text("  no data logged yet", style="dim")
+            return
+        color = console.color_system is not None and not console.no_color
+        yield from self._lines(options.max_width, color, options.ascii_only)
+
+    def _lines(self, width: int, color: bool, ascii_only: bool):
+        H = self.height
+        xs = [x for s in self.series for x in s.xs]
+        ys = [y for s in self.series for y in s.ys]
+        xlo, xhi = min(xs), max(xs)
+        if 0 < xlo <= 0.1 * xhi:  # start at 0 when the data nearly does
+            xlo = 0.0
+        if xhi == xlo:
+            xhi = xlo + 1
+        ylo, yhi = min(ys), max(ys)
+        if yhi == ylo:
+            pad = abs(ylo) * 0.05 or 1.0
+            ylo, yhi = ylo - pad, yhi + pad
+        ystep = nice_step((yhi - ylo) / max(2, H // 2))
+        ylo = math.floor(ylo / ystep + 1e-9) * ystep
+        yhi = math.ceil(yhi / ystep - 1e-9) * ystep
+        yticks = _ticks(ylo, yhi, max(2, H // 2))
+        ylabels = [_number_label(v, ystep) for v in yticks]
+        lw = max(len(s) for s in ylabels)
+        W = max(10, width - lw - 2)
+        # a whole number of rows between ticks, so that each tick sits on its own row
+        per_tick = max(1, round((H - 1) / max(1, len(yticks) - 1)))
+        H = per_tick * max(1, len(yticks) - 1) + 1
+        DW, DH = 2 * W, 4 * H
+
+        def col(x):
+            return round((x - xlo) / (xhi - xlo) * (DW - 1))
+
+        def row(y):  # the dot row; ylo and yhi fall in the middle of the last and first rows
+            return round((yhi - y) / (yhi - ylo) * (H - 1) * 4 + 1.5)
+
+        bits = [[0] * W for _ in range(H)]
+        owner = [[-1] * W for _ in range(H)]
+        marks: dict[tuple[int, int], tuple[str, int]] = {}
+
+        def dot(c, r, k):
+            if 0 <= c < DW and 0 <= r < DH:
+                bits[r // 4][c // 2] |= _BRAILLE_BITS[r % 4][c % 2]
+                owner[r // 4][c // 2] = k
+
+        for k, s in enumerate(self.series):
+            points = [(col(x), y) for x, y in zip(s.xs, s.ys)]
+            if s.binned:
+                bins: dict[int, list[float]] = {}
+                for c, y in points:
+                    bins.setdefault(c, []).append(y)
+                points = [(c, sum(v) / len(v)) for c, v in sorted(bins.items())]
+            pts = [(c, row(y)) for c, y in points]
+            for (c0, r0), (c1, r1) in zip(pts, pts[1:]):
+                n = max(abs(c1 - c0), abs(r1 - r0), 1)
+                for i in range(n + 1):
+                    dot(round(c0 + (c1 - c0) * i / n), round(r0 + (r1 - r0) * i / n), k)
+            if len(pts) == 1:
+                dot(*pts[0], k)
+            glyph, gap = s.marker, 2
+            if glyph is None and not color and s.plain_marker:
+                glyph, gap = s.plain_marker, max(4, W // 8)
+            if glyph:
+                last = -gap
+                offset = (k * 3) % gap if s.marker is None else 0
+                for c, r in pts:
+                    cell = (r // 4, c // 2)
+                    if cell[1] - last >= gap and (s.marker or cell[1] >= offset):
+                        marks[cell] = (glyph, k)
+                        last = cell[1]
+
+        tick_rows = {}
+        for value, label in zip(yticks, ylabels):
+            tick_rows.setdefault(row(value) // 4, label)
+        style_of = [s.color if color else "" for s in self.series]
+        for r in range(H):
+            line = Text(f"{tick_rows[r]:>{lw}} ┤" if r in tick_rows else " " * lw + " │",
+                        style="dim")
+            for c in range(W):
+                if (r, c) in marks:
+                    glyph, k = marks[(r, c)]
+                    line.append(glyph, style=style_of[k])
+                elif bits[r][c]:
+                    ch = "•" if ascii_only else chr(0x2800 + bits[r][c])
+                    line.append(ch, style=style_of[owner[r][c]])
+                else:
+                    line.append(" ")
+            yield line
+
+        # x axis: tick marks, labels under them, then the axis name
+        xstep_count = max(2, W // 14)
+        xticks = _ticks(xlo, xhi, xstep_count, self.x_kind == "time")
+        xstep = xticks[1] - xticks[0] if len(xticks) > 1 else 1.0
+        fmt = _time_label if self.x_kind == "time" else _step_label
+        axis = ["─"] * W
+        labels = [" "] * (W + 2)
+        end = -1
+        for value in xticks:
+            c = col(value) // 2
+            if not 0 <= c < W:
+                continue
+            axis[c] = "┬"
+            label = fmt(value, xstep)
+            start = min(max(0, c - len(label) // 2), W + 2 - len(label))
+            if start > end:
+                labels[start:start + len(label)] = label
+                end = start + len(label)
+        yield Text(" " * lw + " └" + "".join(axis), style="dim")
+        name = "time (training)" if self.x_kind == "time" else "step"
+        yield Text(" " * lw + "".join(labels).rstrip(), style="dim")
+        yield Text(f"{name:^{W + lw + 2}}".rstrip(), style="dim")
+        yield self._legend(color)
+
+    def _legend(self, color: bool) -> Text:
+        legend = Text(" ")
+        for s in self.series:
+            glyph = s.marker or (None if color else s.plain_marker)
+            line = f"─{glyph}─" if glyph else "━━━"
+            legend.append(line, style=s.color if color else "")
+            legend.append(f" {s.label}   ")
+        return legend
+
+
+def run_series(runs: list[tuple[str, list[dict]]], key: str, x: str = "step",
+               event: str = "train", label: str = "") -> list[Series]:
+    """One series of `key` from the `event` records of each run, in that run's colour."""
+    out = []
+    for i, (name, records) in enumerate(runs):
+        xs, ys = _xy(records, event, key, x)
+        text = f"{name} {label}".strip() if len(runs) > 1 else (label or key)
+        out.append(Series(text, xs, ys, PALETTE[i % len(PALETTE)], binned=True,
+                          plain_marker=HOLLOW_MARKERS[i % len(HOLLOW_MARKERS)]
+                          if len(runs) > 1 else None))
+    return out
+
+
+def _xy(records, event, key, x):
+    xs, ys = [], []
+    for r in records:
+        if r.get("event") != event:
+            continue
+        xv, yv = r.get(x), r.get(key)
+        if is_finite_number(xv) and is_finite_number(yv):
+            xs.append(float(xv))
+            ys.append(float(yv))
+    return xs, ys
+
+
+def loss_series(runs: list[tuple[str, list[dict]]], x: str = "step") -> list[Series]:
+    """Train loss (averaged per dot column) and validation loss (with markers) of each run.
+
+    One run: train and val in two colours. Several: each run in its own colour, its val
+    curve marked with that run's glyph.
+    """
+    out = []
+    trains = run_series(runs, "loss", x, label="train")
+    for i, ((name, records), train) in enumerate(zip(runs, trains)):
+        several = len(runs) > 1
+        xs, ys = _xy(records, "eval", "val_loss", x)
+        out.append(train)
+        out.append(Series(f"{name} val" if several else "val", xs, ys,
+                          train.color if several else PALETTE[1],
+                          marker=SOLID_MARKERS[i % len(SOLID_MARKERS)]))
+    return out
+
+
+@dataclass
+class ChartSpec:
+    """What to draw, independent of where: the terminal (`LineChart`) or a PNG (`save_png`)."""
+
+    title: str
+    series: list[Series]
+    height: int = 14
+
+
+def chart_specs(runs: list[tuple[str, list[dict]]], x: str = "step", lr: bool = False,
+                grad_norm: bool = False, height: int = 14) -> list[ChartSpec]:
+    """The loss chart of the runs, then the learning rate and gradient norm if asked for."""
+    specs = [ChartSpec("loss (nats/char)", loss_series(runs, x), height)]
+    if lr:
+        specs.append(ChartSpec("learning rate", run_series(runs, "lr", x, label="lr"),
+                               max(4, height // 2)))
+    if grad_norm:
+        specs.append(ChartSpec("gradient norm (before clipping)",
+                               run_series(runs, "grad_norm", x, label="grad norm"),
+                               max(4, height // 2)))
+    return specs
+
+
+def runs_view(infos, runs: list[tuple[str, list[dict]]], x: str = "step", lr: bool = False,
+              grad_norm: bool = False, height: int = 14) -> Group:
+    """What `charrnn logs RUN...` shows: the summary (a panel, or a table for several runs)
+    and the charts."""
+    parts = [run_panel(infos[0]) if len(infos) == 1 else RunsTable(infos)]
+    for spec in chart_specs(runs, x, lr, grad_norm, height):
+        parts.append(Text(""))
+        parts.append(LineChart(spec.series, spec.title, x, spec.height))
+    return Group(*parts)
+
+
+def save_png(path, specs: list[ChartSpec], x: str = "step") -> None:
+    """Draw the charts as one PNG with matplotlib (imported here: it is an optional extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(specs), 1, figsize=(9, 3.2 + 2.2 * len(specs)), squeeze=False,
+                             sharex=True, gridspec_kw={"height_ratios": [s.height for s in specs]})
+    for ax, spec in zip(axes[:, 0], specs):
+        for s in spec.series:
+            if not s.xs:
+                continue
+            if s.marker:
+                ax.plot(s.xs, s.ys, color=s.color, marker="o", markersize=3, label=s.label)
+            else:
+                ax.plot(s.xs, s.ys, color=s.color, linewidth=1, alpha=0.85, label=s.label)
+        ax.set_title(spec.title, loc="left", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("training time (s)" if x == "time" else "step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
