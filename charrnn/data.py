@@ -351,6 +351,14 @@ class BatchStream:
         return self._inputs[:, cols].astype(np.intp), self._targets[:, cols].astype(np.intp)
 
 
+def validation_stream(ids, batch_size, seq_length):
+    """The `BatchStream` that evaluates `ids` (the validation split): the training batch shape,
+    shrunk as `fit_batch_shape` does when the split is short; None for fewer than 2 ids."""
+    if ids.size < 2:
+        return None
+    return BatchStream(ids, *fit_batch_shape(ids.size, batch_size, seq_length)[:2])
+
+
 def demo_corpus(target_chars=1_000_000):
     """The built-in demo corpus: (text, one-line description), with no download.
 

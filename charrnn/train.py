@@ -22,14 +22,17 @@ from charrnn import cells, checkpoint, data, runs, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
 from charrnn.model import CharRNN
-from charrnn.optim import LRSchedule, clip_grad_norm, make_optimizer
-from charrnn.parallel import Parallel, default_threads
+from charrnn.engine import make_engine
+from charrnn.optim import LRSchedule
 from charrnn.runs import BEST_NAME, LATEST_NAME, RunLock
 
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
 FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
                  "optimizer", "seed")
 MAX_DIVERGENCES = 3
+DIVERGED = (f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or gradients) "
+            "even after lowering the learning rate to {lr:.3g}; the last good state is saved in "
+            "{path}; try a smaller --learning-rate or --grad-clip.")
 # the Trainer's bookkeeping that a TrainingState holds under the same names
 PROGRESS = ("step", "epoch", "batch", "lr_scale", "best_val_loss", "bad_evals", "last_eval_step")
 
@@ -111,6 +114,38 @@ def progress(cfg, step, epoch, elapsed):
     return max(parts) if parts else None
 
 
+def stop_reason(cfg, step, epoch, elapsed, bad_evals):
+    """Which budget a run at this point has used up ("max_steps", "epochs", "time_limit",
+    "early_stopping"), or None."""
+    if cfg.max_steps is not None and step >= cfg.max_steps:
+        return "max_steps"
+    if cfg.epochs is not None and epoch >= cfg.epochs:
+        return "epochs"
+    if cfg.time_limit is not None and elapsed >= cfg.time_limit:
+        return "time_limit"
+    if cfg.patience is not None and bad_evals >= cfg.patience:
+        return "early_stopping"
+    return None
+
+
+class Meter:
+    """The losses and step times since the last `train` record of the log."""
+
+    def __init__(self, chars_per_step):
+        self.chars_per_step = chars_per_step
+        self.loss, self.steps, self.time = 0.0, 0, 0.0
+
+    def add(self, loss, seconds):
+        self.loss, self.steps, self.time = self.loss + loss, self.steps + 1, self.time + seconds
+
+    def record(self):
+        """The mean loss and the speed since the last call, then start again."""
+        out = {"loss": self.loss / self.steps,
+               "chars_per_sec": round(self.chars_per_step * self.steps / self.time, 1)}
+        self.loss, self.steps, self.time = 0.0, 0, 0.0
+        return out
+
+
 def estimate_memory(cfg, vocab_size):
     """Rough peak bytes of training: parameters x 5 (weights, grads, two Adam moments, scratch)
     plus the activations BPTT keeps for one batch (about 24 H values per step per layer for an
@@ -163,43 +198,46 @@ class _Interrupt:
             signal.signal(sig, handler)
 
 
-class Trainer:
-    """One training session of a run: the model, optimizer, data position and bookkeeping."""
+class Clock:
+    """Seconds of training of a run: those of earlier sessions (`before`) plus this session's,
+    which stop counting at `stop()`, so that a resume continues from the saved figure."""
 
-    def __init__(self, run_dir, cfg, model, vocab, train_ids, val_ids, corpus, reporter, log):
-        self.run_dir = Path(run_dir)
-        self.cfg = cfg
-        self.model = model
-        self.vocab = vocab
-        self.corpus = corpus
-        self.reporter = reporter
-        self.run_log = log  # a runs.LogWriter
+    def __init__(self):
+        self.before = 0.0
+        self._start = time.perf_counter()
+        self._stopped_at = None
+
+    @property
+    def elapsed(self):
+        if self._stopped_at is not None:
+            return self._stopped_at
+        return self.before + (time.perf_counter() - self._start)
+
+    def stop(self):
+        self._stopped_at = self.elapsed
+
+
+class Trainer:
+    """One training session of a run: an engine (the model and its optimizer), the data
+    position and the bookkeeping; `run` trains until a budget, an early stop, a signal or
+    unrecoverable divergence ends the session, and `finish` saves and logs how it ended."""
+
+    def __init__(self, run_dir, cfg, engine, vocab, train_ids, val_ids, corpus, reporter, log):
+        self.run_dir, self.cfg, self.engine, self.vocab = Path(run_dir), cfg, engine, vocab
+        self.corpus, self.reporter, self.run_log = corpus, reporter, log  # log: a runs.LogWriter
         self.stream = data.BatchStream(train_ids, cfg.batch_size, cfg.seq_length)
-        self.val_stream = None
-        if val_ids is not None and val_ids.size >= 2:
-            val_ids = val_ids[: cfg.val_max_chars]
-            n_val, t_val, _ = data.fit_batch_shape(val_ids.size, cfg.batch_size, cfg.seq_length)
-            self.val_stream = data.BatchStream(val_ids, n_val, t_val)
-        threads = cfg.threads or default_threads(cfg.cell, cfg.hidden_size, cfg.batch_size)
-        self.parallel = Parallel(model, threads)
-        self.optimizer = make_optimizer(cfg.optimizer, model.params)
+        self.val_stream = data.validation_stream(val_ids[: cfg.val_max_chars], cfg.batch_size,
+                                                 cfg.seq_length)
         self.schedule = LRSchedule(cfg.base_lr, cfg.warmup_steps, cfg.min_lr_ratio)
         self.fingerprint = _corpus_fingerprint(train_ids)
         self.sample_context = sampling.sample_context(vocab, train_ids)
-        # training state (everything a checkpoint must restore)
-        self.step = 0
-        self.epoch = 0
-        self.batch = 0  # index of the next batch within the epoch
-        self.elapsed_before = 0.0  # seconds of training in earlier sessions
+        # where the run stands (PROGRESS, saved in every checkpoint) and this session's clock
+        self.step = self.epoch = self.batch = 0  # batch: the next one within the epoch
         self.lr_scale = 1.0  # halved at each divergence
-        self.best_val_loss = None
-        self.bad_evals = 0  # evaluations since the last improvement
-        self.divergences = 0  # in a row, since the last good snapshot
+        self.best_val_loss, self.bad_evals = None, 0  # bad_evals: since the last improvement
         self.last_eval_step = None  # saved, so that a resume does not evaluate that step again
-        self.rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
-        self.state = model.init_state(cfg.batch_size)
-        self._session_start = time.perf_counter()
-        self._stopped_at = None  # the clock stops when training does, so a resume continues it
+        self.divergences = 0  # in a row, since the last good snapshot
+        self.clock = Clock()
         self._snapshot = None
         self.latest_step = None  # the step latest.npz was last written at, in this session
 
@@ -209,15 +247,10 @@ class Trainer:
         """Where this run stands, for a checkpoint."""
         return checkpoint.TrainingState(
             **{name: getattr(self, name) for name in PROGRESS},
-            epoch_float=self.epoch_float,
-            time=self.elapsed,
-            rng=self.rng.bit_generator.state,
-            train_config=self.cfg,
-            lr_schedule=self.schedule.to_json(),
-            optimizer=self.optimizer.hyperparams(),
-            corpus=self.corpus,
-            corpus_fingerprint=self.fingerprint,
-            sample_context=self.sample_context,
+            epoch_float=self.epoch_float, time=self.clock.elapsed, rng=self.engine.rng_state,
+            train_config=self.cfg, lr_schedule=self.schedule.to_json(),
+            optimizer=self.engine.optimizer_info(), corpus=self.corpus,
+            corpus_fingerprint=self.fingerprint, sample_context=self.sample_context,
             saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
 
@@ -227,69 +260,28 @@ class Trainer:
         t = ckpt.training
         for name in PROGRESS:
             setattr(self, name, getattr(t, name))
-        self.elapsed_before = t.time
-        try:
-            self.rng.bit_generator.state = t.rng
-        except (TypeError, ValueError, KeyError):
-            raise CharRNNError("cannot resume: the checkpoint's random generator state is damaged.") from None
-        try:
-            self.optimizer.load_state_arrays(ckpt.optim)
-        except ValueError as exc:
-            raise CharRNNError(f"cannot resume: the optimizer state does not fit ({exc}).") from None
+        self.clock.before = t.time
+        self.engine.rng_state = t.rng
+        self.engine.load(ckpt.optim, ckpt.state)
         if self.batch >= self.stream.steps_per_epoch:  # the text changed length
             self.epoch, self.batch = self.epoch + 1, 0
-        if self.batch > 0 and ckpt.state is not None and ckpt.state[0][0].shape[1] == self.cfg.batch_size:
-            self.state = ckpt.state
 
     def save(self, name):
         """Write the run's checkpoint `name` (LATEST_NAME or BEST_NAME) and log it."""
         path = self.run_dir / name
-        ckpt = checkpoint.Checkpoint(
-            model=self.model,
-            vocab=self.vocab,
-            training=self.training_state(),
-            optim=self.optimizer.state_arrays(),
-            state=self.state,
-        )
-        checkpoint.save(path, ckpt)
+        model, optim, state = self.engine.export()
+        checkpoint.save(path, checkpoint.Checkpoint(model, self.vocab, self.training_state(),
+                                                    optim, state))
         if name == LATEST_NAME:
             self.latest_step = self.step
         self.log("checkpoint", path=str(path), kind=path.stem)
 
     def take_snapshot(self):
         """Remember the current (finite) state, to roll back to if training diverges."""
-        self._snapshot = (
-            {k: v.copy() for k, v in self.model.params.items()},
-            self.optimizer.state_arrays(),
-            self.rng.bit_generator.state,
-            self.state,
-            (self.step, self.epoch, self.batch),
-        )
+        self._snapshot = (self.engine.snapshot(), (self.step, self.epoch, self.batch))
         self.divergences = 0
 
-    def finite(self):
-        """Whether the weights and the optimizer state hold only finite numbers: an update can
-        overflow them even when the loss and the gradients were finite."""
-        arrays = [*self.model.params.values()]
-        arrays += [a for per_key in self.optimizer.state.values() for a in per_key.values()]
-        return all(np.isfinite(a).all() for a in arrays)
-
-    def roll_back(self):
-        params, optim, rng_state, state, position = self._snapshot
-        for k, v in params.items():
-            self.model.params[k][...] = v
-        self.optimizer.load_state_arrays(optim)
-        self.rng.bit_generator.state = rng_state
-        self.state = state
-        self.step, self.epoch, self.batch = position
-
     # -- bookkeeping ---------------------------------------------------------------------------
-
-    @property
-    def elapsed(self):
-        if self._stopped_at is not None:
-            return self._stopped_at
-        return self.elapsed_before + (time.perf_counter() - self._session_start)
 
     @property
     def epoch_float(self):
@@ -298,52 +290,29 @@ class Trainer:
     def log(self, event, **fields_):
         """Append a record to log.jsonl: `event`, the step, the training time, the epoch and
         `fields_`."""
-        self.run_log.write({"event": event, "step": self.step, "time": round(self.elapsed, 3),
+        self.run_log.write({"event": event, "step": self.step,
+                            "time": round(self.clock.elapsed, 3),
                             "epoch": round(self.epoch_float, 4), **fields_})
 
     def lr(self):
         p = None
         if self.cfg.lr_schedule == "cosine":
-            p = progress(self.cfg, self.step, self.epoch_float, self.elapsed)
+            p = progress(self.cfg, self.step, self.epoch_float, self.clock.elapsed)
         return self.schedule(self.step, p) * self.lr_scale
 
     def stop_reason(self):
-        cfg = self.cfg
-        if cfg.max_steps is not None and self.step >= cfg.max_steps:
-            return "max_steps"
-        if cfg.epochs is not None and self.epoch_float >= cfg.epochs:
-            return "epochs"
-        if cfg.time_limit is not None and self.elapsed >= cfg.time_limit:
-            return "time_limit"
-        if cfg.patience is not None and self.bad_evals >= cfg.patience:
-            return "early_stopping"
-        return None
+        return stop_reason(self.cfg, self.step, self.epoch_float, self.clock.elapsed, self.bad_evals)
 
     # -- the work ------------------------------------------------------------------------------
 
-    def evaluate(self):
-        """Mean validation loss (nats/char) with carried state and no dropout, or None."""
-        if self.val_stream is None:
-            return None
-        vs = self.val_stream
-        state = self.model.init_state(vs.batch_size)
-        total = 0.0
-        for k in range(vs.steps_per_epoch):
-            x, y = vs.batch(k)
-            loss, state = self.parallel.loss(x, y, state)
-            total += loss
-        return total / vs.steps_per_epoch
-
     def eval_and_save_best(self):
-        val = self.evaluate()
-        if val is None:
+        """Evaluate on the validation split (if any), log it, and save best.npz if it improved."""
+        if self.val_stream is None:
             return
+        val = self.engine.evaluate(self.val_stream)
         improved = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
-        if improved:
-            self.best_val_loss = val
-            self.bad_evals = 0
-        else:
-            self.bad_evals += 1
+        self.best_val_loss = val if improved else self.best_val_loss
+        self.bad_evals = 0 if improved else self.bad_evals + 1
         self.last_eval_step = self.step
         self.log("eval", val_loss=val, val_bpc=val / math.log(2), best_val_loss=self.best_val_loss)
         self.reporter.evaluated(self.step, val, self.best_val_loss)
@@ -351,7 +320,7 @@ class Trainer:
             self.save(BEST_NAME)
 
     def sample(self):
-        text = sampling.sample_text(self.model, self.vocab, self.cfg.sample_length,
+        text = sampling.sample_text(self.engine.export()[0], self.vocab, self.cfg.sample_length,
                                     rng=np.random.default_rng(self.step),
                                     context=self.sample_context)[0]
         self.log("sample", text=text)
@@ -361,47 +330,30 @@ class Trainer:
         cfg = self.cfg
         self.take_snapshot()
         chars_per_step = cfg.batch_size * cfg.seq_length
-        window_loss, window_steps, window_time = 0.0, 0, 0.0
-        use_rng = self.rng if cfg.dropout > 0 else None
-        reason = None
+        meter = Meter(chars_per_step)
         while True:
             reason = "interrupted" if interrupt.requested else self.stop_reason()
             if reason:
                 break
             if self.batch == 0:
-                self.state = self.model.init_state(cfg.batch_size)  # a new epoch starts fresh
+                self.engine.reset_state()  # a new epoch starts fresh
             t0 = time.perf_counter()
-            x, y = self.stream.batch(self.batch)
             lr = self.lr()
-            with np.errstate(over="ignore", invalid="ignore"):  # overflows are caught below
-                loss, grads, next_state = self.parallel.loss_and_grads(x, y, self.state, rng=use_rng)
-                norm = clip_grad_norm(grads, cfg.grad_clip)
-                bad = None
-                if not math.isfinite(loss):
-                    bad = "loss"
-                elif not math.isfinite(norm):
-                    bad = "gradient norm"
-                else:
-                    self.optimizer.step(self.model.params, grads, lr)
-                    if not self.finite():
-                        bad = "weights after the update"
+            loss, norm, bad = self.engine.step(*self.stream.batch(self.batch), lr)
             if bad:
                 if not self.diverged(bad):
                     reason = "diverged"
                     break
                 continue
-            self.state = next_state
             self.step += 1
             self.batch += 1
             if self.batch == self.stream.steps_per_epoch:
                 self.epoch, self.batch = self.epoch + 1, 0
             dt = time.perf_counter() - t0
-            window_loss, window_steps, window_time = window_loss + loss, window_steps + 1, window_time + dt
-            self.reporter.update(self.step, loss, chars_per_step / dt, lr, self.elapsed)
+            meter.add(loss, dt)
+            self.reporter.update(self.step, loss, chars_per_step / dt, lr, self.clock.elapsed)
             if self.step % cfg.log_every == 0:
-                self.log("train", loss=window_loss / window_steps, lr=lr, grad_norm=norm,
-                         chars_per_sec=round(chars_per_step * window_steps / window_time, 1))
-                window_loss, window_steps, window_time = 0.0, 0, 0.0
+                self.log("train", **meter.record(), lr=lr, grad_norm=norm)
             if cfg.eval_every and self.step % cfg.eval_every == 0:
                 self.eval_and_save_best()
             if cfg.sample_every and self.step % cfg.sample_every == 0:
@@ -419,7 +371,8 @@ class Trainer:
         each checkpoint) in between.
         """
         failed = self.step + 1
-        self.roll_back()
+        engine_snapshot, (self.step, self.epoch, self.batch) = self._snapshot
+        self.engine.restore(engine_snapshot)
         self.divergences += 1
         stop = self.divergences >= MAX_DIVERGENCES
         if not stop:
@@ -434,7 +387,7 @@ class Trainer:
         return not stop
 
     def finish(self, reason, signum=None):
-        self._stopped_at = self.elapsed
+        self.clock.stop()
         saved = self.latest_step == self.step and reason != "diverged"  # latest.npz is current
         if reason == "interrupted":
             self.log("interrupt")
@@ -444,16 +397,10 @@ class Trainer:
         if not saved:
             self.save(LATEST_NAME)  # after a divergence: the last good state, rolled back to
         self.log("end", reason=reason, best_val_loss=self.best_val_loss)
-        message = ""
-        if reason == "diverged":
-            message = (
-                f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or "
-                f"gradients) even after lowering the learning rate to {self.lr():.3g}; the last "
-                f"good state is saved in {self.run_dir / LATEST_NAME}; try a smaller "
-                "--learning-rate or --grad-clip."
-            )
+        message = DIVERGED.format(lr=self.lr(), path=self.run_dir / LATEST_NAME) \
+            if reason == "diverged" else ""
         return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
-                           self.best_val_loss, self.elapsed, message, signum)
+                           self.best_val_loss, self.clock.elapsed, message, signum)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -574,7 +521,8 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
                            "was training the run); run the command again to resume from it.")
         runs.clean_temporaries(run_dir)
         log.end_torn_line()
-        trainer = Trainer(run_dir, cfg, model, vocab, train_ids, val_ids, corpus_record, reporter, log)
+        engine = make_engine("numpy", model, cfg)
+        trainer = Trainer(run_dir, cfg, engine, vocab, train_ids, val_ids, corpus_record, reporter, log)
         if ckpt is not None:
             trainer.restore(ckpt)
             if trainer.fingerprint != ckpt.training.corpus_fingerprint:
@@ -599,12 +547,12 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         reporter.start({
             "run_dir": str(run_dir), "name": run_dir.name, "description": description,
             "step": trainer.step, "max_steps": cfg.max_steps, "time_limit": cfg.time_limit,
-            "elapsed": trainer.elapsed_before, "steps_per_epoch": trainer.stream.steps_per_epoch,
+            "elapsed": trainer.clock.before, "steps_per_epoch": trainer.stream.steps_per_epoch,
             "epochs": cfg.epochs, "num_params": model.num_params, "resumed": ckpt is not None,
             "config": cfg,
         })
         try:
             return trainer.run(interrupt)
         finally:
-            trainer.parallel.close()  # its worker processes, if any
+            engine.close()  # its worker processes, if any
             reporter.close()

@@ -1,0 +1,142 @@
+"""Engines: what the training loop asks of the code that does the arithmetic.
+
+The trainer (`train.py`) owns the run: its directory, log, evaluation schedule, checkpoints,
+divergence rollback, signals and progress. It asks an engine for six things, and nothing
+else, so that another engine (`charrnn.engines.torch`, optional) slots in beside this one:
+
+    engine.step(x, y, lr) -> (loss, grad_norm, bad)
+        One optimisation step on the batch x, y (N, T) ids: forward and backward from the
+        carried state, global-norm gradient clipping, the optimizer's update, and the carried
+        state moved on. `bad` is None, or what went non-finite ("loss", "gradient norm",
+        "weights after the update"); then nothing was updated and the trainer rolls back.
+    engine.reset_state()                the carried state back to zeros (a new epoch)
+    engine.evaluate(stream) -> float    mean loss over a `data.BatchStream`, no dropout,
+                                        state carried from batch to batch
+    engine.snapshot() / restore(snap)   everything `step` changes, to roll back to
+    engine.export() -> (model, optim, state)
+        a numpy `CharRNN` with the current parameters, the optimizer's state arrays and the
+        carried state, in the checkpoint layout (`checkpoint.Checkpoint`); engine-neutral, so
+        any engine resumes what any engine saved
+    engine.load(optim, state)           the inverse, for a resume (the parameters come with
+                                        the model the engine was made with)
+plus `rng_state` (the dropout generator's state, JSON-safe), `optimizer_info()` (name and
+hyperparameters, for the record), `name`, `device` and `close()`.
+"""
+
+import math
+
+import numpy as np
+
+from charrnn.errors import CharRNNError
+from charrnn.optim import clip_grad_norm, make_optimizer
+from charrnn.parallel import Parallel, default_threads
+
+ENGINES = ("numpy", "torch")
+
+
+def make_engine(name, model, cfg, device="auto"):
+    """The engine `name` for `model` (a numpy CharRNN holding the starting parameters) and the
+    training options `cfg`. The torch engine is imported only here, when asked for."""
+    if name == "numpy":
+        if device not in ("auto", "cpu"):
+            raise CharRNNError(f"the numpy engine runs on the CPU only, not on {device!r}; use "
+                               "--engine torch for other devices.")
+        return NumpyEngine(model, cfg)
+    if name == "torch":
+        from charrnn.engines import torch as torch_engine
+
+        return torch_engine.TorchEngine(model, cfg, device)
+    raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")
+
+
+class NumpyEngine:
+    """The default engine: the hand-written numpy `CharRNN`, the optimizers of `optim.py`, and
+    each batch split across the cores by `parallel.Parallel`."""
+
+    name = "numpy"
+    device = "cpu"
+
+    def __init__(self, model, cfg):
+        self.model = model
+        self.optimizer = make_optimizer(cfg.optimizer, model.params)
+        threads = cfg.threads or default_threads(cfg.cell, cfg.hidden_size, cfg.batch_size)
+        self.parallel = Parallel(model, threads)
+        self.grad_clip = cfg.grad_clip
+        self.batch_size = cfg.batch_size
+        # dropout masks come from their own generator, seeded from the run's seed
+        self.rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
+        self._dropout_rng = self.rng if cfg.dropout > 0 else None
+        self.state = model.init_state(cfg.batch_size)
+
+    def step(self, x, y, lr):
+        with np.errstate(over="ignore", invalid="ignore"):  # overflows are caught below
+            loss, grads, next_state = self.parallel.loss_and_grads(x, y, self.state,
+                                                                   rng=self._dropout_rng)
+            norm = clip_grad_norm(grads, self.grad_clip)
+            if not math.isfinite(loss):
+                return loss, norm, "loss"
+            if not math.isfinite(norm):
+                return loss, norm, "gradient norm"
+            self.optimizer.step(self.model.params, grads, lr)
+            if not self._finite():
+                return loss, norm, "weights after the update"
+        self.state = next_state
+        return loss, norm, None
+
+    def _finite(self):
+        """Whether the weights and the optimizer state hold only finite numbers: an update can
+        overflow them even when the loss and the gradients were finite."""
+        arrays = [*self.model.params.values()]
+        arrays += [a for per_key in self.optimizer.state.values() for a in per_key.values()]
+        return all(np.isfinite(a).all() for a in arrays)
+
+    def reset_state(self):
+        self.state = self.model.init_state(self.batch_size)
+
+    def evaluate(self, stream):
+        state, total = self.model.init_state(stream.batch_size), 0.0
+        for k in range(stream.steps_per_epoch):
+            x, y = stream.batch(k)
+            loss, state = self.parallel.loss(x, y, state)
+            total += loss
+        return total / stream.steps_per_epoch
+
+    def snapshot(self):
+        return ({k: v.copy() for k, v in self.model.params.items()},
+                self.optimizer.state_arrays(), self.rng.bit_generator.state, self.state)
+
+    def restore(self, snap):
+        params, optim, rng_state, self.state = snap
+        for k, v in params.items():
+            self.model.params[k][...] = v
+        self.optimizer.load_state_arrays(optim)
+        self.rng.bit_generator.state = rng_state
+
+    def export(self):
+        return self.model, self.optimizer.state_arrays(), self.state
+
+    def load(self, optim, state):
+        try:
+            self.optimizer.load_state_arrays(optim)
+        except ValueError as exc:
+            raise CharRNNError(f"cannot resume: the optimizer state does not fit ({exc}).") from None
+        if state is not None and state[0][0].shape[1] == self.batch_size:
+            self.state = state
+
+    @property
+    def rng_state(self):
+        return self.rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, value):
+        try:
+            self.rng.bit_generator.state = value
+        except (TypeError, ValueError, KeyError):
+            raise CharRNNError("cannot resume: the checkpoint's random generator state is "
+                               "damaged.") from None
+
+    def optimizer_info(self):
+        return self.optimizer.hyperparams()
+
+    def close(self):
+        self.parallel.close()
