@@ -85,6 +85,23 @@ def test_stepper_equals_the_training_forward(cell, num_layers, N):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_select_continues_each_stream_from_the_chosen_one(cell):
+    model, _ = random_model(cell, V=7, H=6, layers=2, dtype=np.float64)
+    stepper, rng = Stepper(model, 3), np.random.default_rng(2)
+    for _ in range(4):
+        stepper.step(rng.integers(0, 7, 3))
+    rows = np.array([2, 0, 2])
+    chosen = tuple(tuple(a[:, rows] for a in layer) for layer in stepper.state)
+    stepper.select(rows)
+    for layer, expected in zip(stepper.state, chosen):
+        for a, b in zip(layer, expected):
+            np.testing.assert_array_equal(a, b)
+    ids = np.array([1, 5, 3])
+    slow, _ = oracle.step(model, ids, chosen)
+    np.testing.assert_allclose(stepper.step(ids), slow, rtol=0, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- picking
 
 
