@@ -20,6 +20,7 @@ OPTIMIZERS = tuple(DEFAULT_LR)  # the --optimizer choices; optim.OPTIMIZERS impl
 LR_SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "float64")
 DEFAULT_TIME_LIMIT = 600.0  # seconds: a new run that sets no budget at all trains 10 minutes
+DEFAULT_TEMPERATURE = 0.8  # sampling's temperature when none is given
 
 
 @dataclass(frozen=True)
