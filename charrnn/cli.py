@@ -5,15 +5,18 @@ Library modules (and numpy with them) are imported inside the commands, so that
 `charrnn.config` and cell table (`charrnn.cells`).
 """
 
+import contextlib
 import math
+import os
+import sys
 from dataclasses import fields
 
 import click
 
 from charrnn import cells
 from charrnn._version import __version__
-from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES, OPTIMIZERS,
-                            TrainConfig)
+from charrnn.config import (DEFAULT_LR, DEFAULT_TEMPERATURE, DEFAULT_TIME_LIMIT, DTYPES,
+                            LR_SCHEDULES, OPTIMIZERS, TrainConfig)
 from charrnn.errors import CharRNNError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -114,7 +117,6 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
       charrnn logs a --format csv > a.csv   the train and eval records, as data
       charrnn logs a --plot a.png           the same charts as an image
     """
-    import os
     import time
 
     from charrnn import charts, runs, ui
@@ -229,6 +231,43 @@ class FiniteRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+class ExitOne:
+    """Mixin for a click parameter type: a bad value is a one-line error with exit code 1 (a
+    ClickException, like a library error), not a usage error with exit code 2."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            raise click.ClickException(f"{param.opts[0]}: {exc.message}") from None
+
+
+class StrictIntRange(ExitOne, click.IntRange):
+    """A click.IntRange whose bad values exit 1."""
+
+
+class StrictChoice(ExitOne, click.Choice):
+    """A click.Choice whose bad values exit 1."""
+
+
+class StopText(click.ParamType):
+    """A --stop text, its escapes (\\n, \\t, \\uHHHH, ...) read by `charrnn.stops.unescape`;
+    empty or badly escaped, an error with exit code 1 (as with `ExitOne`)."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        from charrnn.stops import unescape
+
+        try:
+            text = unescape(value)
+        except ValueError as exc:
+            raise click.ClickException(f"{param.opts[0]}: {exc}.") from None
+        if not text:
+            raise click.ClickException(f"{param.opts[0]}: a stop text cannot be empty.")
+        return text
 
 
 class CellChoice(click.Choice):
@@ -450,19 +489,20 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), 
 
 
 SAMPLE_SECTIONS = [
-    ("Sampling", ["length", "temperature", "top_k", "top_p", "seed"]),
+    ("Sampling", ["length", "temperature", "top_k", "top_p", "seed", "stop", "beam"]),
     ("Prime", ["prime", "prime_file", "encoding", "unknown"]),
-    ("Output", ["num_samples", "separator", "out_dir"]),
+    ("Output", ["num_samples", "fmt", "separator", "out_dir"]),
 ]
 
 
 @cli.command("sample", cls=SectionedCommand, option_sections=SAMPLE_SECTIONS)
 @_CKPT_ARG
-@click.option("--temp", "--temperature", "temperature", type=FiniteRange(min=0), default=0.8,
+@click.option("--temp", "--temperature", "temperature", type=FiniteRange(min=0), default=None,
+              show_default=False,
               help="Randomness: lower is safer, higher is wilder; 0 = always the most probable "
-                   "character (greedy).")
+                   f"character (greedy) [default: {DEFAULT_TEMPERATURE:g}].")
 @click.option("-n", "--length", type=click.IntRange(min=0), default=500,
-              help="Characters to generate after the prime.")
+              help="Characters to generate after the prime (with --stop: at most).")
 @click.option("--prime", default=None, help="Text to start from; it is printed, then continued.")
 @click.option("--prime-file", type=click.Path(dir_okay=False), default=None,
               help="Read the prime from a file.")
@@ -475,24 +515,39 @@ SAMPLE_SECTIONS = [
 @click.option("--top-p", type=FiniteRange(0, 1, min_open=True), default=None,
               help="Sample only among the most probable characters whose probabilities add up "
                    "to P.")
+@click.option("--stop", multiple=True, type=StopText(),
+              help="End a sample as soon as its generated text ends with TEXT, which is not "
+                   "printed; repeatable. Escapes: \\n, \\t, \\r, \\\\, \\xHH, \\uHHHH.")
+@click.option("--beam", type=StrictIntRange(min=1), default=None, metavar="B",
+              help="Beam search: print the most probable continuation found keeping the B best "
+                   "(with --num-samples K <= B, the K best); deterministic. Not with --temp, "
+                   "--top-k, --top-p.")
 @click.option("--num-samples", type=click.IntRange(min=1), default=1,
               help="How many samples, generated together as one batch.")
+@click.option("--format", "fmt", type=StrictChoice(["text", "jsonl"]), default="text",
+              help="jsonl: one JSON object per sample (prime, text, stop, nats_per_char, "
+                   "bits_per_char, seed, options).")
 @click.option("--separator", default="---", help="The line printed between samples.")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               help="Prime characters the model never saw: stop with an error, or skip them.")
 @_OUT_DIR
-def sample_command(target, temperature, length, prime, prime_file, encoding, seed, top_k, top_p,
-                   num_samples, separator, unknown, out_dir):
+@click.pass_context
+def sample_command(ctx, target, temperature, length, prime, prime_file, encoding, seed, top_k,
+                   top_p, stop, beam, num_samples, fmt, separator, unknown, out_dir):
     """Generate text from a checkpoint, streaming it to stdout.
 
     RUN|CKPT is a run (a name under --out-dir or a directory: its best.npz, else latest.npz)
     or a .npz file; without it, the newest run under --out-dir.
 
-    stdout gets the prime, then exactly --length generated characters, then a newline, and
-    nothing else. Several samples follow one another, each after a line holding --separator.
+    stdout gets the prime, then exactly --length generated characters (with --stop, fewer
+    when a stop text ends the sample), then a newline, and nothing else. Several samples follow one another, each after a line holding --separator.
     The first sample appears as it is generated; the others, generated in the same batch,
     appear when it is done. Before the prime, the model reads the end of a paragraph of its
     training text, kept in the checkpoint and not printed.
+
+    --stop ends a sample early: as soon as the generated text (not the prime) ends with a
+    stop text; the stop text is not printed. --beam prints its samples when the search ends.
+    --format jsonl prints one JSON object per sample instead, each when it is done.
 
     \b
     Examples:
@@ -500,52 +555,91 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
       charrnn sample shakespeare --prime "ROMEO:" --temp 0.5 --seed 1
       charrnn sample shakespeare -n 2000 --top-p 0.9 > out.txt
       charrnn sample checkpoints/shakespeare/latest.npz --num-samples 3 -n 200
+      charrnn sample shakespeare --prime "ROMEO:" --stop "\\n\\n" --beam 8
+      charrnn sample shakespeare --num-samples 5 --format jsonl > samples.jsonl
     """
     import secrets
+    from contextlib import nullcontext
+
+    from tqdm import tqdm
 
     from charrnn.data import format_chars, read_text
-    from charrnn.sampling import generate, memory_needed
-    from charrnn.errors import refuse_oversized
+    from charrnn.sampling import generate
+    from charrnn.stops import Stops
 
     if prime is not None and prime_file is not None:
         raise click.UsageError("give --prime or --prime-file, not both.")
+    if beam is not None and (temperature, top_k, top_p) != (None, None, None):
+        raise click.ClickException("--beam keeps the most probable continuations; it does not "
+                                   "combine with --temp, --top-k or --top-p.")
+    if beam is not None and num_samples > beam:
+        raise click.ClickException(f"--num-samples {num_samples} is more than --beam {beam} "
+                                   "keeps; ask for at most that many.")
     if prime_file is not None:
         prime = read_text(prime_file, encoding)
     prime = prime or ""
-    if seed is None:
+    if seed is None and beam is None:
         seed = secrets.randbits(32)
-    _, ckpt = _load_checkpoint(target, out_dir, f" (seed {seed})")
-    refuse_oversized(memory_needed(ckpt.model, num_samples, length),
-                     f"generating {num_samples:,} samples of {length:,} characters",
-                     "ask for fewer --num-samples or a smaller --length.")
+    _, ckpt = _load_checkpoint(target, out_dir, f" (beam {beam})" if beam else f" (seed {seed})")
+    for text in Stops(ckpt.vocab, stop).unmatchable:
+        click.echo(f"warning: --stop {format_chars([text])} can never occur: the model does not "
+                   f"know {format_chars(ckpt.vocab.unknown_chars(text), 20)}.", err=True)
     skipped = ckpt.vocab.unknown_chars(prime) if unknown == "skip" else ""
     if skipped:
         click.echo(f"skipping {len(skipped)} prime character(s) the model does not know: "
                    f"{format_chars(skipped, 20)}", err=True)
-    stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
-                      top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
-                      unknown=unknown,
-                      context=ckpt.training.sample_context if ckpt.training else "")
-    _write_samples(stream, prime, num_samples, separator)
+    searching = tqdm(total=length, unit="step", leave=False, dynamic_ncols=True,
+                     file=sys.stderr, disable=None) if beam else nullcontext()
+    with searching:
+        stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
+                          top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
+                          unknown=unknown,
+                          context=ckpt.training.sample_context if ckpt.training else "",
+                          stop=stop, beam=beam, records=fmt == "jsonl",
+                          progress=searching.update if beam else None)
+    if fmt == "jsonl":
+        _write_records(stream)
+    else:
+        _write_samples(stream, prime, num_samples, separator)
 
 
 STREAM_FLUSH_SECONDS = 0.02  # how often a streaming sample reaches stdout
 
 
+@contextlib.contextmanager
+def _stdout():
+    """stdout, for generated text: an encoding that cannot write it is one line of error, and
+    a reader that closed the pipe (`charrnn sample | head`) ends the command quietly."""
+    out = sys.stdout
+    try:
+        yield out
+    except UnicodeEncodeError:
+        raise click.ClickException(
+            f"stdout's encoding ({out.encoding}) cannot write the generated characters; "
+            "set PYTHONIOENCODING=utf-8 or write to a file."
+        ) from None
+    except BrokenPipeError:  # the reader has all it wanted
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError):
+            pass
+
+
 def _write_samples(stream, prime, num_samples, separator):
-    """Write sample 1 as it is generated (flushed every STREAM_FLUSH_SECONDS), then the rest."""
-    import sys
+    """Write sample 1 as it is generated (flushed every STREAM_FLUSH_SECONDS), then the rest.
+    `stream` yields what each sample adds at each position (see `sampling.generate`)."""
     import time
 
-    out = sys.stdout
     rest = [[] for _ in range(num_samples - 1)]
-    try:
+    with _stdout() as out:
         pending = [prime]
         last = time.monotonic()
-        for chars in stream:
-            pending.append(chars[0])
-            for column, ch in zip(rest, chars[1:]):
-                column.append(ch)
+        columns = 1
+        for pieces in stream:
+            columns = len(pieces)  # beam search may find fewer samples than asked for
+            pending.append(pieces[0])
+            for column, piece in zip(rest, pieces[1:]):
+                column.append(piece)
             now = time.monotonic()
             if now - last >= STREAM_FLUSH_SECONDS:
                 out.write("".join(pending))
@@ -553,21 +647,19 @@ def _write_samples(stream, prime, num_samples, separator):
                 pending.clear()
                 last = now
         out.write("".join(pending) + "\n")
-        for column in rest:
+        for column in rest[:columns - 1]:
             out.write(f"{separator}\n{prime}{''.join(column)}\n")
         out.flush()
-    except UnicodeEncodeError:
-        raise click.ClickException(
-            f"stdout's encoding ({out.encoding}) cannot write the generated characters; "
-            "set PYTHONIOENCODING=utf-8 or write to a file."
-        ) from None
-    except BrokenPipeError:  # e.g. `charrnn sample | head`: the reader has all it wanted
-        import os
 
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        except (OSError, ValueError):
-            pass
+
+def _write_records(records):
+    """Write each sample's record (see `sampling.generate`) as one line of JSON when it is done."""
+    import json
+
+    with _stdout() as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
 
 
 @cli.command("eval")
@@ -592,7 +684,6 @@ def eval_command(paths, encoding, fmt, out_dir):
     if len(paths) not in (1, 2):
         raise click.UsageError("give FILE, or RUN|CKPT and FILE.")
     import math
-    import sys
 
     from tqdm import tqdm
 

@@ -193,6 +193,19 @@ CASES = [
      ["GiB of memory", "--num-samples"]),
     ("sample a huge batch of long samples", ["sample", "model.npz", "--num-samples", "100000",
                                              "-n", str(10**9)], ERROR, ["GiB of memory"]),
+    *[(f"sample {' '.join(args)}", ["sample", "model.npz", *args], ERROR, phrases)
+      for args, phrases in [
+          (["--beam", "0"], ["--beam: 0 is not in the range"]),
+          (["--beam", "many"], ["--beam: 'many' is not a valid integer"]),
+          (["--beam", "2", "--temp", "0.5"], ["--beam", "does not combine with --temp"]),
+          (["--beam", "2", "--top-k", "3"], ["does not combine with --temp, --top-k"]),
+          (["--beam", "2", "--top-p", "0.5"], ["does not combine"]),
+          (["--beam", "2", "--num-samples", "3"], ["--num-samples 3 is more than --beam 2"]),
+          (["--stop", ""], ["--stop: a stop text cannot be empty."]),
+          (["--stop", "\\q"], ["--stop: cannot read the escape \\q"]),
+          (["--format", "xml"], ["--format: 'xml' is not one of 'text', 'jsonl'."]),
+          (["--beam", "100000", "-n", str(10**9)], ["beam search with --beam 100,000", "GiB"]),
+          (["--beam", "1", "-n", str(10**9)], ["beam search with --beam 1 over"])]],
     *[(f"sample {opt} {value}", ["sample", "model.npz", opt, value], USAGE, [opt])
       for opt, value in [
           ("--temp", "-1"), ("--temp", "nan"), ("--temp", "inf"), ("--top-p", "0"),
