@@ -123,15 +123,22 @@ def _id_dtype(size):
 
 
 class Vocab:
-    """The characters a model knows, sorted by code point; a character's id is its rank.
+    """The characters a model knows; a character's id is its position in `chars`.
 
-    Attributes: `chars` (str, sorted, unique), `size` (== len), `dtype` (the smallest unsigned
-    dtype that holds every id: uint8 up to 256 characters, uint16 up to 65,536, else uint32).
+    Built from a text, the characters are sorted by code point. `extended` appends characters
+    after the existing ones, so that every character keeps its id (fine-tuning on a new text):
+    such a vocabulary is no longer sorted, and its saved form (`to_json`) keeps the order.
+    Attributes: `chars` (str, unique, in id order), `size` (== len), `dtype` (the smallest
+    unsigned dtype that holds every id: uint8 up to 256 characters, uint16 up to 65,536, else
+    uint32).
     """
 
     def __init__(self, chars):
         """Build the vocabulary of the distinct characters of `chars` (any str, any length)."""
-        codepoints = np.flatnonzero(_present(chars)).astype(np.uint32)
+        self._set(np.flatnonzero(_present(chars)).astype(np.uint32))
+
+    def _set(self, codepoints):
+        """Take `codepoints` ((size,) distinct uint32) as the characters, in id order."""
         if codepoints.size == 0:
             raise CorpusError("cannot build a vocabulary from an empty text.")
         self._codepoints = codepoints  # (size,) uint32, id -> code point
@@ -140,6 +147,22 @@ class Vocab:
         self.chars = _chars(codepoints)
         self.size = int(codepoints.size)
         self.dtype = _id_dtype(self.size)
+
+    @classmethod
+    def _in_order(cls, codepoints):
+        """The vocabulary of these distinct code points, in this order."""
+        vocab = cls.__new__(cls)
+        vocab._set(np.asarray(codepoints, dtype=np.uint32))
+        return vocab
+
+    def extended(self, text):
+        """This vocabulary with the characters of `text` it lacks appended, in code-point
+        order: every character it had keeps its id."""
+        new = self.unknown_chars(text)
+        if not new:
+            return self
+        added = np.frombuffer(new.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        return Vocab._in_order(np.concatenate([self._codepoints, added]))
 
     @classmethod
     def from_text(cls, text):
@@ -203,15 +226,16 @@ class Vocab:
 
     @classmethod
     def from_json(cls, obj):
-        """The vocabulary saved by `to_json`: a non-empty list of strictly increasing code
-        points. Anything else raises CorpusError (the ids would not mean what they meant)."""
+        """The vocabulary saved by `to_json`: a non-empty list of distinct code points, in id
+        order (increasing, unless it was `extended`). Anything else raises CorpusError (the
+        ids would not mean what they meant)."""
         codepoints = np.asarray(obj) if isinstance(obj, list) else np.empty(0)
         if (codepoints.ndim != 1 or codepoints.size == 0 or codepoints.dtype.kind not in "iu"
-                or codepoints[0] < 0 or codepoints[-1] >= _N_CODEPOINTS
-                or np.any(np.diff(codepoints) <= 0)):
-            raise CorpusError("the saved vocabulary is not a non-empty list of increasing "
+                or codepoints.min() < 0 or codepoints.max() >= _N_CODEPOINTS
+                or np.unique(codepoints).size != codepoints.size):
+            raise CorpusError("the saved vocabulary is not a non-empty list of distinct "
                               "Unicode code points.")
-        return cls(_chars(codepoints))
+        return cls._in_order(codepoints)
 
 
 def format_chars(chars, limit=None, quoted=True):
