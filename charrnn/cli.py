@@ -351,7 +351,7 @@ TRAIN_SECTIONS = [
      ["max_steps", "epochs", "time_limit", "patience"]),
     ("Evaluation, checkpoints and output",
      ["eval_every", "checkpoint_every", "sample_every", "quiet"]),
-    ("Run", ["out_dir", "name", "resume", "seed", "threads"]),
+    ("Run", ["out_dir", "name", "resume", "init_from", "seed", "threads"]),
 ]
 
 
@@ -368,10 +368,15 @@ TRAIN_SECTIONS = [
                    "file). Options given "
                    "with it (a larger budget, say) replace the saved ones, except the model's "
                    "shape, --batch-size, --seq-length, --optimizer and --seed.")
+@click.option("--init-from", default=None, metavar="RUN|CKPT",
+              help="Start a new run from the weights of another (a run: its best.npz): "
+                   "fine-tuning. It keeps that model's shape (options that set it are refused) "
+                   "and vocabulary, to which CORPUS's new characters are added; training "
+                   "options apply as to any new run.")
 @click.option("--encoding", default="utf-8", help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
 @click.pass_context
-def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options):
+def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet, **options):
     """Train a model on a text file, or on the built-in demo corpus.
 
     CORPUS is a text file (UTF-8 unless --encoding). Without it, charrnn trains on a demo
@@ -388,6 +393,7 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
       charrnn train shakespeare.txt --cell gru --hidden-size 512 --num-layers 3
       charrnn train --resume checkpoints/shakespeare  continue a stopped run
       charrnn train --resume checkpoints/shakespeare --time-limit 2h
+      charrnn train sonnets.txt --init-from shakespeare --time-limit 3m
     """
     import signal
 
@@ -419,7 +425,8 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
     result = None
     try:
         result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume,
-                       encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT)
+                       encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT,
+                       init_from=init_from)
     except KeyboardInterrupt:  # while reading the corpus: nothing to save yet
         click.echo("interrupted before training started.", err=True)
         ctx.exit(130)

@@ -21,14 +21,15 @@ import numpy as np
 from charrnn import cells, checkpoint, data, runs, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
-from charrnn.model import CharRNN
+from charrnn.model import CharRNN, grow_vocabulary
 from charrnn.optim import LRSchedule, clip_grad_norm, make_optimizer
 from charrnn.parallel import Parallel, default_threads
 from charrnn.runs import BEST_NAME, LATEST_NAME, RunLock
 
+# the options that set the model's shape: a run started --init-from takes them from its parent
+SHAPE_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype")
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
-FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
-                 "optimizer", "seed")
+FIXED_OPTIONS = (*SHAPE_OPTIONS, "batch_size", "seq_length", "optimizer", "seed")
 MAX_DIVERGENCES = 3
 # the Trainer's bookkeeping that a TrainingState holds under the same names
 PROGRESS = ("step", "epoch", "batch", "lr_scale", "best_val_loss", "bad_evals", "last_eval_step")
@@ -497,13 +498,29 @@ def _resumed_config(ckpt, overrides, reporter):
     return new
 
 
+def _options_from_parent(parent, overrides):
+    """The options of a new run that starts from checkpoint `parent`'s weights: its model's
+    shape and dropout, then the user's `overrides`, which must not set the shape."""
+    given = [f"--{k.replace('_', '-')}" for k in SHAPE_OPTIONS if k in overrides]
+    if given:
+        raise CharRNNError(f"--init-from takes the model's shape from the run it starts from; "
+                           f"drop {', '.join(given)}.")
+    c = parent.config
+    return {"cell": c.cell, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
+            "dtype": parent.model.dtype.name, "dropout": c.dropout, **overrides}
+
+
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
-          encoding="utf-8", reporter=None, default_time_limit=None):
+          encoding="utf-8", reporter=None, default_time_limit=None, init_from=None):
     """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
 
     corpus: a text file path, or None for the built-in demo corpus (on resume: None means the
     corpus the run was started with). overrides: TrainConfig fields the user set explicitly.
     default_time_limit: seconds, used for a new run that sets no budget at all.
+    init_from: a run or checkpoint (as `runs.resolve_checkpoint` reads it) whose weights and
+    model shape a new run starts from, its vocabulary extended by the corpus's new characters
+    (see `model.grow_vocabulary`); the run is new in everything else (name, log, optimizer
+    state, schedule, budget).
     Returns a TrainResult; raises CharRNNError for every user mistake.
     """
     reporter = reporter or Reporter()
@@ -513,7 +530,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
     if unknown:
         raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
 
-    ckpt = None
+    ckpt = parent = None
+    if resume is not None and init_from is not None:
+        raise CharRNNError("--resume continues a run and --init-from starts a new one; give "
+                           "one of them.")
     if resume is not None:
         ckpt_path = runs.resolve_checkpoint(resume, out_dir, resume=True)
         run_dir = ckpt_path.parent
@@ -524,6 +544,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         if corpus is None and ckpt.training.corpus != "demo":
             corpus = ckpt.training.corpus
     else:
+        if init_from is not None:
+            parent_path = runs.resolve_checkpoint(init_from, out_dir)
+            parent = checkpoint.load(parent_path)
+            overrides = _options_from_parent(parent, overrides)
         cfg = TrainConfig(**overrides)
         if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
             cfg = replace(cfg, time_limit=default_time_limit)
@@ -542,6 +566,14 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         except CharRNNError as exc:
             raise CharRNNError(f"cannot resume on this corpus: {exc} Resume on the text the "
                                "run was trained on.") from None
+    elif parent is not None:
+        vocab = parent.vocab.extended(text)
+        ids = vocab.encode(text)
+        added = vocab.chars[parent.vocab.size:]
+        reporter.message(f"note: starting from the weights of {parent_path}; "
+                         + (f"{len(added)} new character(s) added to its vocabulary: "
+                            f"{data.format_chars(added, 20)}." if added else
+                            "the text has no character it does not know."))
     else:
         vocab, ids = data.encode_corpus(text)
     del text
@@ -557,7 +589,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
                          f"{val_ids.size:,} validation characters.")
 
-    if ckpt is None:
+    if parent is not None:
+        model = grow_vocabulary(parent.model, vocab.size, np.random.default_rng(cfg.seed))
+        model.config = replace(model.config, dropout=cfg.dropout)
+    elif ckpt is None:
         model = CharRNN(cfg.model_config(vocab.size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
     else:
         model = ckpt.model
@@ -595,6 +630,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
                     "vocab_size": vocab.size, "train_chars": int(train_ids.size),
                     "val_chars": int(val_ids.size),
                     "val_scored_chars": int(min(val_ids.size, cfg.val_max_chars))},
+            **({} if parent is None else {"init_from": {
+                "run": str(parent_path.parent), "checkpoint": str(parent_path),
+                "step": parent.training.step if parent.training else None,
+                "vocab_size": parent.vocab.size}}),
         )
         reporter.start({
             "run_dir": str(run_dir), "name": run_dir.name, "description": description,

@@ -168,6 +168,14 @@ CASES = [
      ["cannot resume on this corpus", "'Ω'"]),
     ("resume changing the model", [*TRAIN, "--resume", "checkpoints/r", "--hidden-size", "32"],
      ERROR, ["cannot resume with --hidden-size 32"]),
+    # ----- train --init-from
+    ("init-from missing", [*TRAIN, "corpus.txt", "--init-from", "nope"], ERROR,
+     ["no run named 'nope'"]),
+    ("init-from a shape option", [*TRAIN, "corpus.txt", "--init-from", "r", "--num-layers", "3"],
+     ERROR, ["--init-from takes the model's shape", "--num-layers."]),
+    ("init-from and resume", [*TRAIN, "corpus.txt", "--init-from", "r", "--resume", "r"], ERROR,
+     ["give one of them"]),
+    *bad_checkpoint_cases("init-from", lambda path: [*TRAIN, "corpus.txt", "--init-from", path]),
     # ----- sample
     ("sample unknown run", ["sample", "nope"], ERROR, ["no run named 'nope'"]),
     ("sample a directory that is not a run", ["sample", "folder"], ERROR, ["is not a run"]),
