@@ -16,7 +16,7 @@ import click
 from charrnn import cells
 from charrnn._version import __version__
 from charrnn.config import (DEFAULT_LR, DEFAULT_TEMPERATURE, DEFAULT_TIME_LIMIT, DTYPES,
-                            LR_SCHEDULES, OPTIMIZERS, TrainConfig)
+                            LR_SCHEDULES, OPTIMIZERS, UNKNOWN_CHOICES, TrainConfig)
 from charrnn.errors import CharRNNError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -308,6 +308,13 @@ def _train_options(f):
         _train_option("val_fraction", type=FiniteRange(0, 1, max_open=True),
                       help="Last part of the text held out for validation (each evaluation "
                       f"scores at most its first {TrainConfig.val_max_chars:,} characters)."),
+        _train_option("min_count", type=StrictIntRange(min=1),
+                      help="Map characters that occur fewer than this many times to one "
+                      "replacement character, U+FFFD (for texts with thousands of distinct "
+                      "characters; the model never generates it)."),
+        _train_option("max_vocab", type=StrictIntRange(min=2),
+                      help="Keep at most this many characters, U+FFFD included: the most "
+                      "frequent; the others map to U+FFFD."),
         _train_option("optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer."),
         _train_option("learning_rate", "--learning-rate", "--lr",
                       type=FiniteRange(min=0, min_open=True),
@@ -345,7 +352,8 @@ def _train_options(f):
 
 TRAIN_SECTIONS = [
     ("Model", ["cell", "hidden_size", "num_layers", "dropout", "dtype"]),
-    ("Data", ["seq_length", "batch_size", "val_fraction", "encoding"]),
+    ("Data", ["seq_length", "batch_size", "val_fraction", "min_count", "max_vocab",
+              "encoding"]),
     ("Optimization", ["optimizer", "learning_rate", "lr_schedule", "warmup_steps", "grad_clip"]),
     ("Budget (training stops at the first one reached)",
      ["max_steps", "epochs", "time_limit", "patience"]),
@@ -535,8 +543,9 @@ SAMPLE_SECTIONS = [
               help="jsonl: one JSON object per sample (prime, text, stop, nats_per_char, "
                    "bits_per_char, seed, options).")
 @click.option("--separator", default="---", help="The line printed between samples.")
-@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
-              help="Prime characters the model never saw: stop with an error, or skip them.")
+@click.option("--unknown", type=click.Choice(UNKNOWN_CHOICES), default="error",
+              help="Prime characters the model never saw: stop with an error, skip them, or "
+                   "read them as U+FFFD (a model trained with --min-count or --max-vocab).")
 @_OUT_DIR
 @click.pass_context
 def sample_command(ctx, target, temperature, length, prime, prime_file, encoding, seed, top_k,
@@ -591,10 +600,11 @@ def sample_command(ctx, target, temperature, length, prime, prime_file, encoding
     for text in Stops(ckpt.vocab, stop).unmatchable:
         click.echo(f"warning: --stop {format_chars([text])} can never occur: the model does not "
                    f"know {format_chars(ckpt.vocab.unknown_chars(text), 20)}.", err=True)
-    skipped = ckpt.vocab.unknown_chars(prime) if unknown == "skip" else ""
-    if skipped:
-        click.echo(f"skipping {len(skipped)} prime character(s) the model does not know: "
-                   f"{format_chars(skipped, 20)}", err=True)
+    missing = ckpt.vocab.unknown_chars(prime) if unknown != "error" else ""
+    if missing and (unknown == "skip" or ckpt.vocab.replacement is not None):
+        click.echo(f"{'skipping' if unknown == 'skip' else 'reading as U+FFFD'} "
+                   f"{len(missing)} prime character(s) the model does not know: "
+                   f"{format_chars(missing, 20)}", err=True)
     searching = tqdm(total=length, unit="step", leave=False, dynamic_ncols=True,
                      file=sys.stderr, disable=None) if beam else nullcontext()
     with searching:
@@ -680,7 +690,8 @@ def eval_command(paths, encoding, fmt, out_dir):
     The perplexity and the number of characters scored are shown too. RUN|CKPT as for
     `charrnn sample` (default: the newest run). The whole file is one stream: each character
     is predicted from all the text before it, the state carried through.
-    Characters the model does not know are skipped, counted and reported.
+    Characters the model does not know are skipped, counted and reported; a model trained with
+    --min-count or --max-vocab reads them as its U+FFFD instead.
 
     \b
     Examples:
@@ -692,16 +703,22 @@ def eval_command(paths, encoding, fmt, out_dir):
         raise click.UsageError("give FILE, or RUN|CKPT and FILE.")
     import math
 
+    import numpy as np
     from tqdm import tqdm
 
-    from charrnn.data import format_chars, read_text
+    from charrnn.data import REPLACEMENT, format_chars, read_text
     from charrnn.sampling import score
 
     target, file = (None, *paths) if len(paths) == 1 else paths
     path, ckpt = _load_checkpoint(target, out_dir)
     text = read_text(file, encoding)
-    ids = ckpt.vocab.encode(text, unknown="skip")
-    unknown = ckpt.vocab.unknown_chars(text) if ids.size < len(text) else ""
+    vocab = ckpt.vocab
+    replace = vocab.replacement is not None  # U+FFFD stands for the characters it lacks
+    ids = vocab.encode(text, unknown="replace" if replace else "skip")
+    replaced = 0  # occurrences of unknown characters read as U+FFFD
+    if replace:
+        replaced = int(np.count_nonzero(ids == vocab.replacement)) - text.count(REPLACEMENT)
+    unknown = vocab.unknown_chars(text) if ids.size < len(text) or replaced else ""
     with tqdm(total=max(ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
               dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
         total, scored = score(ckpt.model, ids, progress=bar.update)
@@ -714,19 +731,21 @@ def eval_command(paths, encoding, fmt, out_dir):
         "perplexity": math.exp(nats),
         "chars_scored": scored,
         "chars_skipped": len(text) - ids.size,
+        "chars_replaced": replaced,
         "unknown_chars": unknown,
     }
     if fmt == "json":
         _echo_json(result)
         return
-    skipped = f"{result['chars_skipped']:,}"
+    left_out = f"{replaced if replace else result['chars_skipped']:,}"
     if unknown:
-        skipped += f" (unknown to the model: {format_chars(unknown, 40, quoted=False)})"
+        left_out += f" (unknown to the model: {format_chars(unknown, 40, quoted=False)})"
     _print_fields([
         ("checkpoint", path), ("file", file),
         ("nats/char", f"{nats:.4f}"), ("bits/char", f"{result['bits_per_char']:.4f}"),
         ("perplexity", f"{result['perplexity']:.3f}"),
-        ("scored", f"{scored:,} characters"), ("skipped", skipped),
+        ("scored", f"{scored:,} characters"),
+        ("read as U+FFFD" if replace else "skipped", left_out),
     ])
 
 

@@ -11,7 +11,9 @@ How a sample is made (the same for the CLI, the Python API and the trainer's sam
 2. Each step turns the logits into probabilities: p = softmax(logits / temperature), computed
    in float64 after subtracting the maximum; top-k keeps the k most probable characters (all of
    those tied with the k-th), top-p then keeps the smallest set of most probable characters
-   whose probability adds up to at least p; what is kept is renormalised.
+   whose probability adds up to at least p; what is kept is renormalised. A vocabulary's
+   U+FFFD, which stands for the characters it left out (`data.limit_vocab`), gets 0 first:
+   it is never generated.
 3. One uniform number u = rng.random() per stream and step picks the character whose interval
    of the cumulative distribution holds u, so a seed fixes the output. temperature 0 or
    top_k 1 picks the most probable character (argmax, the first on ties) without a draw, so
@@ -40,7 +42,7 @@ import numpy as np
 from charrnn.beam import log_softmax, search_cost
 from charrnn.beam import search as beam_search
 from charrnn.blas import single_threaded_blas
-from charrnn.config import DEFAULT_TEMPERATURE
+from charrnn.config import DEFAULT_TEMPERATURE, UNKNOWN_CHOICES
 from charrnn.data import format_chars
 from charrnn.errors import CharRNNError, CorpusError, refuse_oversized
 from charrnn.stepper import Stepper
@@ -48,7 +50,6 @@ from charrnn.stops import Stops
 
 START_CHAR = "\n"  # fed first when there is no prime nor context (else the character with id 0)
 CONTEXT_CHARS = 256  # length of the training-text context a checkpoint keeps for sampling
-UNKNOWN_CHOICES = ("error", "skip")
 
 
 def check_options(length, temperature, top_k=None, top_p=None, num_samples=1, unknown="error",
@@ -66,7 +67,7 @@ def check_options(length, temperature, top_k=None, top_p=None, num_samples=1, un
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, not {num_samples!r}")
     if unknown not in UNKNOWN_CHOICES:
-        raise ValueError(f"unknown must be 'error' or 'skip', not {unknown!r}")
+        raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_CHOICES)}, not {unknown!r}")
     if beam is None:
         return
     if not isinstance(beam, (int, np.integer)) or beam < 1:
@@ -113,16 +114,21 @@ def check_size(model, length, num_samples=1, beam=None):
 def prime_ids(vocab, prime, unknown="error"):
     """The ids that warm up the state: the prime's, or the start character's if it is empty.
 
-    A prime character the vocabulary lacks raises CorpusError naming it (unknown="error") or is
-    dropped (unknown="skip"); a prime with nothing left counts as empty.
+    A prime character the vocabulary lacks raises CorpusError naming it (unknown="error"), is
+    dropped (unknown="skip"), or is read as U+FFFD (unknown="replace", for a vocabulary that
+    has it: `data.limit_vocab`); a prime with nothing left counts as empty.
     """
     missing = vocab.unknown_chars(prime) if prime else ""
-    if missing and unknown == "error":
+    replaceable = vocab.replacement is not None
+    if missing and (unknown == "error" or (unknown == "replace" and not replaceable)):
+        lacks = "" if unknown == "error" else ", and it has no U+FFFD to stand for them"
+        replace = ", or read them as U+FFFD with --unknown replace" if replaceable else ""
         raise CorpusError(
-            f"the prime has {len(missing)} character(s) the model does not know: "
-            f"{format_chars(missing, 20)}; drop them with --unknown skip."
+            f"the prime has {len(missing)} character(s) the model does not know{lacks}: "
+            f"{format_chars(missing, 20)}; drop them with --unknown skip{replace}."
         )
-    ids = vocab.encode(prime, unknown="skip") if prime else np.empty(0, dtype=vocab.dtype)
+    ids = (vocab.encode(prime, unknown="replace" if unknown == "replace" else "skip") if prime
+           else np.empty(0, dtype=vocab.dtype))
     if ids.size == 0:
         start = vocab.encode(START_CHAR, unknown="skip")
         ids = start if start.size else np.zeros(1, dtype=vocab.dtype)
@@ -159,7 +165,9 @@ class Picker:
     numpy's axis-wise reductions, which cost several microseconds each on a (1, V) array.
     """
 
-    def __init__(self, N, V, temperature, top_k=None, top_p=None):
+    def __init__(self, N, V, temperature, top_k=None, top_p=None, banned=None):
+        """banned: a character id never to pick (U+FFFD, see `data.Vocab`), or None."""
+        self.banned = banned
         # below 1e-200, 1/temperature could overflow: such a temperature is greedy anyway
         self.greedy = temperature < 1e-200 or top_k == 1
         self._inv_temp = 0.0 if self.greedy else 1.0 / temperature
@@ -173,13 +181,19 @@ class Picker:
         """logits (N, V); u (N,) uniform numbers in [0, 1) (None when greedy). Returns (N,) ids,
         a buffer that the next call overwrites."""
         for n, row in enumerate(logits):
+            z, cum = self._z[n], self._cum[n]
             if self.greedy:
+                if self.banned is not None:
+                    row = z  # a copy to mask: the logits are the caller's
+                    np.copyto(z, logits[n])
+                    z[self.banned] = -np.inf
                 self._ids[n] = row.argmax()
                 continue
-            z, cum = self._z[n], self._cum[n]
             np.subtract(row, row[row.argmax()], z)  # <= 0, so exp cannot overflow
             np.multiply(z, self._inv_temp, z)
             np.exp(z, z)
+            if self.banned is not None:
+                z[self.banned] = 0.0
             if self.top_k is not None:
                 kth = np.partition(z, z.size - self.top_k)[z.size - self.top_k]
                 z[z < kth] = 0.0
@@ -229,8 +243,9 @@ def generate(model, vocab, length, temperature=None, top_k=None, top_p=None, pri
                "length": length, "temperature": None, "top_k": top_k, "top_p": top_p,
                "beam": beam, "stops": list(stops.given)}
     stepper, logits = _primed(model, vocab, prime, unknown, context, beam or num_samples)
+    banned = vocab.replacement if vocab.size > 1 else None  # never generated
     if beam is not None:
-        found = beam_search(stepper, logits, length, num_samples, stops, progress=progress)
+        found = beam_search(stepper, logits, length, num_samples, stops, banned, progress)
         samples = [_record(n, prime, vocab.decode(b.ids[: b.ids.size - len(b.stop or "")]),
                            b.stop, -b.logp, b.ids.size, options) for n, b in enumerate(found)]
         return iter(samples) if records else itertools.zip_longest(
@@ -238,7 +253,7 @@ def generate(model, vocab, length, temperature=None, top_k=None, top_p=None, pri
     if temperature is None:
         temperature = DEFAULT_TEMPERATURE
     options["temperature"] = temperature
-    picker = Picker(num_samples, vocab.size, temperature, top_k, top_p)
+    picker = Picker(num_samples, vocab.size, temperature, top_k, top_p, banned)
     picks = _picks(stepper, picker, logits, length, np.random.default_rng(rng))
     if not stops and not records:  # the fast path: each sample gets one character a step
         chars = vocab.chars

@@ -142,6 +142,12 @@ CASES = [
           ("--dtype", "float16"), ("--seed", "-1"), ("--threads", "0"), ("--max-steps", "0"),
           ("--batch-size", "0"), ("--seq-length", "-3"), ("--eval-every", "0"),
           ("--lr-schedule", "linear"), ("--patience", "0"), ("--warmup-steps", "-1")]],
+    *[(f"train {opt} {value}", [*TRAIN, "corpus.txt", opt, value], ERROR, [f"Error: {opt}: "])
+      for opt, value in [("--min-count", "0"), ("--max-vocab", "1"), ("--max-vocab", "x")]],
+    ("train min-count leaving nothing", [*TRAIN, "corpus.txt", "--min-count", "10000000"],
+     ERROR, ["--min-count 10000000 leaves out every character"]),
+    ("resume changing min-count", [*TRAIN, "--resume", "checkpoints/r", "--min-count", "3"],
+     ERROR, ["cannot resume with --min-count 3"]),
     ("train unknown option", [*TRAIN, "corpus.txt", "--hidden", "3"], USAGE, ["--hidden"]),
     ("train out-dir is a file", [*TRAIN, "corpus.txt", "--out-dir", "corpus.txt"], USAGE,
      ["--out-dir"]),
@@ -212,6 +218,7 @@ CASES = [
           (["--stop", ""], ["--stop: a stop text cannot be empty."]),
           (["--stop", "\\q"], ["--stop: cannot read the escape \\q"]),
           (["--format", "xml"], ["--format: 'xml' is not one of 'text', 'jsonl'."]),
+          (["--prime", "é", "--unknown", "replace"], ["no U+FFFD to stand for them"]),
           (["--beam", "100000", "-n", str(10**9)], ["beam search with --beam 100,000", "GiB"]),
           (["--beam", "1", "-n", str(10**9)], ["beam search with --beam 1 over"])]],
     *[(f"sample {opt} {value}", ["sample", "model.npz", opt, value], USAGE, [opt])

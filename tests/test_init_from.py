@@ -113,9 +113,10 @@ def test_the_new_run_learns_and_samples_the_new_characters_and_resumes(parent, t
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--hidden-size", "32"], "--init-from takes the model's shape from the run it starts "
-                              "from; drop --hidden-size."),
+    (["--hidden-size", "32"], "--init-from takes the model's shape and vocabulary from the "
+                              "run it starts from; drop --hidden-size."),
     (["--cell", "gru", "--dtype", "float64"], "drop --cell, --dtype."),
+    (["--min-count", "2", "--max-vocab", "40"], "drop --min-count, --max-vocab."),
     (["--resume", "parent"], "--resume continues a run and --init-from starts a new one"),
 ])
 def test_bad_combinations_are_refused_in_one_line(parent, tmp_path, args, message):
