@@ -279,6 +279,19 @@ def test_load_and_sample_from_a_run_dir_or_a_file(tmp_path):
     assert "2x32 lstm" in repr(model)
 
 
+def test_the_python_api_takes_stop_texts_beams_and_records(tmp_path):
+    model = charrnn.load(save_checkpoint(tmp_path / "m.npz"))
+    assert model.sample(40, temperature=0, prime="hel", stop=["or"]) == "hello w"
+    assert list(model.generate(40, temperature=0, prime="hel", stop=["or"])) == list("lo w")
+    assert model.sample(12, beam=3, prime="hel") == "hel" + cycle(HELLO, 3, 12)
+    records = list(model.generate(30, prime="he", seed=4, records=True, num_samples=2,
+                                  stop=["l"]))
+    assert [r["sample"] for r in records] == [0, 1] and records[0]["seed"] == 4
+    assert all("l" not in r["text"] and r["stops"] == ["l"] for r in records)
+    with pytest.raises(ValueError, match="needs records=True"):
+        model.generate(10, num_samples=2)
+
+
 def test_load_picks_the_newest_run_without_a_path(tmp_path):
     run = tmp_path / "only"
     run.mkdir()
