@@ -556,10 +556,11 @@ def sample_command(ctx, target, temperature, length, prime, prime_file, encoding
     or a .npz file; without it, the newest run under --out-dir.
 
     stdout gets the prime, then exactly --length generated characters (with --stop, fewer
-    when a stop text ends the sample), then a newline, and nothing else. Several samples follow one another, each after a line holding --separator.
-    The first sample appears as it is generated; the others, generated in the same batch,
-    appear when it is done. Before the prime, the model reads the end of a paragraph of its
-    training text, kept in the checkpoint and not printed.
+    when a stop text ends the sample), then a newline, and nothing else. Several samples
+    follow one another, each after a line holding --separator. The first sample appears as
+    it is generated; the others, generated in the same batch, appear when it is done. Before
+    the prime, the model reads the end of a paragraph of its training text, kept in the
+    checkpoint and not printed.
 
     --stop ends a sample early: as soon as the generated text (not the prime) ends with a
     stop text; the stop text is not printed. --beam prints its samples when the search ends.

@@ -90,7 +90,8 @@ def test_absurd_beam_searches_are_refused_up_front():
     with pytest.raises(CharRNNError, match="beam search with --beam 100,000 over .* GiB"):
         generate(model, vocab, 10**9, beam=100_000)
     config = ModelConfig(vocab_size=vocab.size, hidden_size=1024, num_layers=2)
-    big = CharRNN(config, params={k: np.zeros(s, np.float32) for k, s in param_shapes(config).items()})
+    zeros = {name: np.zeros(shape, np.float32) for name, shape in param_shapes(config).items()}
+    big = CharRNN(config, params=zeros)
     memory, seconds = search_cost(big, 1000, 100_000)
     assert memory < 1 << 30 and seconds > 86400  # fits, but would take more than a day
     with pytest.raises(CharRNNError, match="would take about 3[0-9] hours"):

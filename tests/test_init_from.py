@@ -81,11 +81,11 @@ def test_a_new_run_starts_from_the_parent_and_leaves_it_untouched(parent, tmp_pa
     assert "10 new character(s) added to its vocabulary: '0', '1'" in result.stderr
     run = parent / "numbers"
     (start,) = events(run, "start")
+    old, new = load(parent / "parent" / "best.npz"), load(run / "latest.npz")
     assert start["init_from"] == {"run": str(parent / "parent"),
                                   "checkpoint": str(parent / "parent" / "best.npz"),
-                                  "step": 30, "vocab_size": load(parent / "parent" / "best.npz").vocab.size}
+                                  "step": 30, "vocab_size": old.vocab.size}
     assert start["config"]["model"]["hidden_size"] == 16 and start["resumed"] is False
-    old, new = load(parent / "parent" / "best.npz"), load(run / "latest.npz")
     assert new.vocab.chars == old.vocab.chars + DIGITS
     assert new.training.step == 1 and new.training.train_config.seed == 2
     # one step at a negligible rate: the old characters' logits are the parent's

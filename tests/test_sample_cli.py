@@ -148,7 +148,8 @@ def test_stop_texts_end_each_sample_and_are_not_printed(runs):
 def test_a_stop_text_the_model_cannot_write_is_a_warning(runs):
     result = run("sample", "hello", "--temp", "0", "--stop", "é!", "-n", "5")
     assert result.exit_code == 0 and len(result.stdout) == 6
-    assert "warning: --stop 'é!' can never occur: the model does not know '!', 'é'." in result.stderr
+    assert ("warning: --stop 'é!' can never occur: the model does not know '!', 'é'."
+            in result.stderr)
 
 
 def jsonl(result):
@@ -168,7 +169,8 @@ def test_jsonl_prints_one_record_per_sample_with_its_log_probability(runs):
         assert r["stop"] in ("d", None) and "d" not in r["text"]
         assert (r["prime"], r["seed"], r["temperature"], r["top_k"], r["top_p"], r["beam"],
                 r["stops"], r["length"]) == ("he", 5, 1.2, 5, None, None, ["d"], 40)
-        total = score(model, vocab.encode("he" + generated))[0] - score(model, vocab.encode("he"))[0]
+        total = score(model, vocab.encode("he" + generated))[0]
+        total -= score(model, vocab.encode("he"))[0]
         assert r["nats_per_char"] == pytest.approx(total / len(generated), rel=1e-4)
         assert r["bits_per_char"] == pytest.approx(r["nats_per_char"] / math.log(2))
     assert jsonl(run(*args)) == records  # the seed reproduces them
