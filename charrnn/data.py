@@ -311,7 +311,7 @@ def limit_vocab(vocab, ids, min_count=None, max_vocab=None):
     if keep.all() and (max_vocab is None or vocab.size <= max_vocab):
         return vocab, ids, "", 0
     if vocab.replacement is not None:
-        keep[vocab.replacement] = False  # added below, like a new one, in one of the places
+        keep[vocab.replacement] = False  # added back below, in one of the max_vocab places
     if max_vocab is not None:
         order = np.argsort(-counts, kind="stable")  # most frequent first; ties by id
         keep[order[np.cumsum(keep[order]) > max_vocab - 1]] = False

@@ -662,7 +662,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
                     "val_scored_chars": int(min(val_ids.size, cfg.val_max_chars))},
             **({"vocab_limit": limited} if limited else {}),
             **({} if parent is None else {"init_from": {
-                "run": str(parent_path.parent), "checkpoint": str(parent_path),
+                "run": str(parent_path.resolve().parent), "checkpoint": str(parent_path.resolve()),
                 "step": parent.training.step if parent.training else None,
                 "vocab_size": parent.vocab.size}}),
         )

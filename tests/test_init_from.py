@@ -82,8 +82,8 @@ def test_a_new_run_starts_from_the_parent_and_leaves_it_untouched(parent, tmp_pa
     run = parent / "numbers"
     (start,) = events(run, "start")
     old, new = load(parent / "parent" / "best.npz"), load(run / "latest.npz")
-    assert start["init_from"] == {"run": str(parent / "parent"),
-                                  "checkpoint": str(parent / "parent" / "best.npz"),
+    assert start["init_from"] == {"run": str((parent / "parent").resolve()),
+                                  "checkpoint": str((parent / "parent" / "best.npz").resolve()),
                                   "step": 30, "vocab_size": old.vocab.size}
     assert start["config"]["model"]["hidden_size"] == 16 and start["resumed"] is False
     assert new.vocab.chars == old.vocab.chars + DIGITS
