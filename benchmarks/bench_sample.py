@@ -2,8 +2,11 @@
 
 The headline model (LSTM, 2 layers of 256, vocabulary 65, random weights), temperature 0.8,
 one character at a time. Rounds alternate between charrnn and torch; medians are reported.
+With --beam, beam search instead, for each width given: characters of the best continuation
+per second (each step advances all B streams).
 
     python benchmarks/bench_sample.py [--length 5000] [--rounds 3] [--layers 2] [--hidden 256]
+    python benchmarks/bench_sample.py --beam 1 4 16
 """
 
 import argparse
@@ -13,7 +16,7 @@ import time
 VOCAB = 65
 
 
-def ours(length, H, L, cell):
+def ours(length, H, L, cell, beam=None):
     import numpy as np
 
     from charrnn.data import Vocab
@@ -22,8 +25,9 @@ def ours(length, H, L, cell):
 
     vocab = Vocab("".join(chr(32 + i) for i in range(VOCAB)))
     model = CharRNN(ModelConfig(cell, VOCAB, H, L), seed=0)
+    options = {"beam": beam} if beam else {"temperature": 0.8, "rng": np.random.default_rng(0)}
     t0 = time.perf_counter()
-    for _ in generate(model, vocab, length, temperature=0.8, rng=np.random.default_rng(0)):
+    for _ in generate(model, vocab, length, **options):
         pass
     return length / (time.perf_counter() - t0)
 
@@ -52,7 +56,17 @@ def main():
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
+    ap.add_argument("--beam", type=int, nargs="+", metavar="B", help="beam search widths")
     args = ap.parse_args()
+    if args.beam:
+        speeds = {b: [] for b in args.beam}
+        for _ in range(args.rounds):  # widths interleaved, so that load hits all alike
+            for b in args.beam:
+                speeds[b].append(ours(args.length, args.hidden, args.layers, args.cell, b))
+        for b, values in speeds.items():
+            print(f"beam {b:<4d} {statistics.median(values):9,.0f} chars/s   (rounds: "
+                  + ", ".join(f"{v:,.0f}" for v in values) + ")")
+        return
     try:
         import torch
 

@@ -5,15 +5,18 @@ Library modules (and numpy with them) are imported inside the commands, so that
 `charrnn.config` and cell table (`charrnn.cells`).
 """
 
+import contextlib
 import math
+import os
+import sys
 from dataclasses import fields
 
 import click
 
 from charrnn import cells
 from charrnn._version import __version__
-from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES, OPTIMIZERS,
-                            TrainConfig)
+from charrnn.config import (DEFAULT_LR, DEFAULT_TEMPERATURE, DEFAULT_TIME_LIMIT, DTYPES,
+                            LR_SCHEDULES, OPTIMIZERS, UNKNOWN_CHOICES, TrainConfig)
 from charrnn.errors import CharRNNError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -114,7 +117,6 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
       charrnn logs a --format csv > a.csv   the train and eval records, as data
       charrnn logs a --plot a.png           the same charts as an image
     """
-    import os
     import time
 
     from charrnn import charts, runs, ui
@@ -231,6 +233,43 @@ class FiniteRange(click.FloatRange):
         return number
 
 
+class ExitOne:
+    """Mixin for a click parameter type: a bad value is a one-line error with exit code 1 (a
+    ClickException, like a library error), not a usage error with exit code 2."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            raise click.ClickException(f"{param.opts[0]}: {exc.message}") from None
+
+
+class StrictIntRange(ExitOne, click.IntRange):
+    """A click.IntRange whose bad values exit 1."""
+
+
+class StrictChoice(ExitOne, click.Choice):
+    """A click.Choice whose bad values exit 1."""
+
+
+class StopText(click.ParamType):
+    """A --stop text, its escapes (\\n, \\t, \\uHHHH, ...) read by `charrnn.stops.unescape`;
+    empty or badly escaped, an error with exit code 1 (as with `ExitOne`)."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        from charrnn.stops import unescape
+
+        try:
+            text = unescape(value)
+        except ValueError as exc:
+            raise click.ClickException(f"{param.opts[0]}: {exc}.") from None
+        if not text:
+            raise click.ClickException(f"{param.opts[0]}: a stop text cannot be empty.")
+        return text
+
+
 class CellChoice(click.Choice):
     """--cell: a name in the cell table (`charrnn.cells.CELLS`), read whenever the choices are
     needed (validation, --help, completion), so that a cell registered at run time counts."""
@@ -269,6 +308,13 @@ def _train_options(f):
         _train_option("val_fraction", type=FiniteRange(0, 1, max_open=True),
                       help="Last part of the text held out for validation (each evaluation "
                       f"scores at most its first {TrainConfig.val_max_chars:,} characters)."),
+        _train_option("min_count", type=StrictIntRange(min=1),
+                      help="Map characters that occur fewer than this many times to one "
+                      "replacement character, U+FFFD (for texts with thousands of distinct "
+                      "characters; the model never generates it)."),
+        _train_option("max_vocab", type=StrictIntRange(min=2),
+                      help="Keep at most this many characters, U+FFFD included: the most "
+                      "frequent; the others map to U+FFFD."),
         _train_option("optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer."),
         _train_option("learning_rate", "--learning-rate", "--lr",
                       type=FiniteRange(min=0, min_open=True),
@@ -306,13 +352,14 @@ def _train_options(f):
 
 TRAIN_SECTIONS = [
     ("Model", ["cell", "hidden_size", "num_layers", "dropout", "dtype"]),
-    ("Data", ["seq_length", "batch_size", "val_fraction", "encoding"]),
+    ("Data", ["seq_length", "batch_size", "val_fraction", "min_count", "max_vocab",
+              "encoding"]),
     ("Optimization", ["optimizer", "learning_rate", "lr_schedule", "warmup_steps", "grad_clip"]),
     ("Budget (training stops at the first one reached)",
      ["max_steps", "epochs", "time_limit", "patience"]),
     ("Evaluation, checkpoints and output",
      ["eval_every", "checkpoint_every", "sample_every", "quiet"]),
-    ("Run", ["out_dir", "name", "resume", "seed", "threads"]),
+    ("Run", ["out_dir", "name", "resume", "init_from", "seed", "threads"]),
 ]
 
 
@@ -329,10 +376,15 @@ TRAIN_SECTIONS = [
                    "file). Options given "
                    "with it (a larger budget, say) replace the saved ones, except the model's "
                    "shape, --batch-size, --seq-length, --optimizer and --seed.")
+@click.option("--init-from", default=None, metavar="RUN|CKPT",
+              help="Start a new run from the weights of another (a run: its best.npz): "
+                   "fine-tuning. It keeps that model's shape (options that set it are refused) "
+                   "and vocabulary, to which CORPUS's new characters are added; training "
+                   "options apply as to any new run.")
 @click.option("--encoding", default="utf-8", help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
 @click.pass_context
-def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options):
+def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet, **options):
     """Train a model on a text file, or on the built-in demo corpus.
 
     CORPUS is a text file (UTF-8 unless --encoding). Without it, charrnn trains on a demo
@@ -349,6 +401,7 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
       charrnn train shakespeare.txt --cell gru --hidden-size 512 --num-layers 3
       charrnn train --resume checkpoints/shakespeare  continue a stopped run
       charrnn train --resume checkpoints/shakespeare --time-limit 2h
+      charrnn train sonnets.txt --init-from shakespeare --time-limit 3m
     """
     import signal
 
@@ -380,7 +433,8 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
     result = None
     try:
         result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume,
-                       encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT)
+                       encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT,
+                       init_from=init_from)
     except KeyboardInterrupt:  # while reading the corpus: nothing to save yet
         click.echo("interrupted before training started.", err=True)
         ctx.exit(130)
@@ -450,19 +504,20 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), 
 
 
 SAMPLE_SECTIONS = [
-    ("Sampling", ["length", "temperature", "top_k", "top_p", "seed"]),
+    ("Sampling", ["length", "temperature", "top_k", "top_p", "seed", "stop", "beam"]),
     ("Prime", ["prime", "prime_file", "encoding", "unknown"]),
-    ("Output", ["num_samples", "separator", "out_dir"]),
+    ("Output", ["num_samples", "fmt", "separator", "out_dir"]),
 ]
 
 
 @cli.command("sample", cls=SectionedCommand, option_sections=SAMPLE_SECTIONS)
 @_CKPT_ARG
-@click.option("--temp", "--temperature", "temperature", type=FiniteRange(min=0), default=0.8,
+@click.option("--temp", "--temperature", "temperature", type=FiniteRange(min=0), default=None,
+              show_default=False,
               help="Randomness: lower is safer, higher is wilder; 0 = always the most probable "
-                   "character (greedy).")
+                   f"character (greedy) [default: {DEFAULT_TEMPERATURE:g}].")
 @click.option("-n", "--length", type=click.IntRange(min=0), default=500,
-              help="Characters to generate after the prime.")
+              help="Characters to generate after the prime (with --stop: at most).")
 @click.option("--prime", default=None, help="Text to start from; it is printed, then continued.")
 @click.option("--prime-file", type=click.Path(dir_okay=False), default=None,
               help="Read the prime from a file.")
@@ -475,24 +530,41 @@ SAMPLE_SECTIONS = [
 @click.option("--top-p", type=FiniteRange(0, 1, min_open=True), default=None,
               help="Sample only among the most probable characters whose probabilities add up "
                    "to P.")
+@click.option("--stop", multiple=True, type=StopText(),
+              help="End a sample as soon as its generated text ends with TEXT, which is not "
+                   "printed; repeatable. Escapes: \\n, \\t, \\r, \\\\, \\xHH, \\uHHHH.")
+@click.option("--beam", type=StrictIntRange(min=1), default=None, metavar="B",
+              help="Beam search: print the most probable continuation found keeping the B best "
+                   "(with --num-samples K <= B, the K best); deterministic. Not with --temp, "
+                   "--top-k, --top-p.")
 @click.option("--num-samples", type=click.IntRange(min=1), default=1,
               help="How many samples, generated together as one batch.")
+@click.option("--format", "fmt", type=StrictChoice(["text", "jsonl"]), default="text",
+              help="jsonl: one JSON object per sample (prime, text, stop, nats_per_char, "
+                   "bits_per_char, seed, options).")
 @click.option("--separator", default="---", help="The line printed between samples.")
-@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
-              help="Prime characters the model never saw: stop with an error, or skip them.")
+@click.option("--unknown", type=click.Choice(UNKNOWN_CHOICES), default="error",
+              help="Prime characters the model never saw: stop with an error, skip them, or "
+                   "read them as U+FFFD (a model trained with --min-count or --max-vocab).")
 @_OUT_DIR
-def sample_command(target, temperature, length, prime, prime_file, encoding, seed, top_k, top_p,
-                   num_samples, separator, unknown, out_dir):
+@click.pass_context
+def sample_command(ctx, target, temperature, length, prime, prime_file, encoding, seed, top_k,
+                   top_p, stop, beam, num_samples, fmt, separator, unknown, out_dir):
     """Generate text from a checkpoint, streaming it to stdout.
 
     RUN|CKPT is a run (a name under --out-dir or a directory: its best.npz, else latest.npz)
     or a .npz file; without it, the newest run under --out-dir.
 
-    stdout gets the prime, then exactly --length generated characters, then a newline, and
-    nothing else. Several samples follow one another, each after a line holding --separator.
-    The first sample appears as it is generated; the others, generated in the same batch,
-    appear when it is done. Before the prime, the model reads the end of a paragraph of its
-    training text, kept in the checkpoint and not printed.
+    stdout gets the prime, then exactly --length generated characters (with --stop, fewer
+    when a stop text ends the sample), then a newline, and nothing else. Several samples
+    follow one another, each after a line holding --separator. The first sample appears as
+    it is generated; the others, generated in the same batch, appear when it is done. Before
+    the prime, the model reads the end of a paragraph of its training text, kept in the
+    checkpoint and not printed.
+
+    --stop ends a sample early: as soon as the generated text (not the prime) ends with a
+    stop text; the stop text is not printed. --beam prints its samples when the search ends.
+    --format jsonl prints one JSON object per sample instead, each when it is done.
 
     \b
     Examples:
@@ -500,52 +572,92 @@ def sample_command(target, temperature, length, prime, prime_file, encoding, see
       charrnn sample shakespeare --prime "ROMEO:" --temp 0.5 --seed 1
       charrnn sample shakespeare -n 2000 --top-p 0.9 > out.txt
       charrnn sample checkpoints/shakespeare/latest.npz --num-samples 3 -n 200
+      charrnn sample shakespeare --prime "ROMEO:" --stop "\\n\\n" --beam 8
+      charrnn sample shakespeare --num-samples 5 --format jsonl > samples.jsonl
     """
     import secrets
+    from contextlib import nullcontext
+
+    from tqdm import tqdm
 
     from charrnn.data import format_chars, read_text
-    from charrnn.sampling import generate, memory_needed
-    from charrnn.errors import refuse_oversized
+    from charrnn.sampling import generate
+    from charrnn.stops import Stops
 
     if prime is not None and prime_file is not None:
         raise click.UsageError("give --prime or --prime-file, not both.")
+    if beam is not None and (temperature, top_k, top_p) != (None, None, None):
+        raise click.ClickException("--beam keeps the most probable continuations; it does not "
+                                   "combine with --temp, --top-k or --top-p.")
+    if beam is not None and num_samples > beam:
+        raise click.ClickException(f"--num-samples {num_samples} is more than --beam {beam} "
+                                   "keeps; ask for at most that many.")
     if prime_file is not None:
         prime = read_text(prime_file, encoding)
     prime = prime or ""
-    if seed is None:
+    if seed is None and beam is None:
         seed = secrets.randbits(32)
-    _, ckpt = _load_checkpoint(target, out_dir, f" (seed {seed})")
-    refuse_oversized(memory_needed(ckpt.model, num_samples, length),
-                     f"generating {num_samples:,} samples of {length:,} characters",
-                     "ask for fewer --num-samples or a smaller --length.")
-    skipped = ckpt.vocab.unknown_chars(prime) if unknown == "skip" else ""
-    if skipped:
-        click.echo(f"skipping {len(skipped)} prime character(s) the model does not know: "
-                   f"{format_chars(skipped, 20)}", err=True)
-    stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
-                      top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
-                      unknown=unknown,
-                      context=ckpt.training.sample_context if ckpt.training else "")
-    _write_samples(stream, prime, num_samples, separator)
+    _, ckpt = _load_checkpoint(target, out_dir, f" (beam {beam})" if beam else f" (seed {seed})")
+    for text in Stops(ckpt.vocab, stop).unmatchable:
+        click.echo(f"warning: --stop {format_chars([text])} can never occur: the model does not "
+                   f"know {format_chars(ckpt.vocab.unknown_chars(text), 20)}.", err=True)
+    missing = ckpt.vocab.unknown_chars(prime) if unknown != "error" else ""
+    if missing and (unknown == "skip" or ckpt.vocab.replacement is not None):
+        click.echo(f"{'skipping' if unknown == 'skip' else 'reading as U+FFFD'} "
+                   f"{len(missing)} prime character(s) the model does not know: "
+                   f"{format_chars(missing, 20)}", err=True)
+    searching = tqdm(total=length, unit="step", leave=False, dynamic_ncols=True,
+                     file=sys.stderr, disable=None) if beam else nullcontext()
+    with searching:
+        stream = generate(ckpt.model, ckpt.vocab, length, temperature=temperature, top_k=top_k,
+                          top_p=top_p, prime=prime, rng=seed, num_samples=num_samples,
+                          unknown=unknown,
+                          context=ckpt.training.sample_context if ckpt.training else "",
+                          stop=stop, beam=beam, records=fmt == "jsonl",
+                          progress=searching.update if beam else None)
+    if fmt == "jsonl":
+        _write_records(stream)
+    else:
+        _write_samples(stream, prime, num_samples, separator)
 
 
 STREAM_FLUSH_SECONDS = 0.02  # how often a streaming sample reaches stdout
 
 
+@contextlib.contextmanager
+def _stdout():
+    """stdout, for generated text: an encoding that cannot write it is one line of error, and
+    a reader that closed the pipe (`charrnn sample | head`) ends the command quietly."""
+    out = sys.stdout
+    try:
+        yield out
+    except UnicodeEncodeError:
+        raise click.ClickException(
+            f"stdout's encoding ({out.encoding}) cannot write the generated characters; "
+            "set PYTHONIOENCODING=utf-8 or write to a file."
+        ) from None
+    except BrokenPipeError:  # the reader has all it wanted
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError):
+            pass
+
+
 def _write_samples(stream, prime, num_samples, separator):
-    """Write sample 1 as it is generated (flushed every STREAM_FLUSH_SECONDS), then the rest."""
-    import sys
+    """Write sample 1 as it is generated (flushed every STREAM_FLUSH_SECONDS), then the rest.
+    `stream` yields what each sample adds at each position (see `sampling.generate`)."""
     import time
 
-    out = sys.stdout
     rest = [[] for _ in range(num_samples - 1)]
-    try:
+    with _stdout() as out:
         pending = [prime]
         last = time.monotonic()
-        for chars in stream:
-            pending.append(chars[0])
-            for column, ch in zip(rest, chars[1:]):
-                column.append(ch)
+        columns = 1
+        for pieces in stream:
+            columns = len(pieces)  # beam search may find fewer samples than asked for
+            pending.append(pieces[0])
+            for column, piece in zip(rest, pieces[1:]):
+                column.append(piece)
             now = time.monotonic()
             if now - last >= STREAM_FLUSH_SECONDS:
                 out.write("".join(pending))
@@ -553,21 +665,19 @@ def _write_samples(stream, prime, num_samples, separator):
                 pending.clear()
                 last = now
         out.write("".join(pending) + "\n")
-        for column in rest:
+        for column in rest[:columns - 1]:
             out.write(f"{separator}\n{prime}{''.join(column)}\n")
         out.flush()
-    except UnicodeEncodeError:
-        raise click.ClickException(
-            f"stdout's encoding ({out.encoding}) cannot write the generated characters; "
-            "set PYTHONIOENCODING=utf-8 or write to a file."
-        ) from None
-    except BrokenPipeError:  # e.g. `charrnn sample | head`: the reader has all it wanted
-        import os
 
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        except (OSError, ValueError):
-            pass
+
+def _write_records(records):
+    """Write each sample's record (see `sampling.generate`) as one line of JSON when it is done."""
+    import json
+
+    with _stdout() as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
 
 
 @cli.command("eval")
@@ -581,7 +691,8 @@ def eval_command(paths, encoding, fmt, out_dir):
     The perplexity and the number of characters scored are shown too. RUN|CKPT as for
     `charrnn sample` (default: the newest run). The whole file is one stream: each character
     is predicted from all the text before it, the state carried through.
-    Characters the model does not know are skipped, counted and reported.
+    Characters the model does not know are skipped, counted and reported; a model trained with
+    --min-count or --max-vocab reads them as its U+FFFD instead.
 
     \b
     Examples:
@@ -592,18 +703,23 @@ def eval_command(paths, encoding, fmt, out_dir):
     if len(paths) not in (1, 2):
         raise click.UsageError("give FILE, or RUN|CKPT and FILE.")
     import math
-    import sys
 
+    import numpy as np
     from tqdm import tqdm
 
-    from charrnn.data import format_chars, read_text
+    from charrnn.data import REPLACEMENT, format_chars, read_text
     from charrnn.sampling import score
 
     target, file = (None, *paths) if len(paths) == 1 else paths
     path, ckpt = _load_checkpoint(target, out_dir)
     text = read_text(file, encoding)
-    ids = ckpt.vocab.encode(text, unknown="skip")
-    unknown = ckpt.vocab.unknown_chars(text) if ids.size < len(text) else ""
+    vocab = ckpt.vocab
+    replace = vocab.replacement is not None  # U+FFFD stands for the characters it lacks
+    ids = vocab.encode(text, unknown="replace" if replace else "skip")
+    replaced = 0  # occurrences of unknown characters read as U+FFFD
+    if replace:
+        replaced = int(np.count_nonzero(ids == vocab.replacement)) - text.count(REPLACEMENT)
+    unknown = vocab.unknown_chars(text) if ids.size < len(text) or replaced else ""
     with tqdm(total=max(ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
               dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
         total, scored = score(ckpt.model, ids, progress=bar.update)
@@ -616,19 +732,21 @@ def eval_command(paths, encoding, fmt, out_dir):
         "perplexity": math.exp(nats),
         "chars_scored": scored,
         "chars_skipped": len(text) - ids.size,
+        "chars_replaced": replaced,
         "unknown_chars": unknown,
     }
     if fmt == "json":
         _echo_json(result)
         return
-    skipped = f"{result['chars_skipped']:,}"
+    left_out = f"{replaced if replace else result['chars_skipped']:,}"
     if unknown:
-        skipped += f" (unknown to the model: {format_chars(unknown, 40, quoted=False)})"
+        left_out += f" (unknown to the model: {format_chars(unknown, 40, quoted=False)})"
     _print_fields([
         ("checkpoint", path), ("file", file),
         ("nats/char", f"{nats:.4f}"), ("bits/char", f"{result['bits_per_char']:.4f}"),
         ("perplexity", f"{result['perplexity']:.3f}"),
-        ("scored", f"{scored:,} characters"), ("skipped", skipped),
+        ("scored", f"{scored:,} characters"),
+        ("read as U+FFFD" if replace else "skipped", left_out),
     ])
 
 

@@ -20,6 +20,8 @@ OPTIMIZERS = tuple(DEFAULT_LR)  # the --optimizer choices; optim.OPTIMIZERS impl
 LR_SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "float64")
 DEFAULT_TIME_LIMIT = 600.0  # seconds: a new run that sets no budget at all trains 10 minutes
+DEFAULT_TEMPERATURE = 0.8  # sampling's temperature when none is given
+UNKNOWN_CHOICES = ("error", "skip", "replace")  # what to do with characters a model lacks
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class TrainConfig:
     batch_size: int = 64  # parallel streams
     val_fraction: float = 0.1  # last part of the text held out for validation
     val_max_chars: int = 200_000  # evaluations score at most the first this-many val characters
+    min_count: int | None = None  # rarer characters map to U+FFFD (`data.limit_vocab`)
+    max_vocab: int | None = None  # at most this many characters, U+FFFD included
     # optimisation
     optimizer: str = "adam"  # one of OPTIMIZERS
     learning_rate: float | None = None  # None: the optimizer's DEFAULT_LR

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.config import UNKNOWN_CHOICES
 from charrnn.errors import CharRNNError, CorpusError
 
 _N_CODEPOINTS = 0x110000  # every Unicode code point, surrogates included
 _CHUNK = 1 << 22  # characters handled at a time: bounds the temporaries to ~50 MB
 _BINARY_SNIFF = 8192  # a NUL byte in this many leading bytes means "binary file"
 _WIDE_ENCODINGS = ("utf-16", "utf-32")  # codec families where NUL bytes are normal text
+REPLACEMENT = "\ufffd"  # stands for every character a vocabulary lacks (see `limit_vocab`)
 _DEMO_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3",
                    "turtledemo", "__pycache__"}
 
@@ -123,15 +125,25 @@ def _id_dtype(size):
 
 
 class Vocab:
-    """The characters a model knows, sorted by code point; a character's id is its rank.
+    """The characters a model knows; a character's id is its position in `chars`.
 
-    Attributes: `chars` (str, sorted, unique), `size` (== len), `dtype` (the smallest unsigned
-    dtype that holds every id: uint8 up to 256 characters, uint16 up to 65,536, else uint32).
+    Built from a text, the characters are sorted by code point. `extended` appends characters
+    after the existing ones, so that every character keeps its id (fine-tuning on a new text):
+    such a vocabulary is no longer sorted, and its saved form (`to_json`) keeps the order.
+    A vocabulary that holds REPLACEMENT (U+FFFD) lets it stand for every character it lacks
+    (`--min-count`, `--max-vocab`; a U+FFFD of the text itself is the same character): such a
+    text encodes with unknown="replace", and sampling never generates it.
+    Attributes: `chars` (str, unique, in id order), `size` (== len), `dtype` (the smallest
+    unsigned dtype that holds every id: uint8 up to 256 characters, uint16 up to 65,536, else
+    uint32), `replacement` (the id of REPLACEMENT, or None).
     """
 
     def __init__(self, chars):
         """Build the vocabulary of the distinct characters of `chars` (any str, any length)."""
-        codepoints = np.flatnonzero(_present(chars)).astype(np.uint32)
+        self._set(np.flatnonzero(_present(chars)).astype(np.uint32))
+
+    def _set(self, codepoints):
+        """Take `codepoints` ((size,) distinct uint32) as the characters, in id order."""
         if codepoints.size == 0:
             raise CorpusError("cannot build a vocabulary from an empty text.")
         self._codepoints = codepoints  # (size,) uint32, id -> code point
@@ -140,6 +152,24 @@ class Vocab:
         self.chars = _chars(codepoints)
         self.size = int(codepoints.size)
         self.dtype = _id_dtype(self.size)
+        found = int(self._lut[ord(REPLACEMENT)])
+        self.replacement = found if found >= 0 else None
+
+    @classmethod
+    def _in_order(cls, codepoints):
+        """The vocabulary of these distinct code points, in this order."""
+        vocab = cls.__new__(cls)
+        vocab._set(np.asarray(codepoints, dtype=np.uint32))
+        return vocab
+
+    def extended(self, text):
+        """This vocabulary with the characters of `text` it lacks appended, in code-point
+        order: every character it had keeps its id."""
+        new = self.unknown_chars(text)
+        if not new:
+            return self
+        added = np.frombuffer(new.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        return Vocab._in_order(np.concatenate([self._codepoints, added]))
 
     @classmethod
     def from_text(cls, text):
@@ -164,21 +194,25 @@ class Vocab:
         """The ids of the characters of `text` as a (len(text),) array of `self.dtype`.
 
         unknown="error" raises CorpusError naming the characters not in the vocabulary;
-        unknown="skip" drops them (the result is then shorter than the text).
+        unknown="skip" drops them (the result is then shorter than the text); unknown="replace"
+        encodes them as REPLACEMENT (CorpusError if the vocabulary has none).
         """
-        if unknown not in ("error", "skip"):
-            raise ValueError(f"unknown must be 'error' or 'skip', not {unknown!r}")
+        if unknown not in UNKNOWN_CHOICES:
+            raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_CHOICES)}, not "
+                             f"{unknown!r}")
         out = np.empty(len(text), dtype=self.dtype)
         end = 0
         for _, cps in _codepoint_chunks(text):
             ids = self._lut[cps]  # (n,) int32, -1 for unknown characters
             known = ids >= 0
             if not known.all():
-                if unknown == "error":
-                    unknown = self.unknown_chars(text)
-                    raise CorpusError(f"the text contains {len(unknown)} character(s) that are "
-                                      f"not in the vocabulary: {format_chars(unknown, 20)}.")
-                ids = ids[known]
+                if unknown == "error" or (unknown == "replace" and self.replacement is None):
+                    missing = self.unknown_chars(text)
+                    lacks = "" if unknown == "error" else ", and no U+FFFD to stand for them"
+                    raise CorpusError(f"the text contains {len(missing)} character(s) that are "
+                                      f"not in the vocabulary{lacks}: "
+                                      f"{format_chars(missing, 20)}.")
+                ids = ids[known] if unknown == "skip" else np.where(known, ids, self.replacement)
             out[end:end + ids.size] = ids
             end += ids.size
         return out[:end]
@@ -203,15 +237,16 @@ class Vocab:
 
     @classmethod
     def from_json(cls, obj):
-        """The vocabulary saved by `to_json`: a non-empty list of strictly increasing code
-        points. Anything else raises CorpusError (the ids would not mean what they meant)."""
+        """The vocabulary saved by `to_json`: a non-empty list of distinct code points, in id
+        order (increasing, unless it was `extended`). Anything else raises CorpusError (the
+        ids would not mean what they meant)."""
         codepoints = np.asarray(obj) if isinstance(obj, list) else np.empty(0)
         if (codepoints.ndim != 1 or codepoints.size == 0 or codepoints.dtype.kind not in "iu"
-                or codepoints[0] < 0 or codepoints[-1] >= _N_CODEPOINTS
-                or np.any(np.diff(codepoints) <= 0)):
-            raise CorpusError("the saved vocabulary is not a non-empty list of increasing "
+                or codepoints.min() < 0 or codepoints.max() >= _N_CODEPOINTS
+                or np.unique(codepoints).size != codepoints.size):
+            raise CorpusError("the saved vocabulary is not a non-empty list of distinct "
                               "Unicode code points.")
-        return cls(_chars(codepoints))
+        return cls._in_order(codepoints)
 
 
 def format_chars(chars, limit=None, quoted=True):
@@ -256,6 +291,40 @@ def encode_corpus(text):
         part = out[start:start + _CHUNK]
         part[:] = rank[part]
     return Vocab(_chars(np.sort(provisional))), out
+
+
+def limit_vocab(vocab, ids, min_count=None, max_vocab=None):
+    """Leave the rare characters out of a text's vocabulary: REPLACEMENT stands for them.
+
+    vocab, ids: what `encode_corpus` returns. Left out are the characters that occur fewer
+    than `min_count` times, and those beyond the `max_vocab` - 1 most frequent of the rest
+    (ties: the smaller code point first), so that the vocabulary, REPLACEMENT included, has at
+    most `max_vocab` characters. Returns (vocab, ids, left_out, occurrences): the vocabulary
+    (sorted by code point, with REPLACEMENT if anything was left out), the ids in it, the
+    characters left out (a str; a U+FFFD of the text is not counted) and how many times they
+    occur. Unchanged (left_out "") when nothing is left out.
+    """
+    counts = np.bincount(ids, minlength=vocab.size)  # (V,)
+    keep = counts >= (min_count or 1)
+    if vocab.replacement is not None:
+        keep[vocab.replacement] = True  # never left out
+    if keep.all() and (max_vocab is None or vocab.size <= max_vocab):
+        return vocab, ids, "", 0
+    if vocab.replacement is not None:
+        keep[vocab.replacement] = False  # added back below, in one of the max_vocab places
+    if max_vocab is not None:
+        order = np.argsort(-counts, kind="stable")  # most frequent first; ties by id
+        keep[order[np.cumsum(keep[order]) > max_vocab - 1]] = False
+    if not keep.any():
+        raise CorpusError(f"--min-count {min_count} leaves out every character of the text; "
+                          "use a smaller --min-count.")
+    kept_chars = vocab.decode(np.flatnonzero(keep))
+    kept = Vocab(kept_chars + REPLACEMENT)
+    remap = np.full(vocab.size, kept.replacement, dtype=kept.dtype)  # old id -> new id
+    remap[keep] = kept.encode(kept_chars)
+    left_out = np.flatnonzero(~keep)
+    left_out = left_out[left_out != vocab.replacement]
+    return kept, remap[ids], vocab.decode(left_out), int(counts[left_out].sum())
 
 
 def _require_two(n, what):

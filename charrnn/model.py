@@ -8,6 +8,8 @@ state is kept feature-major, (H, N) per array, the layout of `layers.py`. Splitt
 across cores is `parallel.py`'s job; stepping one character at a time is `stepper.py`'s.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
 from charrnn import layers
@@ -61,6 +63,25 @@ def init_params(config, rng, dtype=np.float32):
                     value[k * H : (k + 1) * H] = init
         params[name] = np.ascontiguousarray(value, dtype=dtype)
     return params
+
+
+def grow_vocabulary(model, vocab_size, rng):
+    """A copy of `model` for a vocabulary grown to `vocab_size` by characters appended after
+    its own (`Vocab.extended`).
+
+    Every parameter keeps its values; the new rows of layer 0's Wx (the new characters' input
+    lookups) and the new columns of head.W and entries of head.b (their logits) are what
+    `init_params` gives a fresh model of the new size (rows ~ N(0, 1), columns
+    U(-1/sqrt(H), 1/sqrt(H)), biases 0). So, reading old characters, the grown model gives the
+    old characters the logits the old model gave them (up to float rounding): among the old
+    characters its predictions are the old ones, while the new characters take some
+    probability of their own until training teaches it their place.
+    """
+    config = replace(model.config, vocab_size=vocab_size)
+    params = init_params(config, rng, model.dtype)
+    for name, old in model.params.items():
+        params[name][tuple(slice(0, n) for n in old.shape)] = old
+    return CharRNN(config, params=params, dtype=model.dtype)
 
 
 class CharRNN:

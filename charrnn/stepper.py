@@ -15,6 +15,7 @@ class Stepper:
         logits = stepper.step(ids)           # ids (N,) -> logits (N, V), a view that the next
                                              # call overwrites
         stepper.state                        # a copy, in `CharRNN.init_state` form
+        stepper.select(rows)                 # stream n continues from stream rows[n]
 
     Sampling one stream costs a few dozen numpy calls on vectors of 256 to 1024 numbers per
     character, so call overhead weighs as much as arithmetic. Everything here is set up to make
@@ -84,6 +85,17 @@ class Stepper:
         """The current state, as `CharRNN.init_state(N)` lays it out (copies)."""
         shape = (len(self._tmp), self.N)
         return tuple(tuple(a.reshape(shape).copy() for a in layer[5]) for layer in self._layers)
+
+    def select(self, rows):
+        """Make stream n continue from the current state of stream rows[n], for every n: how
+        beam search keeps its best continuations. rows (N,) ids of streams; a gather, so one
+        stream may be copied to several. With N = 1 there is nothing to choose from."""
+        if self.N == 1:
+            return
+        self._hs[...] = self._hs[:, rows]  # every layer's h; the fancy index copies first
+        for layer in self._layers:
+            for a in layer[5][1:]:  # the other state arrays (h is a view of _hs)
+                a[...] = a[:, rows]
 
     def step(self, ids):
         """Feed ids (N,) and return the logits (N, V) for the next character (a reused view)."""

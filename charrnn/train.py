@@ -21,14 +21,17 @@ import numpy as np
 from charrnn import cells, checkpoint, data, runs, sampling
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
-from charrnn.model import CharRNN
 from charrnn.engine import make_engine
+from charrnn.model import CharRNN, grow_vocabulary
 from charrnn.optim import LRSchedule
 from charrnn.runs import BEST_NAME, LATEST_NAME, RunLock
 
+# the options that set the model's shape: a run started --init-from takes them from its parent
+SHAPE_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype")
+VOCAB_OPTIONS = ("min_count", "max_vocab")  # how a new run makes its vocabulary
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
-FIXED_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype", "batch_size", "seq_length",
-                 "optimizer", "seed")
+FIXED_OPTIONS = (*SHAPE_OPTIONS, *VOCAB_OPTIONS, "batch_size", "seq_length", "optimizer", "seed")
+HUGE_VOCAB = 2000  # a vocabulary larger than this gets a hint: --min-count
 MAX_DIVERGENCES = 3
 DIVERGED = (f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or gradients) "
             "even after lowering the learning rate to {lr:.3g}; the last good state is saved in "
@@ -444,13 +447,62 @@ def _resumed_config(ckpt, overrides, reporter):
     return new
 
 
+def _options_from_parent(parent, overrides):
+    """The options of a new run that starts from checkpoint `parent`'s weights: its model's
+    shape and dropout, then the user's `overrides`, which must not set the shape."""
+    given = [f"--{k.replace('_', '-')}" for k in (*SHAPE_OPTIONS, *VOCAB_OPTIONS)
+             if k in overrides]
+    if given:
+        raise CharRNNError(f"--init-from takes the model's shape and vocabulary from the run it "
+                           f"starts from; drop {', '.join(given)}.")
+    c = parent.config
+    return {"cell": c.cell, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
+            "dtype": parent.model.dtype.name, "dropout": c.dropout, **overrides}
+
+
+def _new_vocab(text, cfg, reporter):
+    """A new run's vocabulary and the text's ids: every character of the text, or, with
+    --min-count / --max-vocab, the frequent ones and U+FFFD for the others (see
+    `data.limit_vocab`), which the reporter and the returned log record tell."""
+    vocab, ids = data.encode_corpus(text)
+    if cfg.min_count is None and cfg.max_vocab is None:
+        if vocab.size > HUGE_VOCAB:
+            reporter.message(f"hint: the text has {vocab.size:,} distinct characters; "
+                             "--min-count N maps those seen fewer than N times to one "
+                             "replacement character, for a smaller, faster model.")
+        return vocab, ids, {}
+    vocab, ids, left_out, occurrences = data.limit_vocab(vocab, ids, cfg.min_count,
+                                                         cfg.max_vocab)
+    reporter.message(f"note: {len(left_out):,} rare character(s) map to U+FFFD, "
+                     f"{occurrences:,} of the text's {ids.size:,} characters "
+                     f"({occurrences / ids.size:.2%}); the vocabulary has {vocab.size:,}.")
+    return vocab, ids, {"left_out_chars": len(left_out), "left_out_occurrences": occurrences}
+
+
+def _parent_vocab(vocab, path, text, reporter):
+    """The vocabulary of a run started from the checkpoint at `path`, whose vocabulary is
+    `vocab`: that one with the text's new characters appended (`Vocab.extended`), and the
+    text's ids."""
+    extended = vocab.extended(text)
+    added = extended.chars[vocab.size:]
+    reporter.message(f"note: starting from the weights of {path}; "
+                     + (f"{len(added)} new character(s) added to its vocabulary: "
+                        f"{data.format_chars(added, 20)}." if added else
+                        "the text has no character it does not know."))
+    return extended, extended.encode(text)
+
+
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
-          encoding="utf-8", reporter=None, default_time_limit=None):
+          encoding="utf-8", reporter=None, default_time_limit=None, init_from=None):
     """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
 
     corpus: a text file path, or None for the built-in demo corpus (on resume: None means the
     corpus the run was started with). overrides: TrainConfig fields the user set explicitly.
     default_time_limit: seconds, used for a new run that sets no budget at all.
+    init_from: a run or checkpoint (as `runs.resolve_checkpoint` reads it) whose weights and
+    model shape a new run starts from, its vocabulary extended by the corpus's new characters
+    (see `model.grow_vocabulary`); the run is new in everything else (name, log, optimizer
+    state, schedule, budget).
     Returns a TrainResult; raises CharRNNError for every user mistake.
     """
     reporter = reporter or Reporter()
@@ -460,7 +512,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
     if unknown:
         raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
 
-    ckpt = None
+    ckpt = parent = None
+    if resume is not None and init_from is not None:
+        raise CharRNNError("--resume continues a run and --init-from starts a new one; give "
+                           "one of them.")
     if resume is not None:
         ckpt_path = runs.resolve_checkpoint(resume, out_dir, resume=True)
         run_dir = ckpt_path.parent
@@ -471,6 +526,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         if corpus is None and ckpt.training.corpus != "demo":
             corpus = ckpt.training.corpus
     else:
+        if init_from is not None:
+            parent_path = runs.resolve_checkpoint(init_from, out_dir)
+            parent = checkpoint.load(parent_path)
+            overrides = _options_from_parent(parent, overrides)
         cfg = TrainConfig(**overrides)
         if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
             cfg = replace(cfg, time_limit=default_time_limit)
@@ -482,15 +541,18 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
                            "--val-fraction 0 leaves empty; drop one of the two.")
 
     text, corpus_record, description = _load_corpus(corpus, encoding)
+    limited = {}  # what --min-count / --max-vocab left out, for the log
     if ckpt is not None:
         vocab = ckpt.vocab
         try:
-            ids = vocab.encode(text)
+            ids = vocab.encode(text, "error" if vocab.replacement is None else "replace")
         except CharRNNError as exc:
             raise CharRNNError(f"cannot resume on this corpus: {exc} Resume on the text the "
                                "run was trained on.") from None
+    elif parent is not None:
+        vocab, ids = _parent_vocab(parent.vocab, parent_path, text, reporter)
     else:
-        vocab, ids = data.encode_corpus(text)
+        vocab, ids, limited = _new_vocab(text, cfg, reporter)
     del text
     train_ids, val_ids = data.split_train_val(ids, cfg.val_fraction)
     batch_size, seq_length, warning = data.fit_batch_shape(train_ids.size, cfg.batch_size, cfg.seq_length)
@@ -504,7 +566,10 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
                          f"{val_ids.size:,} validation characters.")
 
-    if ckpt is None:
+    if parent is not None:
+        model = grow_vocabulary(parent.model, vocab.size, np.random.default_rng(cfg.seed))
+        model.config = replace(model.config, dropout=cfg.dropout)
+    elif ckpt is None:
         model = CharRNN(cfg.model_config(vocab.size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
     else:
         model = ckpt.model
@@ -543,6 +608,11 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
                     "vocab_size": vocab.size, "train_chars": int(train_ids.size),
                     "val_chars": int(val_ids.size),
                     "val_scored_chars": int(min(val_ids.size, cfg.val_max_chars))},
+            **({"vocab_limit": limited} if limited else {}),
+            **({} if parent is None else {"init_from": {
+                "run": str(parent_path.resolve().parent), "checkpoint": str(parent_path.resolve()),
+                "step": parent.training.step if parent.training else None,
+                "vocab_size": parent.vocab.size}}),
         )
         reporter.start({
             "run_dir": str(run_dir), "name": run_dir.name, "description": description,

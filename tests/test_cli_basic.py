@@ -32,7 +32,7 @@ def test_every_train_option_defaults_to_train_config():
     options = {p.name: p.default for p in train_command.params if p.name in config}
     assert options == {name: config[name] for name in options}
     others = {p.name for p in train_command.params} - set(config)
-    assert others == {"corpus", "out_dir", "name", "resume", "encoding", "quiet"}
+    assert others == {"corpus", "out_dir", "name", "resume", "init_from", "encoding", "quiet"}
     unexposed = set(config) - set(options)  # internal knobs, not on the command line
     assert unexposed == {"val_max_chars", "min_lr_ratio", "sample_length", "log_every"}
 

@@ -173,7 +173,18 @@ def test_vocab_json_round_trip_and_equality():
     assert Vocab("ba") == Vocab("aabb")
 
 
-@pytest.mark.parametrize("obj", [[], [98, 97], [97, 97], ["a"], [1.5], [-1], [0x110000], {}])
+def test_an_extended_vocabulary_keeps_every_id_and_its_order():
+    vocab = Vocab("cab")
+    bigger = vocab.extended("b€a\nzz")
+    assert bigger.chars == "abc\nz€"  # new characters after the old, in code-point order
+    assert bigger.encode("abc").tolist() == [0, 1, 2] and bigger.encode("z\n").tolist() == [4, 3]
+    assert vocab.extended("ab") is vocab
+    assert Vocab.from_json(bigger.to_json()) == bigger and bigger != Vocab(bigger.chars)
+    assert bigger.unknown_chars("x€") == "x"
+
+
+@pytest.mark.parametrize("obj", [[], [97, 98, 97], [97, 97], ["a"], [1.5], [-1], [0x110000],
+                                 [98, -1], {}])
 def test_vocab_from_json_rejects_garbage(obj):
     with pytest.raises(CorpusError, match="saved vocabulary"):
         Vocab.from_json(obj)

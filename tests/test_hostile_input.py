@@ -142,6 +142,12 @@ CASES = [
           ("--dtype", "float16"), ("--seed", "-1"), ("--threads", "0"), ("--max-steps", "0"),
           ("--batch-size", "0"), ("--seq-length", "-3"), ("--eval-every", "0"),
           ("--lr-schedule", "linear"), ("--patience", "0"), ("--warmup-steps", "-1")]],
+    *[(f"train {opt} {value}", [*TRAIN, "corpus.txt", opt, value], ERROR, [f"Error: {opt}: "])
+      for opt, value in [("--min-count", "0"), ("--max-vocab", "1"), ("--max-vocab", "x")]],
+    ("train min-count leaving nothing", [*TRAIN, "corpus.txt", "--min-count", "10000000"],
+     ERROR, ["--min-count 10000000 leaves out every character"]),
+    ("resume changing min-count", [*TRAIN, "--resume", "checkpoints/r", "--min-count", "3"],
+     ERROR, ["cannot resume with --min-count 3"]),
     ("train unknown option", [*TRAIN, "corpus.txt", "--hidden", "3"], USAGE, ["--hidden"]),
     ("train out-dir is a file", [*TRAIN, "corpus.txt", "--out-dir", "corpus.txt"], USAGE,
      ["--out-dir"]),
@@ -168,6 +174,14 @@ CASES = [
      ["cannot resume on this corpus", "'Ω'"]),
     ("resume changing the model", [*TRAIN, "--resume", "checkpoints/r", "--hidden-size", "32"],
      ERROR, ["cannot resume with --hidden-size 32"]),
+    # ----- train --init-from
+    ("init-from missing", [*TRAIN, "corpus.txt", "--init-from", "nope"], ERROR,
+     ["no run named 'nope'"]),
+    ("init-from a shape option", [*TRAIN, "corpus.txt", "--init-from", "r", "--num-layers", "3"],
+     ERROR, ["--init-from takes the model's shape", "--num-layers."]),
+    ("init-from and resume", [*TRAIN, "corpus.txt", "--init-from", "r", "--resume", "r"], ERROR,
+     ["give one of them"]),
+    *bad_checkpoint_cases("init-from", lambda path: [*TRAIN, "corpus.txt", "--init-from", path]),
     # ----- sample
     ("sample unknown run", ["sample", "nope"], ERROR, ["no run named 'nope'"]),
     ("sample a directory that is not a run", ["sample", "folder"], ERROR, ["is not a run"]),
@@ -193,6 +207,20 @@ CASES = [
      ["GiB of memory", "--num-samples"]),
     ("sample a huge batch of long samples", ["sample", "model.npz", "--num-samples", "100000",
                                              "-n", str(10**9)], ERROR, ["GiB of memory"]),
+    *[(f"sample {' '.join(args)}", ["sample", "model.npz", *args], ERROR, phrases)
+      for args, phrases in [
+          (["--beam", "0"], ["--beam: 0 is not in the range"]),
+          (["--beam", "many"], ["--beam: 'many' is not a valid integer"]),
+          (["--beam", "2", "--temp", "0.5"], ["--beam", "does not combine with --temp"]),
+          (["--beam", "2", "--top-k", "3"], ["does not combine with --temp, --top-k"]),
+          (["--beam", "2", "--top-p", "0.5"], ["does not combine"]),
+          (["--beam", "2", "--num-samples", "3"], ["--num-samples 3 is more than --beam 2"]),
+          (["--stop", ""], ["--stop: a stop text cannot be empty."]),
+          (["--stop", "\\q"], ["--stop: cannot read the escape \\q"]),
+          (["--format", "xml"], ["--format: 'xml' is not one of 'text', 'jsonl'."]),
+          (["--prime", "é", "--unknown", "replace"], ["no U+FFFD to stand for them"]),
+          (["--beam", "100000", "-n", str(10**9)], ["beam search with --beam 100,000", "GiB"]),
+          (["--beam", "1", "-n", str(10**9)], ["beam search with --beam 1 over"])]],
     *[(f"sample {opt} {value}", ["sample", "model.npz", opt, value], USAGE, [opt])
       for opt, value in [
           ("--temp", "-1"), ("--temp", "nan"), ("--temp", "inf"), ("--top-p", "0"),

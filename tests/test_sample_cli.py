@@ -130,6 +130,69 @@ def test_sample_streams_before_it_ends(runs):
         proc.wait()
 
 
+def test_stop_texts_end_each_sample_and_are_not_printed(runs):
+    result = run("sample", "hello", "--temp", "0", "--prime", "hel", "--stop", "or", "-n", "40")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "hello w\n"
+    escaped = run("sample", "hello", "--temp", "0", "--prime", "hel", "--stop", r"\x72ld",
+                  "--stop", r"\n", "-n", "40")
+    assert escaped.stdout == "hello wo\n"
+    batch = run("sample", "hello", "--seed", "3", "--temp", "1.5", "--num-samples", "4",
+                "--stop", "l", "-n", "40", "--prime", "x", "--unknown", "skip")
+    assert batch.exit_code == 0, batch.output
+    samples = batch.stdout.split("\n---\n")
+    assert len(samples) == 4 and all("l" not in s for s in samples)
+    assert len({len(s) for s in samples}) > 1  # each stopped on its own
+
+
+def test_a_stop_text_the_model_cannot_write_is_a_warning(runs):
+    result = run("sample", "hello", "--temp", "0", "--stop", "é!", "-n", "5")
+    assert result.exit_code == 0 and len(result.stdout) == 6
+    assert ("warning: --stop 'é!' can never occur: the model does not know '!', 'é'."
+            in result.stderr)
+
+
+def jsonl(result):
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("\n")
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_jsonl_prints_one_record_per_sample_with_its_log_probability(runs):
+    args = ["sample", "hello", "--format", "jsonl", "--num-samples", "3", "--seed", "5", "-n",
+            "40", "--prime", "he", "--stop", "d", "--temp", "1.2", "--top-k", "5"]
+    records = jsonl(run(*args))
+    assert [r["sample"] for r in records] == [0, 1, 2]
+    model, vocab = trained()
+    for r in records:
+        generated = r["text"] + (r["stop"] or "")
+        assert r["stop"] in ("d", None) and "d" not in r["text"]
+        assert (r["prime"], r["seed"], r["temperature"], r["top_k"], r["top_p"], r["beam"],
+                r["stops"], r["length"]) == ("he", 5, 1.2, 5, None, None, ["d"], 40)
+        total = score(model, vocab.encode("he" + generated))[0]
+        total -= score(model, vocab.encode("he"))[0]
+        assert r["nats_per_char"] == pytest.approx(total / len(generated), rel=1e-4)
+        assert r["bits_per_char"] == pytest.approx(r["nats_per_char"] / math.log(2))
+    assert jsonl(run(*args)) == records  # the seed reproduces them
+    text = run(*[a for a in args if a != "jsonl" and a != "--format"])
+    assert text.stdout == "\n---\n".join("he" + r["text"] for r in records) + "\n"
+
+
+def test_beam_search_prints_the_most_probable_continuations(runs):
+    greedy = run("sample", "hello", "--temp", "0", "--prime", "hel", "-n", "30")
+    beam1 = run("sample", "hello", "--beam", "1", "--prime", "hel", "-n", "30")
+    assert beam1.exit_code == 0, beam1.output
+    assert beam1.stdout == greedy.stdout and "(beam 1)" in beam1.stderr
+    records = jsonl(run("sample", "hello", "--beam", "4", "--num-samples", "3", "--prime", "hel",
+                        "-n", "12", "--format", "jsonl"))
+    assert records[0]["text"] == cycle(HELLO, 3, 12)
+    assert len({r["text"] for r in records}) == 3
+    assert [r["nats_per_char"] for r in records] == sorted(r["nats_per_char"] for r in records)
+    assert all(r["seed"] is None and r["beam"] == 4 for r in records)
+    stopped = run("sample", "hello", "--beam", "4", "--prime", "hel", "--stop", "w", "-n", "30")
+    assert stopped.stdout == "hello \n"
+
+
 # ----------------------------------------------------------------------------- eval
 
 

@@ -85,6 +85,23 @@ def test_stepper_equals_the_training_forward(cell, num_layers, N):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_select_continues_each_stream_from_the_chosen_one(cell):
+    model, _ = random_model(cell, V=7, H=6, layers=2, dtype=np.float64)
+    stepper, rng = Stepper(model, 3), np.random.default_rng(2)
+    for _ in range(4):
+        stepper.step(rng.integers(0, 7, 3))
+    rows = np.array([2, 0, 2])
+    chosen = tuple(tuple(a[:, rows] for a in layer) for layer in stepper.state)
+    stepper.select(rows)
+    for layer, expected in zip(stepper.state, chosen):
+        for a, b in zip(layer, expected):
+            np.testing.assert_array_equal(a, b)
+    ids = np.array([1, 5, 3])
+    slow, _ = oracle.step(model, ids, chosen)
+    np.testing.assert_allclose(stepper.step(ids), slow, rtol=0, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- picking
 
 
@@ -260,6 +277,19 @@ def test_load_and_sample_from_a_run_dir_or_a_file(tmp_path):
     chars = list(model.generate(10, temperature=0, prime="hel"))
     assert chars == list(cycle(HELLO, 3, 10))
     assert "2x32 lstm" in repr(model)
+
+
+def test_the_python_api_takes_stop_texts_beams_and_records(tmp_path):
+    model = charrnn.load(save_checkpoint(tmp_path / "m.npz"))
+    assert model.sample(40, temperature=0, prime="hel", stop=["or"]) == "hello w"
+    assert list(model.generate(40, temperature=0, prime="hel", stop=["or"])) == list("lo w")
+    assert model.sample(12, beam=3, prime="hel") == "hel" + cycle(HELLO, 3, 12)
+    records = list(model.generate(30, prime="he", seed=4, records=True, num_samples=2,
+                                  stop=["l"]))
+    assert [r["sample"] for r in records] == [0, 1] and records[0]["seed"] == 4
+    assert all("l" not in r["text"] and r["stops"] == ["l"] for r in records)
+    with pytest.raises(ValueError, match="needs records=True"):
+        model.generate(10, num_samples=2)
 
 
 def test_load_picks_the_newest_run_without_a_path(tmp_path):
