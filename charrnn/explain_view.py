@@ -20,7 +20,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from charrnn.charts import PALETTE, LineChart, Series
+from charrnn.charts import HOLLOW_MARKERS, PALETTE, LineChart, Series
 from charrnn.data import format_chars
 from charrnn.explain import HORIZON_RATIO, SATURATION
 
@@ -265,7 +265,8 @@ def gradient_flow_view(e, height=14) -> Group:
     """The log-scale chart of g_k per layer and state, and each one's horizon."""
     flow = e.gradient_flow
     T = flow.window
-    series = [Series(f"layer {layer} {s}", list(range(T)), list(g), PALETTE[k % len(PALETTE)])
+    series = [Series(f"layer {layer} {s}", list(range(T)), list(g), PALETTE[k % len(PALETTE)],
+                     plain_marker=HOLLOW_MARKERS[k % len(HOLLOW_MARKERS)])
               for k, ((layer, s), g) in enumerate(flow.norms.items())]
     title = (f"gradient flow: ||dL_T / ds_(T-k)||, mean over {flow.starts.size} windows of "
              f"{T} characters (log scale)")
