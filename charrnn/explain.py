@@ -16,7 +16,7 @@ position i describing the moment right after text[i] was read:
     activations[l, a] (n, H) array a (a state: h, c; or a gate: i, f, ...) of layer l after
                       reading text[i]; a gate's value is its activation (after the sigmoid/tanh)
 
-Gradient flow through time (`gradient_flow`), for windows of T characters taken from the text:
+Gradient flow through time (`measure_flow`), for windows of T characters taken from the text:
 L = -ln p(x_{T+1} | x_1 .. x_T), the loss of the window's last position only, and
 g_k = ||dL/dh_{T-k}|| for k = 0 .. T-1 (and for c), per layer: the total derivative, through
 the recurrence and through the layers above. See `state_gradients` for the derivation.
@@ -223,6 +223,13 @@ def make_unit(config, layer, index, state=None, gate=None) -> Unit:
     return Unit(layer, index, state, "state")
 
 
+def unit_centre(config, array):
+    """The middle of an array's range, where a diverging colour scale turns: 0.5 for a sigmoid
+    gate, 0 for the states and tanh gates."""
+    cell = config.cell_spec
+    return 0.5 if array in cell.gates[: cell.sigmoid_gates] else 0.0
+
+
 def array_names(config, which="all"):
     """The (layer, array) pairs of `which`: "all" (states and gates), "states", or an
     iterable of pairs, checked."""
@@ -252,6 +259,7 @@ def check_span(span, n):
 
 
 def check_window(window, n):
+    """ExplainError unless gradient-flow windows of `window` characters fit a text of n."""
     if window < 1:
         raise ExplainError(f"the gradient-flow window must be at least 1 character, not {window}.")
     if window > n - 1:
@@ -284,9 +292,8 @@ def _log_softmax(model, out):
 
 def _top_k(logp, K):
     """(K, T) ids and probabilities of the K largest entries of each column of logp (V, T),
-    largest first."""
-    part = np.argpartition(-logp, K - 1, axis=0)[:K] if K < logp.shape[0] else \
-        np.broadcast_to(np.arange(logp.shape[0])[:, None], logp.shape)
+    largest first; K <= V."""
+    part = np.argpartition(-logp, K - 1, axis=0)[:K]
     vals = np.take_along_axis(logp, part, axis=0)
     order = np.argsort(-vals, axis=0, kind="stable")
     return np.take_along_axis(part, order, axis=0), np.exp(np.take_along_axis(vals, order, 0))
@@ -469,7 +476,7 @@ def explain(model, vocab, text, *, top_k=0, span=None, arrays=(), units=(), find
     if gradient_flow:
         state = [tuple(reader.flow_state[layer, s] for s in model.cell.states)
                  for layer in range(cfg.num_layers)]
-        result.gradient_flow = flow(model, ids, starts, window, state)
+        result.gradient_flow = measure_flow(model, ids, starts, window, state)
     return result
 
 
@@ -513,7 +520,7 @@ def state_gradients(model, x_ids, y_ids, state):
     return grads
 
 
-def flow(model, ids, starts, window, state):
+def measure_flow(model, ids, starts, window, state):
     """GradientFlow over the windows ids[s : s + window] (s in `starts`), each predicting
     ids[s + window] from `state` (per layer, a tuple of (H, M) arrays: each window's starting
     state, column by column). g_k is averaged over the windows as norms: mean_w ||g_{k,w}||,

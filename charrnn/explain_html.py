@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.charts import PALETTE
-from charrnn.explain import SATURATION, ExplainError
+from charrnn.explain import SATURATION, ExplainError, unit_centre
 from charrnn.explain_view import DIVERGING, SURPRISE
 
 PAGE_CODES = 32 * 2**20  # bytes of activations a page embeds at most (~43 MB of base64)
@@ -84,7 +84,7 @@ def render(e, title, model_line):
     for k, ((layer, name), values) in enumerate(e.activations.items()):
         lo, hi, codes = _codes(values)
         arrays.append({"layer": layer, "name": name, "id": f"a{k}", "lo": lo.tolist(),
-                       "hi": hi.tolist()})
+                       "hi": hi.tolist(), "centre": unit_centre(cfg, name)})
         scripts.append(f'<script type="text/plain" id="a{k}">'
                        f'{base64.b64encode(codes.tobytes()).decode("ascii")}</script>')
     page = {
@@ -97,7 +97,7 @@ def render(e, title, model_line):
         "top": {"k": K, "ids": e.top_ids.ravel().tolist(),
                 "probs": np.round(e.top_probs, 4).ravel().tolist()},
         "cell": {"layers": cfg.num_layers, "hidden": cfg.hidden_size, "states": cell.states,
-                 "gates": cell.gates, "sigmoid_gates": cell.sigmoid_gates},
+                 "gates": cell.gates},
         "arrays": arrays,
         "finder": data["finder"],
         "saturation": data["saturation"], "saturation_bounds": list(SATURATION),

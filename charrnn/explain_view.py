@@ -22,7 +22,7 @@ from rich.text import Text
 
 from charrnn.charts import HOLLOW_MARKERS, PALETTE, LineChart, Series
 from charrnn.data import format_chars
-from charrnn.explain import HORIZON_RATIO, SATURATION
+from charrnn.explain import HORIZON_RATIO, SATURATION, unit_centre
 
 BARS = "▁▂▃▄▅▆▇█"
 ASCII_BARS = "12345678"
@@ -219,9 +219,7 @@ def top_k_table(e) -> Group:
 def unit_view(e, unit) -> Group:
     """The text coloured by one unit's activation on a diverging scale, with its range."""
     values = e.unit(unit)
-    cell = e.config.cell_spec
-    sigmoid = unit.array in cell.gates[: cell.sigmoid_gates]
-    centre = 0.5 if sigmoid else 0.0
+    centre = unit_centre(e.config, unit.array)
     scale = unit_scale(values, centre, f"{unit} ({unit.kind})")
     head = Text()
     head.append(f"{unit}", "bold")
