@@ -268,14 +268,18 @@ def check_window(window, n):
                            f"this one has {n:,}, so use a window of at most {max(n - 1, 0):,}.")
 
 
-def memory_needed(config, n, top_k=0, arrays=(), units=0, find=False, itemsize=4):
-    """Rough bytes that `explain` keeps for n characters: ids, nats and top-k, the kept
-    activation arrays and unit traces, and the finder's features."""
-    H = config.hidden_size
+def memory_needed(config, n, top_k=0, arrays=(), units=0, find=False, windows=0, window=0,
+                  itemsize=4):
+    """Rough bytes that `explain` needs for n characters: ids, nats and top-k, the kept
+    activation arrays and unit traces, the finder's features, and for a batch of gradient-flow
+    windows the forward's caches, the backward's buffers and the recorded gradients, about
+    (2 G + 2 S + 4) H numbers per layer, step and window."""
+    H, cell = config.hidden_size, config.cell_spec
     per_char = 16 + 16 * top_k + len(arrays) * H * itemsize + units * itemsize
     if find:
         per_char += 8 * len(FEATURES) + 4 * 8  # the features, and the text's code points
-    return n * per_char
+    per_step = config.num_layers * (2 * cell.G + 2 * len(cell.states) + 4) * H * itemsize
+    return n * per_char + min(windows, FLOW_BATCH) * window * per_step
 
 
 # ----------------------------------------------------------------------------- reading
@@ -459,9 +463,10 @@ def explain(model, vocab, text, *, top_k=0, span=None, arrays=(), units=(), find
     if gradient_flow:
         check_window(window, n)
         starts = flow_starts(n, window, max_windows)
-    refuse_oversized(memory_needed(cfg, n, top_k, keep, len(units), find, model.dtype.itemsize),
+    refuse_oversized(memory_needed(cfg, n, top_k, keep, len(units), find, starts.size, window,
+                                   model.dtype.itemsize),
                      f"explaining {n:,} characters", "explain a shorter text, or keep fewer "
-                     "activations.")
+                     "activations, or use a shorter gradient-flow window.")
     known = vocab.decode(ids) if unknown else text
     reader = _Reader(model, known, ids, top_k, keep, units, find, saturation, starts, progress)
     read_stream(model, n, reader.read, READ_CHUNK)

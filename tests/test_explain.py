@@ -277,3 +277,8 @@ def test_memory_is_checked_before_reading(monkeypatch):
     monkeypatch.setattr(errors, "_physical_memory", lambda: 10_000)
     with pytest.raises(CharRNNError, match=r"explaining 2,000 characters needs about"):
         explain(model, vocab, random_text(2000), arrays="all")
+    monkeypatch.setattr(errors, "_physical_memory", lambda: 10_000_000)
+    text = random_text(20_000)  # 32 windows of 100 steps fit, one of 10,000 does not
+    assert explain(model, vocab, text, gradient_flow=True).gradient_flow.starts.size == 64
+    with pytest.raises(CharRNNError, match=r"or use a shorter gradient-flow window"):
+        explain(model, vocab, text, gradient_flow=True, window=10_000)
