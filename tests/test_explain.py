@@ -163,6 +163,17 @@ def test_the_finder_ranks_a_planted_unit_first():
     assert {m.feature for m in e.finder if not m.units} == {"quotes", "brackets", "digit"}
 
 
+def test_the_finders_r_is_pearsons_over_the_whole_text():
+    model, vocab = random_model("lstm")
+    text = random_text(700)  # three windows, merged by the pairwise update
+    e = explain(model, vocab, text, find=True, find_top=2, arrays="states")
+    features = text_features(text)
+    for match in e.finder:
+        for unit, r in match.units:
+            expect = np.corrcoef(e.unit(unit), features[match.feature])[0, 1]
+            assert r == pytest.approx(expect, abs=1e-9)
+
+
 # ----------------------------------------------------------------------------- gradient flow
 
 
