@@ -99,6 +99,7 @@ def render(e, title, model_line):
         "cell": {"layers": cfg.num_layers, "hidden": cfg.hidden_size, "states": cell.states,
                  "gates": cell.gates},
         "arrays": arrays,
+        "start": [{"layer": u.layer, "array": u.array, "index": u.index} for u in e.units][:1],
         "finder": data["finder"],
         "saturation": data["saturation"], "saturation_bounds": list(SATURATION),
         "flow": data["gradient_flow"],

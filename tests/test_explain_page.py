@@ -4,8 +4,8 @@ the browser is the system's, `apt-get install chromium`, which .ci/run does when
 
 The page loads from file:// with no console error and no request but its own file, shows the
 text as text (markup in it stays characters), hovering a character shows five predictions,
-and picking a unit, or one of the finder's, recolours the text. A screenshot is saved in the
-test's temporary folder.
+and picking a unit, or one of the finder's, recolours the text; a page made with --unit opens
+on that unit. A screenshot is saved in the test's temporary folder.
 """
 
 import os
@@ -41,6 +41,11 @@ def page_file(tmp_path_factory):
 
 
 def test_the_page_in_a_browser(page_file, tmp_path):
+    unit_page = tmp_path / "unit.html"
+    result = CliRunner().invoke(cli, ["explain", str(page_file.parent / "m.npz"),
+                                      str(page_file.parent / "text.txt"), "--html",
+                                      str(unit_page), "--unit", "0:5", "--gate", "f"])
+    assert result.exit_code == 0, result.stderr
     errors, requests = [], []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -84,8 +89,10 @@ def test_the_page_in_a_browser(page_file, tmp_path):
 
             page.hover("#text span[data-i='40']")
             page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
+            page.goto(unit_page.as_uri(), wait_until="load")  # --unit: the page opens on it
+            assert page.locator("#legend").inner_text().startswith("layer 0 f[5]")
         finally:
             browser.close()
     assert errors == []
-    assert requests == [page_file.as_uri()]
+    assert requests == [page_file.as_uri(), unit_page.as_uri()]
     assert (tmp_path / "explain.png").stat().st_size > 10_000
