@@ -654,6 +654,11 @@ def _pair(value, option, metavar):
                                  param_hint=option) from None
 
 
+def _arrays_by_cell(kind):
+    """'h, c (lstm); h (gru); ...': the states or gates of each cell of the table, for --help."""
+    return "; ".join(f"{', '.join(getattr(c, kind))} ({c.name})" for c in cells.CELLS.values())
+
+
 EXPLAIN_SECTIONS = [
     ("Text", ["text_arg", "encoding"]),
     ("Surprise view (the default)", ["top_k", "span"]),
@@ -673,13 +678,13 @@ EXPLAIN_SECTIONS = [
               help="The positions --top-k lists, counted from 0 [default: the first 40].")
 @click.option("--unit", default=None, metavar="LAYER:INDEX",
               help="Colour the text by this unit's activation instead (both count from 0).")
-@click.option("--state", default=None, help="The unit's state array: h, or c for an LSTM "
+@click.option("--state", default=None, help=f"The unit's state array: {_arrays_by_cell('states')} "
               "[default: h].")
-@click.option("--gate", default=None, help="The unit's gate instead: i, f, o, g (LSTM); r, z, n "
-              "(GRU); a (RNN).")
+@click.option("--gate", default=None,
+              help=f"The unit's gate instead: {_arrays_by_cell('gates')}.")
 @click.option("--find", is_flag=True,
-              help="Rank every unit (h, and c for an LSTM) by how well it follows each feature "
-                   "of the text listed below (Pearson r).")
+              help="Rank the units of every state array of every layer by how well they follow "
+                   "each feature of the text listed below (Pearson r).")
 @click.option("--find-top", type=click.IntRange(1, 100), default=3,
               help="Units --find lists per feature.")
 @click.option("--saturation", is_flag=True,
