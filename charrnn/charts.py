@@ -8,7 +8,7 @@ records; `LineChart` renders it with rich, `save_png` with matplotlib (an option
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
@@ -68,6 +68,17 @@ def _number_label(value: float, step: float) -> str:
     return f"{value:.{digits}f}"
 
 
+def _power_label(exponent: float) -> str:
+    """The label of a log-scale tick at 10^exponent: 0.01, 1, 100, or 1e-05 further out."""
+    return f"{10.0 ** exponent:g}" if -3 <= exponent <= 4 else f"1e{exponent:.0f}"
+
+
+def _log10_series(s: Series) -> Series:
+    """`s` with log10 of its y values, leaving out the points that have none (y <= 0)."""
+    points = [(x, math.log10(y)) for x, y in zip(s.xs, s.ys) if y > 0]
+    return replace(s, xs=[x for x, _ in points], ys=[y for _, y in points])
+
+
 def _step_label(value: float, step: float) -> str:
     return fmt_count(value) if abs(value) >= 1000 else f"{value:.0f}"
 
@@ -84,10 +95,15 @@ class LineChart:
 
     A rich renderable: it takes the width it is given. `x_kind` is "step" or "time" (seconds,
     labelled 5m, 1h30m, ...); several series get their own colours and, without colour, markers.
+    `log_y` draws the y axis on a log scale (ticks at powers of 10; y <= 0 is left out);
+    `x_name` names the x axis (default: step, or training time).
     """
 
     def __init__(self, series: list[Series], title: str = "", x_kind: str = "step",
-                 height: int = 14):
+                 height: int = 14, log_y: bool = False, x_name: str | None = None):
+        self.log_y, self.x_name = log_y, x_name
+        if log_y:
+            series = [_log10_series(s) for s in series]
         self.series = [s for s in series if s.xs]
         self.title = title
         self.x_kind = x_kind
@@ -116,10 +132,15 @@ class LineChart:
             pad = abs(ylo) * 0.05 or 1.0
             ylo, yhi = ylo - pad, yhi + pad
         ystep = nice_step((yhi - ylo) / max(2, H // 2))
+        if self.log_y:  # whole powers of 10
+            ystep = float(math.ceil(ystep))
         ylo = math.floor(ylo / ystep + 1e-9) * ystep
         yhi = math.ceil(yhi / ystep - 1e-9) * ystep
-        yticks = _ticks(ylo, yhi, max(2, H // 2))
-        ylabels = [_number_label(v, ystep) for v in yticks]
+        if self.log_y:
+            yticks = [ylo + i * ystep for i in range(round((yhi - ylo) / ystep) + 1)]
+        else:
+            yticks = _ticks(ylo, yhi, max(2, H // 2))
+        ylabels = [_power_label(v) if self.log_y else _number_label(v, ystep) for v in yticks]
         lw = max(len(s) for s in ylabels)
         W = max(10, width - lw - 2)
         # a whole number of rows between ticks, so that each tick sits on its own row
@@ -205,7 +226,7 @@ class LineChart:
                 labels[start:start + len(label)] = label
                 end = start + len(label)
         yield Text(" " * lw + " └" + "".join(axis), style="dim")
-        name = "time (training)" if self.x_kind == "time" else "step"
+        name = self.x_name or ("time (training)" if self.x_kind == "time" else "step")
         yield Text(" " * lw + "".join(labels).rstrip(), style="dim")
         yield Text(f"{name:^{W + lw + 2}}".rstrip(), style="dim")
         yield self._legend(color)

@@ -158,12 +158,31 @@ class CharRNN:
         return [layers.dropout_mask((cfg.hidden_size, T, N), cfg.dropout, rng, self.dtype)
                 for _ in range(cfg.num_layers)]
 
+    def forward_layers(self, x_ids, state, key=0):
+        """The recurrent layers over ids (N, T), without dropout and without the head: what
+        `charrnn.explain` looks inside. Returns the top layer's outputs (H, T, N), one
+        (input, cell cache) pair per layer (the cache is what the cell's `internals` and
+        `backward` read; the input is None for layer 0) and the next state (copies). The
+        arrays live in reused buffers named by `key`: valid until the next call with that key.
+        """
+        ws = self._workspaces(x_ids.shape, ("layers", key))
+        out, caches, next_state = self._layers(x_ids, state, None, ws)
+        return out, [(inp, cache) for inp, cache, _ in caches], next_state
+
     def _forward(self, x_ids, y_ids, state, masks, ws, denom=None):
         """Forward pass over ids (N, T) with the given dropout masks (or None).
 
         Returns the loss (summed over positions / denom), the caches for `_backward` and the
         next state (copies).
         """
+        inp, caches, next_state = self._layers(x_ids, state, masks, ws)
+        p = self.params
+        loss, head_cache = layers.softmax_cross_entropy(inp, p["head.W"], p["head.b"], y_ids, denom)
+        return loss, (caches, head_cache), next_state
+
+    def _layers(self, x_ids, state, masks, ws):
+        """The layers of `_forward`: the top layer's output (after its dropout mask), the
+        per-layer caches (input, cell cache, mask) and the next state."""
         cell, inp, caches, next_state = self.cell, None, [], []
         for layer in range(self.config.num_layers):
             p, lws = self.layer_params(layer), ws[layer]
@@ -180,9 +199,7 @@ class CharRNN:
                 out = np.multiply(Hs, mask, out=lws.get("dropped", Hs.shape, self.dtype))
             caches.append((inp, cache, mask))
             inp = out
-        p = self.params
-        loss, head_cache = layers.softmax_cross_entropy(inp, p["head.W"], p["head.b"], y_ids, denom)
-        return loss, (caches, head_cache), tuple(next_state)
+        return inp, caches, tuple(next_state)
 
     def _backward(self, x_ids, caches):
         """Gradients of every parameter from the caches of `_forward`."""

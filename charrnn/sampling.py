@@ -444,8 +444,31 @@ class Sampler:
         return prime + "".join(self.generate(length, temperature, prime, seed, top_k, top_p,
                                              unknown, stop, beam))
 
+    def explain(self, text, **options):
+        """What the model makes of `text`: a `charrnn.explain.Explanation` of numpy arrays
+        (per-character nats, top-k predictions, activations, finder, gate saturation,
+        gradient flow). Takes the options of `charrnn.explain.explain`."""
+        from charrnn.explain import explain
 
-def score(model, ids, chunk=256, progress=None):
+        return explain(self.model, self.vocab, text, **options)
+
+
+READ_CHUNK = 256  # characters a text is read in, one window at a time, by `score` and explain
+
+
+def read_stream(model, n, read, chunk=READ_CHUNK):
+    """Read n positions of one stream through `model` from the zero state, in windows of
+    `chunk`: `read(start, stop, state)` runs positions start .. stop - 1 from `state` and
+    returns the state after them. How `score` (`charrnn eval`) and `charrnn.explain` read a
+    text, so that they read it alike. BLAS runs single-threaded: one stream is products of
+    matrices by single columns."""
+    state = model.init_state(1)
+    with single_threaded_blas():
+        for start in range(0, n, chunk):
+            state = read(start, min(start + chunk, n), state)
+
+
+def score(model, ids, chunk=READ_CHUNK, progress=None):
     """The summed cross-entropy (nats) of predicting ids[1:] from ids[:-1], and its count.
 
     One stream from the zero state, carried across windows of `chunk` characters: every
@@ -456,15 +479,15 @@ def score(model, ids, chunk=256, progress=None):
     n = ids.size - 1
     if n < 1:
         raise CorpusError("the text needs at least 2 characters the model knows to be scored.")
-    state = model.init_state(1)
     total = 0.0
-    with single_threaded_blas():  # one stream: products of matrices by single columns
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            x = ids[start:stop][None, :]
-            y = ids[start + 1 : stop + 1][None, :]
-            loss, state = model.loss(x, y, state)
-            total += float(loss) * (stop - start)
-            if progress is not None:
-                progress(stop - start)
+
+    def read(start, stop, state):
+        nonlocal total
+        loss, state = model.loss(ids[None, start:stop], ids[None, start + 1 : stop + 1], state)
+        total += float(loss) * (stop - start)
+        if progress is not None:
+            progress(stop - start)
+        return state
+
+    read_stream(model, n, read, chunk)
     return total, n

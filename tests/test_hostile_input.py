@@ -3,9 +3,10 @@
 Each case runs one command in a working directory holding a trained run, good and bad text
 files and good and bad checkpoints, and asserts the contract of DESIGN.md: the documented exit
 code (1 for an error, 2 for a click usage error), stderr ending in one `Error:` line (exit 1:
-preceded at most by the `using CKPT` notice of sample/eval/info), no traceback, nothing on
-stdout, and every file and directory that existed before exactly as it was, with nothing new
-created anywhere (so a pickle payload never ran and a run name never escaped the out-dir).
+preceded at most by the `using CKPT` notice of sample/eval/info/explain), no traceback,
+nothing on stdout, and every file and directory that existed before exactly as it was, with
+nothing new created anywhere (so a pickle payload never ran and a run name never escaped the
+out-dir).
 """
 
 import json
@@ -92,6 +93,19 @@ def deny(names):
         monkeypatch.setattr(Path, "read_bytes", refusing_read_bytes)
         monkeypatch.setattr(checkpoint, "open", refusing_open, raising=False)
     return setup
+
+
+def refuse_access():
+    """A setup under which no path may be written (simulated: root may write anywhere)."""
+    return lambda monkeypatch: monkeypatch.setattr(
+        os, "access", lambda path, mode, **kw: not mode & os.W_OK)
+
+
+def small_memory():
+    """A setup under which this machine seems to have 100 kB of memory."""
+    from charrnn import errors
+
+    return lambda monkeypatch: monkeypatch.setattr(errors, "_physical_memory", lambda: 100_000)
 
 
 def bad_checkpoint_cases(label, argv):
@@ -248,6 +262,62 @@ CASES = [
     *bad_checkpoint_cases("eval", lambda path: ["eval", path, "corpus.txt"]),
     ("eval bad format", ["eval", "model.npz", "corpus.txt", "--format", "xml"], USAGE,
      ["--format"]),
+    # ----- explain
+    ("explain without arguments", ["explain"], USAGE, ["give FILE"]),
+    ("explain text and two arguments", ["explain", "model.npz", "corpus.txt", "--text", "ab"],
+     USAGE, ["with --text, give at most RUN|CKPT"]),
+    ("explain missing file", ["explain", "model.npz", "nope.txt"], ERROR,
+     ["nope.txt does not exist"]),
+    ("explain directory", ["explain", "model.npz", "folder"], ERROR, ["folder is a directory"]),
+    ("explain empty file", ["explain", "model.npz", "empty.txt"], ERROR, ["empty.txt is empty"]),
+    ("explain empty text", ["explain", "model.npz", "--text", ""], ERROR, ["the text is empty"]),
+    ("explain binary file", ["explain", "model.npz", "blob.bin"], ERROR, ["binary"]),
+    ("explain one character", ["explain", "model.npz", "one.txt"], ERROR, ["at least 2"]),
+    ("explain only unknown characters", ["explain", "model.npz", "euros.txt"], ERROR,
+     ["the text has 0 character(s) the model knows"]),
+    ("explain unreadable file", ["explain", "model.npz", "secret.txt"], ERROR,
+     ["permission denied"], deny({"secret.txt"})),
+    ("explain unknown run", ["explain", "nope", "corpus.txt"], ERROR, ["no run named 'nope'"]),
+    ("explain without runs", ["explain", "corpus.txt", "--out-dir", "no-runs"], ERROR,
+     ["no runs"]),
+    *bad_checkpoint_cases("explain", lambda path: ["explain", path, "corpus.txt"]),
+    ("explain layer out of range", ["explain", "model.npz", "corpus.txt", "--unit", "2:0"],
+     ERROR, ["layer 2 does not exist: this model's layers are 0 to 1"]),
+    ("explain unit out of range", ["explain", "model.npz", "corpus.txt", "--unit", "0:16"],
+     ERROR, ["unit 16 does not exist: each layer has 16 units, 0 to 15"]),
+    ("explain gate of another cell", ["explain", "model.npz", "corpus.txt", "--unit", "0:1",
+                                      "--gate", "z"], ERROR,
+     ["the lstm cell has no gate 'z'; its gates are i, f, o, g"]),
+    ("explain unknown state", ["explain", "model.npz", "corpus.txt", "--unit", "0:1",
+                               "--state", "m"], ERROR, ["no state 'm'; its states are h, c"]),
+    ("explain state and gate", ["explain", "model.npz", "corpus.txt", "--unit", "0:1",
+                                "--state", "h", "--gate", "f"], ERROR, ["not both"]),
+    ("explain gate without unit", ["explain", "model.npz", "corpus.txt", "--gate", "f"], USAGE,
+     ["--state and --gate choose the array of a --unit"]),
+    *[(f"explain {opt} {value}", ["explain", "model.npz", "corpus.txt", opt, value], USAGE,
+       [opt]) for opt, value in [
+          ("--unit", "3"), ("--unit", "a:b"), ("--unit", "1:2:3"), ("--span", "5"),
+          ("--span", "x:9"), ("--top-k", "0"), ("--window", "0"), ("--windows", "0"),
+          ("--find-top", "0"), ("--format", "xml")]],
+    ("explain span outside the text", ["explain", "model.npz", "--text", "the fox",
+                                       "--top-k", "3", "--span", "5:9"], ERROR,
+     ["the span 5:9 is outside the text, which has 7 characters"]),
+    ("explain window longer than the text", ["explain", "model.npz", "--text", "the fox",
+                                             "--gradient-flow"], ERROR,
+     ["a gradient-flow window of 100 characters needs a text of at least 101",
+      "a window of at most 6"]),
+    ("explain html in a missing folder", ["explain", "model.npz", "corpus.txt", "--html",
+                                          "nowhere/page.html"], ERROR,
+     ["the folder nowhere does not exist"]),
+    ("explain html onto a folder", ["explain", "model.npz", "corpus.txt", "--html", "folder"],
+     ERROR, ["folder is a folder"]),
+    ("explain html unwritable", ["explain", "model.npz", "corpus.txt", "--html", "p.html"],
+     ERROR, ["cannot write p.html: permission denied"], refuse_access()),
+    ("explain a text too long for memory", ["explain", "model.npz", "corpus.txt", "--find"],
+     ERROR, ["explaining 4,0", "of memory"], small_memory()),
+    ("explain a text too long for a page", ["explain", "model.npz", "corpus.txt", "--html",
+                                            "p.html"], ERROR, ["explain at most"],
+     lambda monkeypatch: monkeypatch.setattr("charrnn.explain_html.PAGE_CODES", 10_000)),
     # ----- info
     ("info unknown run", ["info", "nope"], ERROR, ["no run named 'nope'"]),
     ("info missing checkpoint file", ["info", "nope.npz"], ERROR, ["no run named 'nope.npz'"]),
@@ -311,7 +381,7 @@ def test_bad_input_is_one_clean_error_and_changes_nothing(case, template, tmp_pa
 
 def test_the_table_covers_every_command():
     commands = {args[0] for _, args, *_ in CASES}
-    assert commands == set(cli.commands) == {"train", "sample", "eval", "info", "logs"}
+    assert commands == set(cli.commands) == {"train", "sample", "eval", "info", "logs", "explain"}
     assert {code for _, _, code, *_ in CASES} == {ERROR, USAGE}
 
 

@@ -74,6 +74,8 @@ def step(a, x, state, p, tmp, halves):
 
 
 def internals(cache):
-    """{"h"}: the (T, H, N) hidden states of the last forward (a view)."""
+    """{"h", "a"}: the (T, H, N) hidden states of the last forward (a view). The activation of
+    the one gate block, tanh(a_t), is h_t itself: "a" is the same array."""
     Hs, Wh, ws = cache
-    return {"h": Hs[:, 1:].transpose(1, 0, 2)}
+    h = Hs[:, 1:].transpose(1, 0, 2)
+    return {"h": h, "a": h}
