@@ -709,7 +709,7 @@ def eval_command(paths, encoding, fmt, out_dir):
     from tqdm import tqdm
 
     from charrnn.data import REPLACEMENT, format_chars, read_text
-    from charrnn.sampling import score
+    from charrnn.scoring import score
 
     target, file = (None, *paths) if len(paths) == 1 else paths
     path, ckpt = _load_checkpoint(target, out_dir)

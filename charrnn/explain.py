@@ -3,7 +3,7 @@ and how far back through time its gradient reaches. Numbers only, as numpy array
 terminal view (`explain_view`), the HTML page (`explain_html`) and the JSON of
 `charrnn explain` are renderings of one `Explanation`.
 
-How a text is read. Exactly as `charrnn eval` scores it (`sampling.read_stream`): one stream
+How a text is read. Exactly as `charrnn eval` scores it (`scoring.read_stream`): one stream
 from the zero state, in windows of `READ_CHUNK` characters with the state carried, so that the
 mean of `nats[1:]` is eval's nats/char. Every per-character array is aligned with the text,
 position i describing the moment right after text[i] was read:
@@ -33,7 +33,7 @@ import numpy as np
 from charrnn import layers
 from charrnn.errors import CharRNNError, refuse_oversized
 from charrnn.features import FEATURES, text_features
-from charrnn.sampling import READ_CHUNK, read_stream
+from charrnn.scoring import READ_CHUNK, read_stream
 
 SATURATION = (0.1, 0.9)  # a sigmoid gate below / above these is left- / right-saturated
 HORIZON_RATIO = 0.01  # the gradient-flow horizon: the first k where g_k < g_0 * this
@@ -338,7 +338,7 @@ class _Correlation:
 
 class _Reader:
     """What one pass over the text collects, window by window (`read` is the callback of
-    `sampling.read_stream`)."""
+    `scoring.read_stream`)."""
 
     def __init__(self, model, text, ids, top_k, arrays, units, find, saturation, flow_starts,
                  progress):

@@ -202,7 +202,7 @@ class Picker:
                 csum = np.cumsum(z[order])
                 keep = csum.searchsorted(self.top_p * csum[-1]) + 1  # smallest set reaching p
                 z[order[keep:]] = 0.0
-            np.add.accumulate(z, 0, None, cum)  # np.cumsum's wrapper costs 3 us more
+            np.add.accumulate(z, 0, None, cum)  # cheaper per call than np.cumsum's wrapper
             total = float(cum[-1])
             # the first character whose cumulative sum exceeds u * total; keeping the target
             # below the total means it always lands on a character of non-zero probability
@@ -451,43 +451,3 @@ class Sampler:
         from charrnn.explain import explain
 
         return explain(self.model, self.vocab, text, **options)
-
-
-READ_CHUNK = 256  # characters a text is read in, one window at a time, by `score` and explain
-
-
-def read_stream(model, n, read, chunk=READ_CHUNK):
-    """Read n positions of one stream through `model` from the zero state, in windows of
-    `chunk`: `read(start, stop, state)` runs positions start .. stop - 1 from `state` and
-    returns the state after them. How `score` (`charrnn eval`) and `charrnn.explain` read a
-    text, so that they read it alike. BLAS runs single-threaded: one stream is products of
-    matrices by single columns."""
-    state = model.init_state(1)
-    with single_threaded_blas():
-        for start in range(0, n, chunk):
-            state = read(start, min(start + chunk, n), state)
-
-
-def score(model, ids, chunk=READ_CHUNK, progress=None):
-    """The summed cross-entropy (nats) of predicting ids[1:] from ids[:-1], and its count.
-
-    One stream from the zero state, carried across windows of `chunk` characters: every
-    character is predicted from all the text before it, exactly as sampling would.
-    `progress(n)`, if given, is called with the number of characters each window scored.
-    """
-    ids = np.asarray(ids)
-    n = ids.size - 1
-    if n < 1:
-        raise CorpusError("the text needs at least 2 characters the model knows to be scored.")
-    total = 0.0
-
-    def read(start, stop, state):
-        nonlocal total
-        loss, state = model.loss(ids[None, start:stop], ids[None, start + 1 : stop + 1], state)
-        total += float(loss) * (stop - start)
-        if progress is not None:
-            progress(stop - start)
-        return state
-
-    read_stream(model, n, read, chunk)
-    return total, n

@@ -8,7 +8,8 @@ import pytest
 from charrnn.beam import search_cost
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, ModelConfig, param_shapes
-from charrnn.sampling import generate, sample_text, score
+from charrnn.sampling import generate, sample_text
+from charrnn.scoring import score
 from test_sampling import random_model
 
 

@@ -16,7 +16,7 @@ from charrnn.explain import (ExplainError, Unit, explain, flow_starts, make_unit
                              state_gradients)
 from charrnn.features import FEATURES, text_features
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import score
+from charrnn.scoring import score
 from gradcheck import rel_error
 from test_sampling import HELLO, save_checkpoint, trained
 

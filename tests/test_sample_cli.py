@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from charrnn.cli import cli
 from charrnn.data import Vocab
-from charrnn.sampling import score
+from charrnn.scoring import score
 from test_sampling import CYRILLIC, HELLO, cycle, save_checkpoint, trained
 
 

@@ -17,7 +17,8 @@ from charrnn.data import Vocab
 from charrnn.errors import CorpusError
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.stepper import Stepper
-from charrnn.sampling import Picker, Sampler, generate, prime_ids, sample_text, score
+from charrnn.sampling import Picker, Sampler, generate, prime_ids, sample_text
+from charrnn.scoring import score
 
 HELLO = "hello world, "
 CYRILLIC = "привет, мир! "

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from charrnn.data import Vocab
-from charrnn.sampling import generate, sample_text, score
+from charrnn.sampling import generate, sample_text
+from charrnn.scoring import score
 from charrnn.stops import Stops, unescape
 from test_sampling import HELLO, cycle, random_model, trained
 

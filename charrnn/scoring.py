@@ -1,0 +1,47 @@
+"""Reading a text through a model, one stream from the zero state: `score` (what `charrnn eval`
+reports) and `read_stream`, the window loop that `charrnn.explain` shares with it, so that the
+two read a text alike."""
+
+import numpy as np
+
+from charrnn.blas import single_threaded_blas
+from charrnn.errors import CorpusError
+
+READ_CHUNK = 256  # characters a text is read in, one window at a time, by `score` and explain
+
+
+def read_stream(model, n, read, chunk=READ_CHUNK):
+    """Read n positions of one stream through `model` from the zero state, in windows of
+    `chunk`: `read(start, stop, state)` runs positions start .. stop - 1 from `state` and
+    returns the state after them. How `score` (`charrnn eval`) and `charrnn.explain` read a
+    text, so that they read it alike. BLAS runs single-threaded: one stream is products of
+    matrices by single columns."""
+    state = model.init_state(1)
+    with single_threaded_blas():
+        for start in range(0, n, chunk):
+            state = read(start, min(start + chunk, n), state)
+
+
+def score(model, ids, chunk=READ_CHUNK, progress=None):
+    """The summed cross-entropy (nats) of predicting ids[1:] from ids[:-1], and its count.
+
+    One stream from the zero state, carried across windows of `chunk` characters: every
+    character is predicted from all the text before it, exactly as sampling would.
+    `progress(n)`, if given, is called with the number of characters each window scored.
+    """
+    ids = np.asarray(ids)
+    n = ids.size - 1
+    if n < 1:
+        raise CorpusError("the text needs at least 2 characters the model knows to be scored.")
+    total = 0.0
+
+    def read(start, stop, state):
+        nonlocal total
+        loss, state = model.loss(ids[None, start:stop], ids[None, start + 1 : stop + 1], state)
+        total += float(loss) * (stop - start)
+        if progress is not None:
+            progress(stop - start)
+        return state
+
+    read_stream(model, n, read, chunk)
+    return total, n
