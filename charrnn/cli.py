@@ -329,7 +329,8 @@ TRAIN_SECTIONS = [
                    "file). Options given "
                    "with it (a larger budget, say) replace the saved ones, except the model's "
                    "shape, --batch-size, --seq-length, --optimizer and --seed.")
-@click.option("--encoding", default="utf-8", help="Text encoding of CORPUS.")
+@click.option("--encoding", default=None, show_default="utf-8, or the run's on --resume",
+              help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
 @click.pass_context
 def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options):
@@ -395,7 +396,7 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
                    f"charrnn train --resume {run}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
-        best = "no validation loss (--val-fraction 0)" if result.best_val_loss is None else (
+        best = "no validation loss yet" if result.best_val_loss is None else (
             f"best validation loss {result.best_val_loss:.4f} nats/char "
             f"({result.best_val_loss / math.log(2):.3f} bits/char)")
         saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
@@ -662,17 +663,13 @@ def info_command(target, fmt, out_dir):
       charrnn info shakespeare --format json
       charrnn info checkpoints/shakespeare/latest.npz
     """
-    import json
     import math
 
-    import numpy as np
-
-    from charrnn import ui
+    from charrnn import checkpoint, ui
     from charrnn.data import format_chars
 
     path, ckpt = _load_checkpoint(target, out_dir)
-    with np.load(path, allow_pickle=False) as npz:  # already checked by checkpoint.load
-        meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+    meta = checkpoint.read_meta(path)
     training, state = _training_summary(ckpt.training), ckpt.training
     info = {
         "checkpoint": str(path),

@@ -200,12 +200,21 @@ def run_panel(run) -> Panel:
 # ----------------------------------------------------------------------------- training progress
 
 
-class TrainProgress:
-    """The live view of `charrnn train` on stderr: one tqdm bar and lines written above it.
+def plural(n, word: str) -> str:
+    """'1 step', '2,805 steps'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
-    The bar counts steps when the run has a step or epoch budget, and seconds when it only has
-    a time limit; its postfix shows the smoothed loss, the last validation loss and chars/s.
-    When stderr is not a terminal the bar is off and each evaluation prints one plain line.
+
+class TrainProgress:
+    """The live view of `charrnn train` on stderr: a header, one tqdm bar and lines written
+    above it, all fitting an 80-column terminal.
+
+    The header is a few short lines, wrapped at word boundaries to the terminal's width. The
+    bar counts steps when the run has a step or epoch budget (its count is the step), and
+    seconds when it only has a time limit (then the step is in the postfix); the postfix shows
+    the smoothed loss and chars/s. Each evaluation prints its line above the bar (the same
+    line as without a terminal), and the bar says "evaluating…" while it runs. When stderr is
+    not a terminal the bar is off.
     Implements the trainer's reporter interface (`charrnn.train.Reporter`).
     """
 
@@ -215,7 +224,6 @@ class TrainProgress:
         self.file = file or sys.stderr
         self.bar = None
         self.loss = None  # exponential moving average of the training loss
-        self.val = None
         self.speed = None
         self.by_time = False
 
@@ -226,28 +234,41 @@ class TrainProgress:
         verb = "resuming" if info["resumed"] else "training"
         step_budgets = [b for b in (info["max_steps"], info["epochs"] and math.ceil(
             info["epochs"] * info["steps_per_epoch"])) if b]
-        budget = [f"{info['max_steps']:,} steps" if info["max_steps"] else "",
+        budget = [plural(info["max_steps"], "step") if info["max_steps"] else "",
                   f"{info['epochs']:g} epochs" if info["epochs"] else "",
                   fmt_duration(info["time_limit"]) if info["time_limit"] else ""]
-        self.message(
-            f"{verb} run '{info['name']}' in {info['run_dir']}: {cfg.cell} "
-            f"{cfg.num_layers}×{cfg.hidden_size} ({fmt_count(info['num_params'])} parameters), "
-            f"batch {cfg.batch_size} × {cfg.seq_length} characters, for "
-            f"{' or '.join(b for b in budget if b)}; {info['description']}"
-        )
+        self.header([
+            f"{verb} run '{info['name']}' in {info['run_dir']}",
+            f"model   {cfg.cell} {cfg.num_layers}×{cfg.hidden_size}, "
+            f"{fmt_count(info['num_params'])} parameters, batch {cfg.batch_size} × "
+            f"{cfg.seq_length} characters",
+            f"budget  {' or '.join(b for b in budget if b)}"
+            + (f", from step {info['step']:,}" if info["step"] else ""),
+            f"data    {info['description']}",
+        ])
         total, initial = None, info["step"]
         if step_budgets:
             total = min(step_budgets)
         elif info["time_limit"]:
             self.by_time = True
             total, initial = math.ceil(info["time_limit"]), int(info["elapsed"])
-        fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+        fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {elapsed}<{remaining}{postfix}"
         if self.by_time:
-            fmt = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
         self.bar = tqdm(total=total, initial=min(initial, total or initial), file=self.file,
                         dynamic_ncols=True, disable=None, unit="step", desc="train",
                         bar_format=fmt, mininterval=0.5, leave=True)
         self.step = info["step"]
+
+    def header(self, lines):
+        """Print `lines`, each wrapped at word boundaries to the terminal's width."""
+        import shutil
+        import textwrap
+
+        width = max(40, shutil.get_terminal_size().columns - 1)
+        for line in lines:
+            self.message(textwrap.fill(line, width, subsequent_indent="        ",
+                                       break_on_hyphens=False, break_long_words=False))
 
     def update(self, step, loss, chars_per_sec, lr, elapsed):
         self.loss = loss if self.loss is None or step < 2 else 0.95 * self.loss + 0.05 * loss
@@ -255,23 +276,28 @@ class TrainProgress:
         self.step = step
         if self.bar is None or self.bar.disable:
             return
-        postfix = {"step": step, "loss": f"{self.loss:.3f}"}
-        if self.val is not None:
-            postfix["val"] = f"{self.val:.3f}"
-        postfix["chars/s"] = fmt_count(self.speed)
-        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.set_postfix_str(self._postfix(), refresh=False)
         if self.by_time:
             self.bar.update(max(0, min(int(elapsed), self.bar.total) - self.bar.n))
         else:
             self.bar.update(max(0, step - self.bar.n))
 
+    def _postfix(self):
+        parts = [f"step {self.step:,}"] if self.by_time else []
+        parts += [f"loss {self.loss:.3f}", f"{fmt_count(self.speed)} chars/s"]
+        return " ".join(parts)
+
+    def evaluating(self, step):
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix_str("evaluating…", refresh=True)
+
     def evaluated(self, step, val_loss, best):
-        self.val = val_loss
-        if self.bar is None or self.bar.disable:
-            loss = f"{self.loss:.3f}" if self.loss is not None else "-"
-            speed = fmt_count(self.speed) if self.speed is not None else "-"
-            self.message(f"step {step}: train loss {loss}, val loss {val_loss:.4f} nats/char "
-                         f"({val_loss / math.log(2):.3f} bits/char), {speed} chars/s")
+        loss = f"{self.loss:.3f}" if self.loss is not None else "-"
+        speed = fmt_count(self.speed) if self.speed is not None else "-"
+        self.message(f"step {step:,}: train loss {loss}, val loss {val_loss:.4f} "
+                     f"({val_loss / math.log(2):.3f} bits/char), {speed} chars/s")
+        if self.bar is not None and not self.bar.disable and self.loss is not None:
+            self.bar.set_postfix_str(self._postfix(), refresh=True)
 
     def message(self, text):
         from tqdm import tqdm
