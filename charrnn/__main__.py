@@ -1,5 +1,21 @@
-"""`python -m charrnn` runs the command line."""
+"""`python -m charrnn` runs the command line.
 
-from charrnn.cli import cli
+Ctrl-C while the interpreter is still importing exits 130 in silence, as it does once a
+command runs (see `charrnn.cli.CharRNNGroup`), instead of a KeyboardInterrupt traceback.
+"""
 
-cli(prog_name="charrnn")
+import signal
+import sys
+
+
+def main():
+    """The `charrnn` command."""
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
+    from charrnn.cli import cli
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    cli(prog_name="charrnn")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from charrnn import files
 from charrnn.errors import CharRNNError, RunError
-from charrnn.jsonvalues import is_finite_number
+from charrnn.jsonvalues import is_finite_number, json_printable, printable
 
 try:  # POSIX only; elsewhere runs are never reported as running and locking is a no-op
     import fcntl
@@ -758,22 +758,24 @@ def record_columns(records: list[dict]) -> list[str]:
 
 
 def records_json(records: list[dict]) -> str:
-    """The records as a JSON array, one record a line."""
+    """The records as a JSON array, one record a line, control characters escaped."""
     if not records:
         return "[]"
-    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]"
+    return "[\n" + ",\n".join(json_printable(json.dumps(r, ensure_ascii=False))
+                               for r in records) + "\n]"
 
 
 def records_csv(records: list[dict]) -> str:
     """The records as CSV with a header of `record_columns`; a missing key is an empty cell,
-    a nested value (list, dict) its JSON text."""
+    a nested value (list, dict) its JSON text; control characters but tab and newline are
+    escaped (`printable`)."""
     import csv
     import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = record_columns(records)
-    writer.writerow(columns)
+    writer.writerow(printable(str(c)) for c in columns)
     for r in records:
         writer.writerow(_csv_cell(r.get(k)) for k in columns)
     return buffer.getvalue()
@@ -783,5 +785,5 @@ def _csv_cell(value):
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+        return printable(json.dumps(value, ensure_ascii=False))
+    return printable(value) if isinstance(value, str) else value

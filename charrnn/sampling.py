@@ -259,6 +259,17 @@ def score(model, ids, chunk=256, progress=None):
     character is predicted from all the text before it, exactly as sampling would.
     `progress(n)`, if given, is called with the number of characters each window scored.
     """
+    total = scored = 0
+    for total, done in score_steps(model, ids, chunk):
+        if progress is not None:
+            progress(done - scored)
+        scored = done
+    return total, scored
+
+
+def score_steps(model, ids, chunk=256):
+    """`score`, one window at a time: yields (summed nats, characters scored) so far after
+    each window, so that an interrupted evaluation still has what it scored."""
     ids = np.asarray(ids)
     n = ids.size - 1
     if n < 1:
@@ -272,6 +283,4 @@ def score(model, ids, chunk=256, progress=None):
             y = ids[start + 1 : stop + 1][None, :]
             loss, state = model.loss(x, y, state)
             total += float(loss) * (stop - start)
-            if progress is not None:
-                progress(stop - start)
-    return total, n
+            yield total, stop

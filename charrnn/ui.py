@@ -16,6 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.jsonvalues import printable
+
 STATUS_STYLES = {
     "running": "bold green",
     "finished": "blue",
@@ -85,15 +87,20 @@ def fmt_int(value) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def plural(n, word: str) -> str:
+    """'1 step', '2,805 steps'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 # ----------------------------------------------------------------------------- runs
 
 
 # (header, justify, value of a RunInfo), in display order; the table drops columns in
 # DROP_ORDER, one at a time, until it fits the width it is given.
 RUN_COLUMNS = (
-    ("run", "left", lambda r: Text(r.name, style="bold")),
+    ("run", "left", lambda r: Text(printable(r.name), style="bold")),
     ("status", "left", lambda r: Text(r.status, style=STATUS_STYLES.get(r.status, "dim"))),
-    ("model", "left", lambda r: Text(r.size or "-")),
+    ("model", "left", lambda r: Text(printable(r.size or "-"))),
     ("params", "right", lambda r: fmt_count(r.num_params)),
     ("steps", "right", lambda r: fmt_int(r.steps)),
     ("epochs", "right", lambda r: fmt_float(r.epochs, 1)),
@@ -142,8 +149,8 @@ def run_panel(run) -> Panel:
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
 
-    def add(key: str, value) -> None:  # values come from the log: never read them as markup
-        grid.add_row(key, value if isinstance(value, Text) else Text(str(value)))
+    def add(key: str, value) -> None:  # values come from the log: no markup, no escapes
+        grid.add_row(key, value if isinstance(value, Text) else Text(printable(str(value))))
 
     config = run.config
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
@@ -164,7 +171,7 @@ def run_panel(run) -> Panel:
         if parts:
             add("training", ", ".join(parts))
     if run.steps is not None:
-        progress = [f"{fmt_int(run.steps)} steps"]
+        progress = [plural(run.steps, "step")]
         if run.epochs is not None:
             progress.append(f"{run.epochs:.2f} epochs")
         if run.train_time is not None:
@@ -189,20 +196,15 @@ def run_panel(run) -> Panel:
         add("ended", run.end_reason.replace("_", " "))
     if run.last_sample:
         first = next((ln for ln in run.last_sample.splitlines() if ln.strip()), "")
-        add("sample", Text(first[:200], style="italic"))
+        add("sample", Text(printable(first[:200]), style="italic"))
     status = Text(run.status, style=STATUS_STYLES.get(run.status, "dim"))
     if run.status == "running" and run.pid:
         status.append(f" (pid {run.pid})")
-    title = Text.assemble((run.name, "bold"), " · ", status)
+    title = Text.assemble((printable(run.name), "bold"), " · ", status)
     return Panel(grid, title=title, title_align="left", expand=False)
 
 
 # ----------------------------------------------------------------------------- training progress
-
-
-def plural(n, word: str) -> str:
-    """'1 step', '2,805 steps'."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 class TrainProgress:

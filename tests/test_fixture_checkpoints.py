@@ -52,6 +52,11 @@ def test_old_checkpoint_samples_and_shows_as_it_did(cell):
     assert info.exit_code == 0, info.stderr
     shown, expected = json.loads(info.stdout), EXPECTED[cell]["info"]
     assert shown.pop("checkpoint") == str(path)
+    # since that version, the epoch is the fraction the table shows, as in the log, and the
+    # peak learning rate in force is shown (the saved option is None: the default)
+    training = load(path).training
+    assert shown["training"].pop("epoch") == training.epoch_float > expected["training"].pop("epoch")
+    assert shown["training"].pop("learning_rate") == training.train_config.base_lr
     saved_config = expected["training"].pop("train_config")
     config = shown["training"].pop("train_config")
     assert shown == expected
