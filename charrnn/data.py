@@ -60,9 +60,9 @@ def read_text(path, encoding="utf-8"):
             "another encoding, pass it with --encoding (e.g. --encoding "
             f"{_guess_encoding(data, codec.name)})."
         ) from None
-    except (UnicodeError, ValueError) as e:  # codecs such as idna and punycode raise these
-        raise CorpusError(f"{name} cannot be decoded as {codec.name} ({e}); if the file uses "
-                          "another encoding, pass it with --encoding.") from None
+    except (UnicodeError, ValueError):  # codecs such as idna and punycode raise these
+        raise CorpusError(f"{name} cannot be decoded as {codec.name}; if the file uses another "
+                          "encoding, pass it with --encoding.") from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text:
