@@ -19,6 +19,7 @@ from charrnn._version import __version__
 from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES, OPTIMIZERS,
                             TrainConfig)
 from charrnn.errors import CharRNNError
+from charrnn.runs import DEFAULT_OUT_DIR, OUT_DIR_ENV
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -131,7 +132,7 @@ def _complete_runs(ctx, param, incomplete):
     return items + [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
-_OUT_DIR = click.option("--out-dir", default="checkpoints", envvar="CHARRNN_HOME",
+_OUT_DIR = click.option("--out-dir", default=DEFAULT_OUT_DIR, envvar=OUT_DIR_ENV,
                         show_envvar=True, type=click.Path(file_okay=False),
                         help="Directory holding the runs.")
 
@@ -239,7 +240,7 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
         if not infos and not follow:
             missing = "" if os.path.isdir(out_dir) else " (it does not exist)"
             click.echo(f"no runs in {out_dir}/ yet{missing}; point --out-dir or "
-                       f"{runs.OUT_DIR_ENV} at the directory that holds your runs, or start one "
+                       f"{OUT_DIR_ENV} at the directory that holds your runs, or start one "
                        "with: charrnn train corpus.txt", err=True)
             return
 
