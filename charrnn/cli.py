@@ -463,15 +463,20 @@ def train_command(ctx, corpus, out_dir, name, resume, encoding, quiet, **options
     # Ctrl-C before training starts (e.g. while reading the corpus) stops at once; during
     # training, the loop saves and stops; after that, when train() has restored this handler,
     # a second Ctrl-C is ignored, so that it cannot turn a clean stop into "Aborted!" or a
-    # death by SIGINT while the command reports and exits.
-    report_start, started = reporter.start, []
+    # death by SIGINT while the command reports and exits. A KeyboardInterrupt that lands in
+    # code that swallows exceptions (a finalizer) is not lost: the signal is sent again once
+    # the training loop's own handler is in place, and the run stops at its first step.
+    report_start, started, requested = reporter.start, [], []
 
     def start(info):
         started.append(True)
+        if requested:
+            os.kill(os.getpid(), signal.SIGINT)
         report_start(info)
 
     def on_sigint(signum, frame):
         if not started:
+            requested.append(signum)
             raise KeyboardInterrupt
 
     reporter.start = start
