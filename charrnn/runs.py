@@ -1,5 +1,7 @@
 """Runs on disk: finding them and the checkpoint a RUN|CKPT argument means, naming and creating
-new ones, reading their `log.jsonl`, the run lock, and tidying up after a killed process.
+new ones, reading their `log.jsonl`, the run lock, tidying up after a killed process, and where
+a resume may train (`resume_run_dir`: a run's id in its checkpoints and log keeps a resume from
+overwriting newer steps or mixing two runs).
 
 A run is a directory `<out-dir>/<name>/` with `log.jsonl` (one JSON object a line, append-only),
 `latest.npz` and `best.npz`. While a process trains it, that process holds an exclusive

@@ -23,7 +23,7 @@ from charrnn.data import read_text
 from charrnn.errors import CharRNNError
 from test_hostile_input import assert_refused
 from test_runs import make_records, write_run
-from train_helpers import TINY, files_snapshot, make_corpus
+from train_helpers import TINY, events, files_snapshot, load, make_corpus
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1]), "NO_COLOR": "1"}
 
@@ -196,8 +196,8 @@ def test_the_corpus_encoding_is_saved_and_used_on_resume(tmp_path):
                   "--out-dir", out, "-q").exit_code == 0
     result = invoke("train", "--resume", out / "latin", "--max-steps", 4, "-q")
     assert result.exit_code == 0, result.stderr
-    from train_helpers import load
     assert load(out / "latin" / "latest.npz").training.encoding == "latin-1"
+    assert [r["config"]["encoding"] for r in events(out / "latin", "start")] == ["latin-1"] * 2
 
 
 # ----------------------------------------------------------------------------- stdout
