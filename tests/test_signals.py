@@ -118,7 +118,7 @@ def test_ctrl_c_exits_130_without_aborted_or_traceback(world, tmp_path, case):
     _, args, ready, delay = case
     code, out, err = interrupt(args, world, ready, delay)
     assert "Aborted" not in err and "Traceback" not in err, err
-    assert code == 130 or (code == 0 and "logs" in args or "info" in args), (code, err)
+    assert code == 130 or (code == 0 and ("logs" in args or "info" in args)), (code, err)
     if "eval" in args and out:  # interrupted while scoring: what was scored, marked partial
         assert "partial, interrupted" in out
 
