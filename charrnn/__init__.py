@@ -12,9 +12,10 @@ from charrnn._version import __version__
 __all__ = ["load", "resolve_checkpoint", "__version__"]
 
 
-def resolve_checkpoint(target=None, out_dir="checkpoints"):
+def resolve_checkpoint(target=None, out_dir=None):
     """The checkpoint file meant by `target`, as the commands read their RUN|CKPT argument.
 
+    `out_dir` None means $CHARRNN_HOME, else ./checkpoints (as for the commands).
     None: the newest run under `out_dir` that has a checkpoint; an existing file: that file;
     otherwise a run directory or the name of a run under `out_dir`, whose best.npz (else
     latest.npz) is used. Raises RunError (a CharRNNError) when there is none.
@@ -22,14 +23,14 @@ def resolve_checkpoint(target=None, out_dir="checkpoints"):
     """
     from charrnn import runs
 
-    return runs.resolve_checkpoint(target, out_dir)
+    return runs.resolve_checkpoint(target, out_dir or runs.default_out_dir())
 
 
-def load(path=None, out_dir="checkpoints"):
+def load(path=None, out_dir=None):
     """Load a checkpoint for sampling: a `charrnn.sampling.Sampler`.
 
     `path` is a .npz checkpoint, a run directory (its best.npz, else latest.npz), a run name
-    under `out_dir`, or None for the newest run. The file is read without unpickling anything.
+    under `out_dir` (None: $CHARRNN_HOME, else ./checkpoints), or None for the newest run. The file is read without unpickling anything.
     The result has `.sample(length, temperature=, prime=, seed=, top_k=, top_p=) -> str`,
     `.generate(...)` yielding characters, `.vocab`, `.config`, `.model` and `.training`.
     """

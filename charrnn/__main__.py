@@ -1,5 +1,38 @@
-"""`python -m charrnn` runs the command line."""
+"""`python -m charrnn` runs the command line.
 
-from charrnn.cli import cli
+Ctrl-C while the interpreter is still importing exits 130 in silence, as it does once a
+command runs (see `charrnn.cli.CharRNNGroup`), instead of a KeyboardInterrupt traceback.
+"""
 
-cli(prog_name="charrnn")
+import os
+import signal
+import sys
+
+
+def main():
+    """The `charrnn` command.
+
+    An exit on Ctrl-C (130) ends with `os._exit` once the output is flushed: CPython remembers
+    a KeyboardInterrupt that went through some of its own machinery even after charrnn caught
+    it, and would otherwise end the process by re-sending itself SIGINT after a clean exit
+    (status -2 to a parent process instead of 130).
+    """
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
+    from charrnn.cli import cli
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        cli(prog_name="charrnn")
+    except SystemExit as exc:
+        if exc.code != 130:
+            raise
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
-from charrnn.jsonvalues import is_finite_number
+from charrnn.errors import CharRNNError
+from charrnn.jsonvalues import is_finite_number, printable
 from charrnn.ui import RunsTable, fmt_count, fmt_duration, run_panel
 
 # Distinct colours that read on dark and light backgrounds (rich downgrades them as needed).
@@ -213,7 +214,8 @@ class LineChart:
         xstep = xticks[1] - xticks[0] if len(xticks) > 1 else 1.0
         fmt = _time_label if self.x_kind == "time" else _step_label
         axis = ["─"] * W
-        labels = [" "] * (W + 2)
+        left = lw + 2  # the axis starts after the y labels and " └"
+        labels = [" "] * (left + W + 2)  # a label centred under a tick, in line columns
         end = -1
         for value in xticks:
             c = col(value) // 2
@@ -221,13 +223,13 @@ class LineChart:
                 continue
             axis[c] = "┬"
             label = fmt(value, xstep)
-            start = min(max(0, c - len(label) // 2), W + 2 - len(label))
+            start = min(max(0, left + c - len(label) // 2), len(labels) - len(label))
             if start > end:
                 labels[start:start + len(label)] = label
                 end = start + len(label)
         yield Text(" " * lw + " └" + "".join(axis), style="dim")
         name = self.x_name or ("time (training)" if self.x_kind == "time" else "step")
-        yield Text(" " * lw + "".join(labels).rstrip(), style="dim")
+        yield Text("".join(labels).rstrip(), style="dim")
         yield Text(f"{name:^{W + lw + 2}}".rstrip(), style="dim")
         yield self._legend(color)
 
@@ -247,7 +249,7 @@ def run_series(runs: list[tuple[str, list[dict]]], key: str, x: str = "step",
     out = []
     for i, (name, records) in enumerate(runs):
         xs, ys = _xy(records, event, key, x)
-        text = f"{name} {label}".strip() if len(runs) > 1 else (label or key)
+        text = f"{printable(name)} {label}".strip() if len(runs) > 1 else (label or key)
         out.append(Series(text, xs, ys, PALETTE[i % len(PALETTE)], binned=True,
                           plain_marker=HOLLOW_MARKERS[i % len(HOLLOW_MARKERS)]
                           if len(runs) > 1 else None))
@@ -278,7 +280,7 @@ def loss_series(runs: list[tuple[str, list[dict]]], x: str = "step") -> list[Ser
         several = len(runs) > 1
         xs, ys = _xy(records, "eval", "val_loss", x)
         out.append(train)
-        out.append(Series(f"{name} val" if several else "val", xs, ys,
+        out.append(Series(f"{printable(name)} val" if several else "val", xs, ys,
                           train.color if several else PALETTE[1],
                           marker=SOLID_MARKERS[i % len(SOLID_MARKERS)]))
     return out
@@ -318,8 +320,33 @@ def runs_view(infos, runs: list[tuple[str, list[dict]]], x: str = "step", lr: bo
     return Group(*parts)
 
 
-def save_png(path, specs: list[ChartSpec], x: str = "step") -> None:
-    """Draw the charts as one PNG with matplotlib (imported here: it is an optional extra)."""
+IMAGE_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff",
+                 "webp", "pgf")  # what matplotlib writes, by file extension
+
+
+def check_image_path(path) -> None:
+    """Raise CharRNNError, before anything is drawn, unless an image can be written at `path`:
+    an extension matplotlib knows, in an existing, writable folder."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") not in IMAGE_FORMATS:
+        raise CharRNNError(f"cannot write the charts to {path}: use one of the extensions "
+                           f"{', '.join('.' + f for f in IMAGE_FORMATS[:4])}, ...")
+    folder = path.parent
+    if not folder.is_dir():
+        raise CharRNNError(f"cannot write the charts to {path}: the folder {folder} does not "
+                           "exist.")
+    if not os.access(folder, os.W_OK):
+        raise CharRNNError(f"cannot write the charts to {path}: the folder {folder} is not "
+                           "writable.")
+
+
+def save_png(path, specs: list[ChartSpec], x: str = "step", title: str = "") -> None:
+    """Draw the charts as one image with matplotlib (imported here: it is an optional extra),
+    titled `title` (the runs' names); its format follows the extension (`check_image_path`).
+    CharRNNError, in one sentence, if the file cannot be written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,6 +366,13 @@ def save_png(path, specs: list[ChartSpec], x: str = "step") -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     axes[-1, 0].set_xlabel("training time (s)" if x == "time" else "step")
+    if title:
+        fig.suptitle(printable(title), fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=120)
+    except (OSError, ValueError) as exc:
+        raise CharRNNError(f"cannot write the charts to {path}: "
+                           f"{getattr(exc, 'strerror', None) or exc}.") from None
+    finally:
+        plt.close(fig)

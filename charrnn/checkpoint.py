@@ -11,28 +11,37 @@ Layout of the archive (every entry a numeric array; nothing is ever pickled):
 
 Writes are atomic: a temporary file in the same directory, flushed and fsync'ed, then
 `os.replace`d over the target, so a crash leaves either the old or the new checkpoint.
-Loads use `np.load(..., allow_pickle=False)` and check every entry before trusting it.
+Loads never unpickle, and check everything before they allocate anything big: the metadata
+first (every field, each error naming it), then each entry's name and its array header (shape,
+dtype) against what the model's config implies, then the data, which must be finite.
 """
 
 import json
 import os
+import re
 import tempfile
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from charrnn import cells
 from charrnn._version import __version__
 from charrnn.config import TrainConfig
 from charrnn.data import Vocab
-from charrnn.errors import CharRNNError, CheckpointError
+from charrnn.errors import CharRNNError, CheckpointError, refuse_oversized
 from charrnn.jsonvalues import is_finite_number
 from charrnn.model import CharRNN, ModelConfig, param_shapes
 
 FORMAT_VERSION = 1
 TMP_PREFIX = ".tmp-"  # temporary files of interrupted writes start with this; safe to delete
 _ZIP_MAGIC = b"PK\x03\x04"
+_META_MAX_BYTES = 64 << 20  # the metadata's largest sane size: a full Unicode vocabulary fits
+_HEADER_MAX_BYTES = 10_000  # an array header's largest size (numpy's own default limit)
+_MAX_OPTIMIZER_SLOTS = 4  # kinds of optimizer state per parameter (Adam has 2)
+_SLOT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -53,15 +62,18 @@ class TrainingState:
     lr_scale: float = 1.0  # halved at each divergence
     best_val_loss: float | None = None  # nats/char; None before the first evaluation
     bad_evals: int = 0  # evaluations since the last improvement (what --patience counts)
-    last_eval_step: int | None = None  # a resume does not evaluate this step again
+    last_eval_step: int | None = None  # the step of the last evaluation
     rng: dict | None = None  # the dropout generator's `bit_generator.state`
     train_config: TrainConfig | None = None  # the run's options
     lr_schedule: dict | None = None  # `LRSchedule.to_json()`, for the record
     optimizer: dict | None = None  # the optimizer's name and hyperparameters, for the record
     corpus: str = "demo"  # the corpus file's absolute path, or "demo"
+    encoding: str = "utf-8"  # the corpus file's encoding, which a resume reads it with
     corpus_fingerprint: dict | None = None  # {"chars", "crc32"} of the training text's ids
     sample_context: str = ""  # training text that sampling reads before the prime
     saved_at: str | None = None  # UTC, ISO 8601, to the second
+    run_id: str | None = None  # the run's id (`runs.new_run_id`); None in files from before ids
+    default_time_limit: bool = False  # the time limit was the default, not the user's choice
     # not saved: what `from_json` found missing (of what a resume needs), of the wrong type or
     # out of range, by field name ("train_config.seed" for one option)
     damaged: tuple[str, ...] = field(default=(), compare=False, repr=False)
@@ -133,7 +145,8 @@ _KINDS = {"step": _COUNT, "epoch": _COUNT, "batch": _COUNT, "bad_evals": _COUNT,
           "last_eval_step": _COUNT, "epoch_float": _AMOUNT, "time": _AMOUNT, "lr_scale": _AMOUNT,
           "best_val_loss": _AMOUNT, "rng": _of(dict), "lr_schedule": _of(dict),
           "optimizer": _of(dict), "corpus_fingerprint": _of(dict), "corpus": _of(str),
-          "sample_context": _of(str), "saved_at": _of(str)}
+          "encoding": _of(str), "sample_context": _of(str), "saved_at": _of(str),
+          "run_id": _of(str), "default_time_limit": _of(bool)}
 _REQUIRED = ("step", "epoch", "batch", "rng")  # what a resume restores with no default
 
 
@@ -175,9 +188,6 @@ class Checkpoint:
 def save(path, ckpt):
     """Write `ckpt` to `path` atomically. Raises CheckpointError (previous file intact) on failure."""
     path = Path(path)
-    for name, p in ckpt.model.params.items():
-        if not np.isfinite(p).all():
-            raise CheckpointError(f"refusing to save {path}: parameter {name} is not finite.")
     meta = {
         "format": "charrnn-checkpoint",
         "format_version": FORMAT_VERSION,
@@ -192,6 +202,9 @@ def save(path, ckpt):
     arrays.update({f"optim/{k}": v for k, v in ckpt.optim.items()})
     for layer, arrs in enumerate(ckpt.state or ()):
         arrays.update({f"state/{layer}/{i}": a for i, a in enumerate(arrs)})
+    bad = _not_finite(arrays)
+    if bad:
+        raise CheckpointError(f"refusing to save {path}: {_entry(bad)} is not finite.")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=".npz", dir=path.parent)
@@ -229,81 +242,162 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
+def _not_finite(arrays):
+    """The name of the first float entry of `arrays` that holds NaN or infinity, or None: no
+    checkpoint may hold one, neither in its parameters nor in its optimizer or hidden state."""
+    return next((name for name, a in arrays.items()
+                 if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
+
+
+def _entry(name):
+    """An archive entry's name as a sentence names it: 'parameter head.W', 'hidden state 0/1'."""
+    kind, _, rest = name.partition("/")
+    return {"params": "parameter", "optim": "optimizer state", "state": "hidden state"}.get(
+        kind, "entry") + f" {rest}"
+
+
 def load(path):
     """Read a checkpoint written by `save`, never executing or unpickling anything.
 
     Raises CheckpointError with one sentence for a missing, truncated, foreign, pickled,
-    newer-format or inconsistent file.
+    newer-format, inconsistent, oversized or non-finite file, before anything big is read.
     """
     path = Path(path)
-    if not path.is_file():
-        what = "is a directory, not a checkpoint file" if path.is_dir() else "does not exist"
-        raise CheckpointError(f"{path} {what}.")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}.") from None
-    if magic != _ZIP_MAGIC:
-        raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive).")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise CheckpointError(
-                f"{path} contains pickled Python objects; charrnn never unpickles files, "
-                "so it refuses to load it."
-            ) from None
-        raise CheckpointError(f"{path} is corrupt: {exc}.") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
-        raise CheckpointError(
-            f"{path} is corrupt or truncated ({exc}); use another checkpoint, "
-            "e.g. the run's latest.npz or best.npz."
-        ) from None
-    return _from_arrays(path, arrays)
-
-
-def _from_arrays(path, arrays):
-    meta = _read_meta(path, arrays)
-    try:
-        config = ModelConfig.from_json(meta["config"])
-        vocab = Vocab.from_json(meta["vocab"])
-        dtype = np.dtype(meta.get("dtype", "float32"))
-        training = meta.get("training", {})
-    except (CharRNNError, TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} has invalid metadata ({exc}).") from None
-    if dtype not in (np.float32, np.float64) or config.vocab_size != vocab.size:
-        raise CheckpointError(f"{path} has invalid metadata (dtype or vocabulary size).")
-    if not isinstance(training, dict):
-        raise CheckpointError(f"{path} has invalid metadata (the training state is not an object).")
-    training = TrainingState.from_json(training) if training else None
-    params = {}
-    for name, shape in param_shapes(config).items():
-        arr = arrays.get(f"params/{name}")
-        if arr is None or arr.shape != shape or arr.dtype != dtype:
-            raise CheckpointError(f"{path} is inconsistent: parameter {name} is missing or malformed.")
-        if not np.isfinite(arr).all():  # save never writes one: the file was altered
-            raise CheckpointError(f"{path} is corrupt: parameter {name} holds NaN or infinity.")
-        params[name] = np.ascontiguousarray(arr)
+    with _archive(path) as zf:
+        members = _members(path, zf)
+        meta = _read_meta(path, zf, members)
+        config, vocab, dtype, training = _check_meta(path, meta)
+        shapes = _check_headers(path, zf, members, config, dtype)
+        arrays = {name: _read_array(zf, members[name]) for name in shapes}
+    bad = _not_finite(arrays)
+    if bad:  # save never writes one: the file was altered
+        raise CheckpointError(f"{path} is corrupt: {_entry(bad)} holds NaN or infinity.")
+    params = {name: np.ascontiguousarray(arrays[f"params/{name}"]) for name in param_shapes(config)}
     model = CharRNN(config, params=params, dtype=dtype)
-    optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
+    optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
     state = _read_state(path, arrays, model)
+    training = TrainingState.from_json(training) if training else None
     return Checkpoint(model=model, vocab=vocab, training=training, optim=optim, state=state)
 
 
-def _read_meta(path, arrays):
-    raw = arrays.get("meta")
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+def read_meta(path):
+    """The checked metadata of the checkpoint at `path` (a dict: format_version,
+    charrnn_version, config, dtype, vocab, training), without reading its arrays."""
+    path = Path(path)
+    with _archive(path) as zf:
+        meta = _read_meta(path, zf, _members(path, zf))
+    _check_meta(path, meta)
+    return meta
+
+
+def read_training(path):
+    """The TrainingState of the checkpoint at `path` (None for a bare model), without reading
+    its arrays."""
+    training = read_meta(path).get("training") or {}
+    return TrainingState.from_json(training) if training else None
+
+
+class _archive:
+    """`with _archive(path) as zf`: the checkpoint's zip archive, open; every way the file can
+    fail to be one (missing, unreadable, not a zip, truncated, bad compression) is a
+    CheckpointError in one sentence."""
+
+    def __init__(self, path):
+        self.path = path
+        self._file = None
+
+    def __enter__(self):
+        path = self.path
+        if not path.is_file():
+            what = "is a directory, not a checkpoint file" if path.is_dir() else "does not exist"
+            raise CheckpointError(f"{path} {what}.")
+        try:
+            self._file = open(path, "rb")
+            magic = self._file.read(4)
+        except OSError as exc:
+            self.__exit__()
+            raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+        if magic != _ZIP_MAGIC:
+            self.__exit__()
+            raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive).")
+        try:
+            return zipfile.ZipFile(self._file)
+        except _READ_ERRORS as exc:
+            self.__exit__()
+            raise _corrupt(path, exc) from None
+
+    def __exit__(self, *exc_info):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if exc_info and isinstance(exc_info[1], _READ_ERRORS):
+            raise _corrupt(self.path, exc_info[1]) from None
+
+
+# what reading a damaged archive raises, beyond our own CheckpointError
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError,
+                NotImplementedError, RuntimeError)
+
+
+def _corrupt(path, exc):
+    return CheckpointError(f"{path} is corrupt or truncated ({exc}); use another checkpoint, "
+                           "e.g. the run's latest.npz or best.npz.")
+
+
+def _members(path, zf):
+    """{entry name without .npy: ZipInfo}; a foreign archive (no meta entry) is refused."""
+    members = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy") or info.filename[:-4] in members:
+            raise CheckpointError(f"{path} has an unexpected entry {info.filename[:80]!r}; it "
+                                  "is not a checkpoint charrnn wrote.")
+        members[info.filename[:-4]] = info
+    if "meta" not in members:
         raise CheckpointError(f"{path} is an .npz archive but not a charrnn checkpoint.")
+    return members
+
+
+def _header(path, zf, info):
+    """(shape, dtype) from an entry's .npy header, reading nothing else. A pickled entry is
+    refused here, before anything could unpickle it."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy format {version}")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f, max_header_size=_HEADER_MAX_BYTES)
+    if dtype.hasobject:
+        raise CheckpointError(f"{path} contains pickled Python objects; charrnn never "
+                              "unpickles files, so it refuses to load it.")
+    return shape, dtype
+
+
+def _read_array(zf, info):
+    with zf.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False,
+                                        max_header_size=_HEADER_MAX_BYTES)
+
+
+def _read_meta(path, zf, members):
+    info = members["meta"]
+    shape, dtype = _header(path, zf, info)
+    if dtype != np.uint8 or len(shape) != 1:
+        raise CheckpointError(f"{path} is an .npz archive but not a charrnn checkpoint.")
+    if shape[0] > _META_MAX_BYTES:
+        raise CheckpointError(f"{path} has {shape[0]:,} bytes of metadata, more than a "
+                              "checkpoint ever holds; the file is corrupt.")
+    raw = _read_array(zf, info)
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CheckpointError(f"{path} has unreadable metadata; the file is corrupt.") from None
     if not isinstance(meta, dict) or meta.get("format") != "charrnn-checkpoint":
         raise CheckpointError(f"{path} is an .npz archive but not a charrnn checkpoint.")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not _is_count(version) or version < 1:
+        raise _bad_meta(path, "format_version", "is not a positive integer")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} was written by a newer charrnn (checkpoint format {version}, this is "
             f"charrnn {__version__} reading format {FORMAT_VERSION}); upgrade charrnn to load it."
@@ -311,19 +405,116 @@ def _read_meta(path, arrays):
     return meta
 
 
+def _bad_meta(path, name, problem):
+    return CheckpointError(f"{path} has invalid metadata: {name} {problem}.")
+
+
+_MODEL_SHAPE = ("cell", "vocab_size", "hidden_size", "num_layers")  # what a config must name
+
+
+def _check_meta(path, meta):
+    """(ModelConfig, Vocab, dtype, training dict) from checked metadata; CheckpointError naming
+    the first field that is missing, of the wrong type or out of range."""
+    if not isinstance(meta.get("charrnn_version", ""), str):
+        raise _bad_meta(path, "charrnn_version", "is not a string")
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise _bad_meta(path, "config", "is not an object")
+    known = {f.name for f in fields(ModelConfig)}
+    for key in [*_MODEL_SHAPE, *config]:
+        if key not in known:
+            raise _bad_meta(path, f"config.{str(key)[:40]}", "is not a model option")
+        if key not in config:
+            raise _bad_meta(path, f"config.{key}", "is missing")
+    if config["cell"] not in cells.CELLS:
+        raise _bad_meta(path, "config.cell", f"is not one of {', '.join(cells.CELLS)}")
+    for key in ("vocab_size", "hidden_size", "num_layers"):
+        if not _is_count(config[key]) or config[key] < 1:
+            raise _bad_meta(path, f"config.{key}", "is not a positive integer")
+    dropout = config.get("dropout", 0.0)
+    if not is_finite_number(dropout) or not 0 <= dropout < 1:
+        raise _bad_meta(path, "config.dropout", "is not a number from 0 up to 1")
+    dtype = meta.get("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        raise _bad_meta(path, "dtype", "is not float32 or float64")
+    try:
+        vocab = Vocab.from_json(meta.get("vocab"))
+    except CharRNNError:
+        raise _bad_meta(path, "vocab", "is not a non-empty list of increasing Unicode code "
+                                       "points") from None
+    if vocab.size != config["vocab_size"]:
+        raise _bad_meta(path, "vocab", f"has {vocab.size} characters, not config.vocab_size "
+                                       f"({config['vocab_size']})")
+    training = meta.get("training", {})
+    if not isinstance(training, dict):
+        raise _bad_meta(path, "training", "is not an object")
+    return ModelConfig.from_json(config), vocab, np.dtype(dtype), training
+
+
+def _expected(name, config, dtype, params):
+    """(shape or None for "any (H, N)", allowed dtypes) of the entry `name`, or None if a
+    checkpoint of this config has no such entry."""
+    kind, _, rest = name.partition("/")
+    if kind == "params" and rest in params:
+        return params[rest], (dtype,)
+    if kind == "optim" and rest == "t":
+        return (), (np.dtype(np.int64), np.dtype(np.int32))
+    slot, _, param = rest.partition(".")
+    if kind == "optim" and _SLOT_NAME.fullmatch(slot) and param in params:
+        return params[param], (np.dtype(np.float32), np.dtype(np.float64))
+    layer, _, index = rest.partition("/")
+    if (kind == "state" and layer.isdigit() and index.isdigit()
+            and int(layer) < config.num_layers and int(index) < len(config.cell_spec.states)):
+        return None, (dtype,)
+    return None
+
+
+def _check_headers(path, zf, members, config, dtype):
+    """{entry name: shape} of the arrays to read, once every entry's name, shape and dtype has
+    been checked against `config` and their total size against this machine's memory."""
+    params = param_shapes(config)
+    shapes, streams, total = {}, set(), 0
+    for name, info in members.items():
+        if name == "meta":
+            continue
+        expected = _expected(name, config, dtype, params)
+        if expected is None:
+            raise CheckpointError(f"{path} has an unexpected entry {name[:80]!r} for a "
+                                  f"{config.cell} of {config.num_layers} layer(s); the file "
+                                  "is not a checkpoint charrnn wrote.")
+        shape, found = _header(path, zf, info)
+        want, dtypes = expected
+        if want is None and len(shape) == 2 and shape[0] == config.hidden_size:
+            streams.add(shape[1])
+            want = shape
+        if shape != want or found not in dtypes:
+            raise CheckpointError(f"{path} is inconsistent: {_entry(name)} is missing or "
+                                  f"malformed (shape {shape}, {found}).")
+        shapes[name] = shape
+        total += int(np.prod(shape, dtype=object)) * found.itemsize
+    missing = [n for n in params if f"params/{n}" not in shapes]
+    if missing:
+        raise CheckpointError(f"{path} is inconsistent: parameter {missing[0]} is missing or "
+                              "malformed.")
+    slots = {n.partition("/")[2].partition(".")[0] for n in shapes if n.startswith("optim/")}
+    if len(streams) > 1 or len(slots - {"t"}) > _MAX_OPTIMIZER_SLOTS:
+        raise CheckpointError(f"{path} is inconsistent: its hidden state or optimizer state is "
+                              "malformed.")
+    refuse_oversized(2 * total, f"loading {path}", "it is too large for this machine.")
+    return shapes
+
+
 def _read_state(path, arrays, model):
-    """The carried hidden state, or None if the checkpoint has none."""
+    """The carried hidden state, or None if the checkpoint has none (its entries' shapes were
+    checked by `_check_headers`)."""
     if not any(k.startswith("state/") for k in arrays):
         return None
-    template = model.init_state(1)
-    first = arrays.get("state/0/0")
-    N = first.shape[-1] if first is not None and first.ndim == 2 else None  # every array's streams
     state = []
-    for layer, arrs in enumerate(template):
+    for layer, arrs in enumerate(model.init_state(1)):
         loaded = []
-        for i, a in enumerate(arrs):
+        for i in range(len(arrs)):
             s = arrays.get(f"state/{layer}/{i}")
-            if s is None or s.dtype != model.dtype or s.shape != (a.shape[0], N):
+            if s is None:
                 raise CheckpointError(f"{path} is inconsistent: its hidden state is malformed.")
             loaded.append(np.ascontiguousarray(s))
         state.append(tuple(loaded))

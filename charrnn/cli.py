@@ -6,6 +6,8 @@ Library modules (and numpy with them) are imported inside the commands, so that
 """
 
 import contextlib
+import errno
+import io
 import math
 import os
 import sys
@@ -18,18 +20,80 @@ from charrnn._version import __version__
 from charrnn.config import (DEFAULT_LR, DEFAULT_TEMPERATURE, DEFAULT_TIME_LIMIT, DTYPES,
                             LR_SCHEDULES, OPTIMIZERS, UNKNOWN_CHOICES, TrainConfig)
 from charrnn.errors import CharRNNError
+from charrnn.runs import DEFAULT_OUT_DIR, OUT_DIR_ENV
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 class CharRNNGroup(click.Group):
-    """A click group that shows a library `CharRNNError` as one line on stderr and exits 1."""
+    """A click group that ends every command with one line of error and exit 1, never a
+    traceback: a library `CharRNNError`, running out of memory, and output that cannot be
+    written (stdout full, closed or not open for writing, or in an encoding that cannot show
+    the text); Ctrl-C exits 130 without click's "Aborted!". A pipe closed by its reader
+    (`charrnn logs | head`) stays quiet, as click makes it."""
 
     def invoke(self, ctx):
+        _guard_closed_stdout()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a full disk shows here, not in the interpreter's last flush
+            return result
         except CharRNNError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            ctx.exit(130)  # 128 + SIGINT, as shells report it
+        except MemoryError:
+            raise click.ClickException(
+                "charrnn ran out of memory (a limit such as ulimit -v, or the machine's "
+                "memory); files already written are intact."
+            ) from None
+        except UnicodeEncodeError as exc:
+            _drop_stdout()
+            raise click.ClickException(
+                f"stdout's encoding ({exc.encoding}) cannot show {exc.object[exc.start]!r}; "
+                "set PYTHONIOENCODING=utf-8, or write to a file."
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # click quiets a closed pipe
+            _drop_stdout()
+            raise click.ClickException(f"cannot write to stdout: {exc.strerror or exc}.") \
+                from None
+
+
+class _ClosedStdout(io.TextIOBase):
+    """What sys.stdout becomes when charrnn was started with stdout closed: writing to it fails
+    (EBADF), so a command that has output to show says it cannot, and one that has none
+    (train) is not bothered."""
+
+    encoding = "utf-8"
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        raise OSError(errno.EBADF, "stdout is closed")
+
+
+def _guard_closed_stdout():
+    """With stdout closed at start, Python's sys.stdout is None and file descriptor 1 is free:
+    the next file opened (a run's lock or log) would get it. Park /dev/null on it, and make
+    writes to sys.stdout fail instead of vanishing."""
+    if sys.stdout is None:
+        try:
+            os.fstat(1)
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        sys.stdout = _ClosedStdout()
+
+
+def _drop_stdout():
+    """After a failed write to stdout, send what is still buffered to /dev/null, so that the
+    interpreter's final flush does not fail again (with a traceback-like message)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 class SectionedCommand(click.Command):
@@ -51,13 +115,37 @@ class SectionedCommand(click.Command):
                     formatter.write_dl(rows)
 
 
+def _complete_runs(ctx, param, incomplete):
+    """Shell completion of a RUN|CKPT: the run names under --out-dir that start with
+    `incomplete`, after a "file" item, so that the shell completes paths when no name matches
+    (and always for a word that looks like a path)."""
+    from click.shell_completion import CompletionItem
+
+    from charrnn import runs
+
+    items = [CompletionItem(incomplete, type="file")]
+    if os.sep in incomplete or incomplete.startswith((".", "~")):
+        return items
+    try:
+        names = runs.run_names(ctx.params.get("out_dir") or runs.default_out_dir())
+    except CharRNNError:
+        names = []
+    return items + [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+_OUT_DIR = click.option("--out-dir", default=DEFAULT_OUT_DIR, envvar=OUT_DIR_ENV,
+                        show_envvar=True, type=click.Path(file_okay=False),
+                        help="Directory holding the runs.")
+
+
 @click.group(cls=CharRNNGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="charrnn")
 def cli():
     """Train character-level RNN, LSTM and GRU language models on text, and sample from them.
 
-    Runs are kept under --out-dir (default: ./checkpoints). A RUN is a run's name there or
-    its directory; a CKPT is a checkpoint file (.npz). `charrnn COMMAND --help` tells more.
+    Runs are kept under --out-dir (default: $CHARRNN_HOME, else ./checkpoints). A RUN is a
+    run's name there or its directory; a CKPT is a checkpoint file (.npz). `charrnn COMMAND
+    --help` tells more.
 
     \b
     Examples:
@@ -83,9 +171,8 @@ def cli():
 
 
 @cli.command("logs")
-@click.argument("run_names", nargs=-1, metavar="[RUN]...")
-@click.option("--out-dir", default="checkpoints", type=click.Path(file_okay=False),
-              help="Directory holding the runs.")
+@click.argument("run_names", nargs=-1, metavar="[RUN]...", shell_complete=_complete_runs)
+@_OUT_DIR
 @click.option("--x", "x_axis", type=click.Choice(["step", "time"]), default="step",
               help="What the charts' x axis shows: training steps or training time.")
 @click.option("--lr", "show_lr", is_flag=True, help="Also chart the learning rate.")
@@ -94,13 +181,13 @@ def cli():
 @click.option("--height", type=click.IntRange(4, 200), default=14,
               help="Height of the loss chart in lines.")
 @click.option("-f", "--follow", is_flag=True,
-              help="Redraw every second as training appends to the log, until Ctrl-C.")
+              help="Redraw every second as training appends to the log, until the run ends.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               help="json/csv: the train and eval records of the RUNs (without RUN: the run "
                    "summaries) on stdout, for pandas and friends.")
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
-              help="Also write the charts to a PNG image (needs matplotlib: pip install "
-                   "matplotlib).")
+              help="Also write the charts to an image: .png, .svg, .pdf, ... (needs "
+                   "matplotlib: pip install matplotlib).")
 def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fmt, plot):
     """List runs; with RUN, show its summary and loss curves.
 
@@ -108,6 +195,9 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
     progress and best validation loss. With RUNs (names under --out-dir or run directories):
     each run's summary, then its train and validation loss charted in the terminal, several
     RUNs overlaid in one chart, each in its own colour.
+
+    With --follow, RUNs are redrawn every second until they stop training (the list: until
+    Ctrl-C).
 
     \b
     Examples:
@@ -121,12 +211,14 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
     import time
 
     from charrnn import charts, runs, ui
+    from charrnn.jsonvalues import printable
 
     if follow and fmt != "table":
         raise click.UsageError("--follow works only with --format table.")
     if plot and not run_names:
         raise click.UsageError("--plot needs a RUN to draw.")
     if plot:
+        charts.check_image_path(plot)
         try:
             import matplotlib  # noqa: F401
         except ImportError:
@@ -149,14 +241,18 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
             return
         if not infos and not follow:
             missing = "" if os.path.isdir(out_dir) else " (it does not exist)"
-            click.echo(f"no runs in {out_dir}/ yet{missing}; start one with: "
-                       "charrnn train corpus.txt", err=True)
+            click.echo(f"no runs in {out_dir}/ yet{missing}; point --out-dir or "
+                       f"{OUT_DIR_ENV} at the directory that holds your runs, or start one "
+                       "with: charrnn train corpus.txt", err=True)
             return
 
-        def render(first=None):
-            return ui.RunsTable(runs.list_runs(out_dir) if first is None else first)
+        def load():
+            return runs.list_runs(out_dir)
 
-        first = infos
+        def render(infos):
+            return ui.RunsTable(infos)
+
+        shown = infos  # what load() returns: what is on screen
     else:
         dirs = list(dict.fromkeys(runs.resolve_run(name, out_dir) for name in run_names))
         warned = set()
@@ -168,7 +264,7 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
                 if contents.bad_lines and run_dir not in warned:
                     warned.add(run_dir)
                     click.echo(f"warning: skipped {contents.bad_lines} unreadable line(s) in "
-                               f"{run_dir / runs.LOG_NAME}", err=True)
+                               f"{printable(str(run_dir / runs.LOG_NAME))}", err=True)
                 infos.append(runs.summarize(run_dir, contents))
                 records.append((run_dir.name, contents.records))
             return infos, records
@@ -183,26 +279,27 @@ def logs(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, follow, fm
             return
         if plot:
             specs = charts.chart_specs(records, x_axis, show_lr, show_grad_norm, height)
-            charts.save_png(plot, specs, x_axis)
+            charts.save_png(plot, specs, x_axis, title=", ".join(n for n, _ in records))
             click.echo(f"wrote the charts to {plot}", err=True)
 
-        def render(first=None):
-            return charts.runs_view(*(first or load()), x=x_axis, lr=show_lr,
-                                    grad_norm=show_grad_norm, height=height)
+        def render(loaded):
+            return charts.runs_view(*loaded, x=x_axis, lr=show_lr, grad_norm=show_grad_norm,
+                                    height=height)
 
-        first = (infos, records)
+        shown = (infos, records)
     if not follow:
-        out.print(render(first))
+        out.print(render(shown))
         return
     from rich.live import Live
 
-    try:
-        with Live(render(first), console=out, auto_refresh=False) as live:
-            while True:
-                time.sleep(1.0)
-                live.update(render(), refresh=True)
-    except KeyboardInterrupt:
-        pass
+    def training(loaded):  # whether a run on screen is still training
+        return any(info.status == "running" for info in loaded[0])
+
+    with Live(render(shown), console=out, auto_refresh=False) as live:
+        while not run_names or training(shown):  # the list follows until Ctrl-C
+            time.sleep(1.0)
+            shown = load()
+            live.update(render(shown), refresh=True)
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -367,22 +464,23 @@ TRAIN_SECTIONS = [
 @cli.command("train", cls=SectionedCommand, option_sections=TRAIN_SECTIONS)
 @click.argument("corpus", required=False, type=click.Path(dir_okay=True))
 @_train_options
-@click.option("--out-dir", default="checkpoints", type=click.Path(file_okay=False),
-              help="Directory holding the runs.")
+@_OUT_DIR
 @click.option("--name", default=None,
               help="Run name [default: the corpus file's name, or demo; then -2, -3, ... if "
-                   "taken].")
-@click.option("--resume", default=None, metavar="RUN|CKPT",
+                   "taken]. With --resume: start a new run of this name from the checkpoint.")
+@click.option("--resume", default=None, metavar="RUN|CKPT", shell_complete=_complete_runs,
               help="Continue a run (its name under --out-dir, its directory, or a checkpoint "
-                   "file). Options given "
-                   "with it (a larger budget, say) replace the saved ones, except the model's "
-                   "shape, --batch-size, --seq-length, --optimizer and --seed.")
+                   "file). Options given with it (a larger budget, say) replace the saved ones, "
+                   "except the model's shape, --batch-size, --seq-length, --optimizer and "
+                   "--seed. A checkpoint file outside its run's directory goes on as a new "
+                   "run; one behind the run's latest.npz or from another run is refused.")
 @click.option("--init-from", default=None, metavar="RUN|CKPT",
               help="Start a new run from the weights of another (a run: its best.npz): "
                    "fine-tuning. It keeps that model's shape (options that set it are refused) "
                    "and vocabulary, to which CORPUS's new characters are added; training "
                    "options apply as to any new run.")
-@click.option("--encoding", default="utf-8", help="Text encoding of CORPUS.")
+@click.option("--encoding", default=None, show_default="utf-8, or the run's on --resume",
+              help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
 @click.pass_context
 def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet, **options):
@@ -410,7 +508,7 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
 
     from charrnn.runs import CHECKPOINT_NAMES, LATEST_NAME
     from charrnn.train import Reporter, train
-    from charrnn.ui import TrainProgress, fmt_duration
+    from charrnn.ui import TrainProgress, fmt_duration, plural
 
     explicit = {k: v for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
@@ -418,15 +516,20 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
     # Ctrl-C before training starts (e.g. while reading the corpus) stops at once; during
     # training, the loop saves and stops; after that, when train() has restored this handler,
     # a second Ctrl-C is ignored, so that it cannot turn a clean stop into "Aborted!" or a
-    # death by SIGINT while the command reports and exits.
-    report_start, started = reporter.start, []
+    # death by SIGINT while the command reports and exits. A KeyboardInterrupt that lands in
+    # code that swallows exceptions (a finalizer) is not lost: the signal is sent again once
+    # the training loop's own handler is in place, and the run stops at its first step.
+    report_start, started, requested = reporter.start, [], []
 
     def start(info):
         started.append(True)
+        if requested:
+            os.kill(os.getpid(), signal.SIGINT)
         report_start(info)
 
     def on_sigint(signum, frame):
         if not started:
+            requested.append(signum)
             raise KeyboardInterrupt
 
     reporter.start = start
@@ -450,12 +553,12 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
                    f"charrnn train --resume {run}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
-        best = "no validation loss (--val-fraction 0)" if result.best_val_loss is None else (
+        best = "no validation loss yet" if result.best_val_loss is None else (
             f"best validation loss {result.best_val_loss:.4f} nats/char "
             f"({result.best_val_loss / math.log(2):.3f} bits/char)")
         saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
         click.echo(
-            f"done ({result.reason.replace('_', ' ')}) after {result.step} steps, "
+            f"done ({result.reason.replace('_', ' ')}) after {plural(result.step, 'step')}, "
             f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"
             f"checkpoints: {saved}\n"
             f"next: charrnn sample {run}",
@@ -497,9 +600,8 @@ def _echo_json(obj):
     click.echo(json.dumps(obj, ensure_ascii=False, indent=2))
 
 
-_CKPT_ARG = click.argument("target", required=False, metavar="[RUN|CKPT]")
-_OUT_DIR = click.option("--out-dir", default="checkpoints", type=click.Path(file_okay=False),
-                        help="Directory holding the runs.")
+_CKPT_ARG = click.argument("target", required=False, metavar="[RUN|CKPT]",
+                           shell_complete=_complete_runs)
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                        help="json: one JSON object on stdout.")
 
@@ -654,17 +756,21 @@ def _write_samples(stream, prime, num_samples, separator):
         pending = [prime]
         last = time.monotonic()
         columns = 1
-        for pieces in stream:
-            columns = len(pieces)  # beam search may find fewer samples than asked for
-            pending.append(pieces[0])
-            for column, piece in zip(rest, pieces[1:]):
-                column.append(piece)
-            now = time.monotonic()
-            if now - last >= STREAM_FLUSH_SECONDS:
-                out.write("".join(pending))
-                out.flush()
-                pending.clear()
-                last = now
+        try:
+            for pieces in stream:
+                columns = len(pieces)  # beam search may find fewer samples than asked for
+                pending.append(pieces[0])
+                for column, piece in zip(rest, pieces[1:]):
+                    column.append(piece)
+                now = time.monotonic()
+                if now - last >= STREAM_FLUSH_SECONDS:
+                    out.write("".join(pending))
+                    out.flush()
+                    pending.clear()
+                    last = now
+        except KeyboardInterrupt:  # Ctrl-C: what was generated is shown, then exit 130
+            out.write("".join(pending) + "\n")
+            raise
         out.write("".join(pending) + "\n")
         for column in rest[:columns - 1]:
             out.write(f"{separator}\n{prime}{''.join(column)}\n")
@@ -682,7 +788,7 @@ def _write_records(records):
 
 
 @cli.command("eval")
-@click.argument("paths", nargs=-1, metavar="[RUN|CKPT] FILE")
+@click.argument("paths", nargs=-1, metavar="[RUN|CKPT] FILE", shell_complete=_complete_runs)
 @click.option("--encoding", default="utf-8", help="Text encoding of FILE.")
 @_FORMAT
 @_OUT_DIR
@@ -693,7 +799,8 @@ def eval_command(paths, encoding, fmt, out_dir):
     `charrnn sample` (default: the newest run). The whole file is one stream: each character
     is predicted from all the text before it, the state carried through.
     Characters the model does not know are skipped, counted and reported; a model trained with
-    --min-count or --max-vocab reads them as its U+FFFD instead.
+    --min-count or --max-vocab reads them as its U+FFFD instead. Ctrl-C stops early and shows
+    the score of the text read so far, marked partial (exit 130).
 
     \b
     Examples:
@@ -703,13 +810,16 @@ def eval_command(paths, encoding, fmt, out_dir):
     """
     if len(paths) not in (1, 2):
         raise click.UsageError("give FILE, or RUN|CKPT and FILE.")
+    if len(paths) == 1 and _names_a_checkpoint(paths[0], out_dir):
+        raise click.UsageError(f"{paths[0]} is a run or checkpoint: give the text file to score "
+                               f"after it, e.g. charrnn eval {paths[0]} test.txt.")
     import math
 
     import numpy as np
     from tqdm import tqdm
 
     from charrnn.data import REPLACEMENT, format_chars, read_text
-    from charrnn.scoring import score
+    from charrnn.scoring import score_steps
 
     target, file = (None, *paths) if len(paths) == 1 else paths
     path, ckpt = _load_checkpoint(target, out_dir)
@@ -721,9 +831,17 @@ def eval_command(paths, encoding, fmt, out_dir):
     if replace:
         replaced = int(np.count_nonzero(ids == vocab.replacement)) - text.count(REPLACEMENT)
     unknown = vocab.unknown_chars(text) if ids.size < len(text) or replaced else ""
-    with tqdm(total=max(ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
-              dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
-        total, scored = score(ckpt.model, ids, progress=bar.update)
+    total = scored = 0
+    try:
+        with tqdm(total=max(ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
+                  dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
+            for total, done in score_steps(ckpt.model, ids):
+                bar.update(done - scored)
+                scored = done
+    except KeyboardInterrupt:
+        if not scored:
+            raise
+    partial = scored < ids.size - 1
     nats = total / scored
     result = {
         "checkpoint": str(path),
@@ -735,9 +853,11 @@ def eval_command(paths, encoding, fmt, out_dir):
         "chars_skipped": len(text) - ids.size,
         "chars_replaced": replaced,
         "unknown_chars": unknown,
+        "partial": partial,  # interrupted: the scores of the first chars_scored characters
     }
     if fmt == "json":
         _echo_json(result)
+        _exit_if_interrupted(partial)
         return
     left_out = f"{replaced if replace else result['chars_skipped']:,}"
     if unknown:
@@ -746,9 +866,26 @@ def eval_command(paths, encoding, fmt, out_dir):
         ("checkpoint", path), ("file", file),
         ("nats/char", f"{nats:.4f}"), ("bits/char", f"{result['bits_per_char']:.4f}"),
         ("perplexity", f"{result['perplexity']:.3f}"),
-        ("scored", f"{scored:,} characters"),
+        ("scored", f"{scored:,} characters"
+                   + (f" of {ids.size - 1:,}: partial, interrupted" if partial else "")),
         ("read as U+FFFD" if replace else "skipped", left_out),
     ])
+    _exit_if_interrupted(partial)
+
+
+def _names_a_checkpoint(arg, out_dir):
+    """Whether `arg` (eval's only argument) means a checkpoint rather than a text file: a .npz,
+    a directory, or the name of a run under --out-dir."""
+    from charrnn import runs
+
+    return (arg.endswith(".npz") or os.path.isdir(arg)
+            or (not os.path.exists(arg) and runs.is_run_dir(os.path.join(out_dir, arg))))
+
+
+def _exit_if_interrupted(partial):
+    """Exit 130 (Ctrl-C) after an interrupted evaluation has shown its partial result."""
+    if partial:
+        click.get_current_context().exit(130)
 
 
 class ExplainCommand(SectionedCommand):
@@ -892,14 +1029,18 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
 
 def _training_summary(state):
     """What `info` shows of a checkpoint's TrainingState (None: a bare model): the numbers it
-    holds and the run's options."""
+    holds and the run's options. The epoch is fractional, as the log and the table give it,
+    and `learning_rate` is the peak rate in force (the optimizer's default when none was set)."""
     if state is None:
         return {}
     from dataclasses import asdict
 
-    summary = {"step": state.step, "epoch": state.epoch, "best_val_loss": state.best_val_loss,
-               "time": state.time,
-               "train_config": asdict(state.train_config) if state.train_config else None}
+    config = state.train_config
+    summary = {"step": state.step,
+               "epoch": state.epoch_float if state.epoch_float is not None else state.epoch,
+               "best_val_loss": state.best_val_loss, "time": state.time,
+               "learning_rate": config.base_lr if config else None,
+               "train_config": asdict(config) if config else None}
     return {k: v for k, v in summary.items() if v is not None}
 
 
@@ -920,17 +1061,13 @@ def info_command(target, fmt, out_dir):
       charrnn info shakespeare --format json
       charrnn info checkpoints/shakespeare/latest.npz
     """
-    import json
     import math
 
-    import numpy as np
-
-    from charrnn import ui
+    from charrnn import checkpoint, ui
     from charrnn.data import format_chars
 
     path, ckpt = _load_checkpoint(target, out_dir)
-    with np.load(path, allow_pickle=False) as npz:  # already checked by checkpoint.load
-        meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+    meta = checkpoint.read_meta(path)
     training, state = _training_summary(ckpt.training), ckpt.training
     info = {
         "checkpoint": str(path),
@@ -958,13 +1095,12 @@ def info_command(target, fmt, out_dir):
         ("vocabulary", f"{ckpt.vocab.size} characters"),
         ("characters", format_chars(ckpt.vocab.chars, quoted=False)),
         ("steps", ui.fmt_int(training.get("step"))),
-        ("epochs", ui.fmt_float(state.epoch_float if state and state.epoch_float is not None
-                                else training.get("epoch"), 2)),
+        ("epochs", ui.fmt_float(training.get("epoch"), 2)),
         ("best val loss", "-" if best is None else
             f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)"),
         ("training time", ui.fmt_duration(training.get("time"))),
     ]
     if "train_config" in training:
-        fields.append(("train config",
-                       ", ".join(f"{k}={v}" for k, v in training["train_config"].items())))
+        options = {**training["train_config"], "learning_rate": training["learning_rate"]}
+        fields.append(("train config", ", ".join(f"{k}={v}" for k, v in options.items())))
     _print_fields(fields)

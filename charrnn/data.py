@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn import files
 from charrnn.config import UNKNOWN_CHOICES
 from charrnn.errors import CharRNNError, CorpusError
 
 _N_CODEPOINTS = 0x110000  # every Unicode code point, surrogates included
 _CHUNK = 1 << 22  # characters handled at a time: bounds the temporaries to ~50 MB
-_BINARY_SNIFF = 8192  # a NUL byte in this many leading bytes means "binary file"
 _WIDE_ENCODINGS = ("utf-16", "utf-32")  # codec families where NUL bytes are normal text
 REPLACEMENT = "\ufffd"  # stands for every character a vocabulary lacks (see `limit_vocab`)
 _DEMO_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3",
@@ -30,42 +30,61 @@ def read_text(path, encoding="utf-8"):
     Every problem (missing, directory, unreadable, empty, binary, undecodable file, unknown
     encoding) raises CorpusError with one sentence naming the path.
     """
-    try:
-        codec = codecs.lookup(encoding)
-        b"a".decode(encoding, "ignore")  # rejects non-text codecs such as 'base64'
-    except LookupError:
-        raise CorpusError(f"unknown encoding {encoding!r}; pass one Python knows, "
-                          "such as utf-8, latin-1 or cp1252.") from None
+    codec = text_codec(encoding)
     name = str(path)
     if os.path.isdir(path):
         raise CorpusError(f"{name} is a directory, not a text file.")
+
+    def refuse_binary(first):  # before the rest is read: /dev/zero is refused at once
+        if not codec.name.startswith(_WIDE_ENCODINGS) and b"\0" in first:
+            bom = _bom_encoding(first)
+            if bom:
+                raise CorpusError(f"{name} looks like {bom} text, not {codec.name}; pass it "
+                                  f"with --encoding {bom}.")
+            raise CorpusError(f"{name} looks like a binary file, not text (it contains NUL "
+                              "bytes).")
+
     try:
-        data = Path(path).read_bytes()
+        data = files.read_bounded(path, name, "use a smaller text file.", refuse_binary)
     except FileNotFoundError:
         raise CorpusError(f"{name} does not exist.") from None
     except PermissionError:
         raise CorpusError(f"{name} cannot be read: permission denied.") from None
     except OSError as e:
         raise CorpusError(f"{name} cannot be read: {e.strerror or e}.") from None
-    if not codec.name.startswith(_WIDE_ENCODINGS) and data.find(b"\0", 0, _BINARY_SNIFF) >= 0:
-        bom = _bom_encoding(data)
-        if bom:
-            raise CorpusError(f"{name} looks like {bom} text, not {codec.name}; pass it with "
-                              f"--encoding {bom}.")
-        raise CorpusError(f"{name} looks like a binary file, not text (it contains NUL bytes).")
     try:
-        text = data.decode(encoding)
+        text = data.decode(codec.name)
     except UnicodeDecodeError as e:
+        where = (f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
+                 if isinstance(e.object, bytes) and e.start < len(e.object) else "its end")
         raise CorpusError(
-            f"{name} is not valid {codec.name}: byte 0x{e.object[e.start]:02x} at offset "
-            f"{e.start} cannot be decoded; if the file uses another encoding, pass it with "
-            f"--encoding (e.g. --encoding {_guess_encoding(data, codec.name)})."
+            f"{name} is not valid {codec.name}: {where} cannot be decoded; if the file uses "
+            "another encoding, pass it with --encoding (e.g. --encoding "
+            f"{_guess_encoding(data, codec.name)})."
         ) from None
+    except (UnicodeError, ValueError):  # codecs such as idna and punycode raise these
+        raise CorpusError(f"{name} cannot be decoded as {codec.name}; if the file uses another "
+                          "encoding, pass it with --encoding.") from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text:
         raise CorpusError(f"{name} is empty; charrnn needs text to learn from.")
     return text
+
+
+def text_codec(encoding):
+    """The `codecs.CodecInfo` of `encoding`, if it decodes bytes to text; CorpusError otherwise
+    (an unknown name, a bytes-to-bytes codec such as 'base64', or 'undefined')."""
+    try:
+        codec = codecs.lookup(encoding)
+        try:
+            b"a".decode(codec.name)  # LookupError for codecs that do not make text
+        except UnicodeDecodeError:  # a text codec that needs more bytes, such as utf-16
+            pass
+    except (LookupError, UnicodeError, ValueError):
+        raise CorpusError(f"unknown encoding {encoding!r}; pass one Python knows for text, "
+                          "such as utf-8, latin-1 or cp1252.") from None
+    return codec
 
 
 def _bom_encoding(data):

@@ -469,7 +469,8 @@ def explain(model, vocab, text, *, top_k=0, span=None, arrays=(), units=(), find
                      "activations, or use a shorter gradient-flow window.")
     known = vocab.decode(ids) if unknown else text
     reader = _Reader(model, known, ids, top_k, keep, units, find, saturation, starts, progress)
-    read_stream(model, n, reader.read, READ_CHUNK)
+    for _ in read_stream(model, n, reader.read, READ_CHUNK):
+        pass
     result = Explanation(
         config=cfg, vocab_chars=vocab.chars, text=known, skipped=len(text) - n,
         unknown_chars=unknown, ids=ids, nats=reader.nats, top_ids=reader.top_ids,

@@ -1,5 +1,7 @@
 """Runs on disk: finding them and the checkpoint a RUN|CKPT argument means, naming and creating
-new ones, reading their `log.jsonl`, the run lock, and tidying up after a killed process.
+new ones, reading their `log.jsonl`, the run lock, tidying up after a killed process, and where
+a resume may train (`resume_run_dir`: a run's id in its checkpoints and log keeps a resume from
+overwriting newer steps or mixing two runs).
 
 A run is a directory `<out-dir>/<name>/` with `log.jsonl` (one JSON object a line, append-only),
 `latest.npz` and `best.npz`. While a process trains it, that process holds an exclusive
@@ -14,13 +16,17 @@ import difflib
 import json
 import math
 import os
+import re
 import statistics
+import unicodedata
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from charrnn.errors import RunError
-from charrnn.jsonvalues import is_finite_number
+from charrnn import files
+from charrnn.errors import CharRNNError, RunError
+from charrnn.jsonvalues import is_finite_number, json_printable, printable
 
 try:  # POSIX only; elsewhere runs are never reported as running and locking is a no-op
     import fcntl
@@ -33,7 +39,9 @@ BEST_NAME = "best.npz"  # a run's checkpoint with the lowest validation loss
 LATEST_NAME = "latest.npz"  # a run's newest checkpoint
 CHECKPOINT_NAMES = (BEST_NAME, LATEST_NAME)  # what a run means to sample, eval and info
 RESUME_NAMES = (LATEST_NAME, BEST_NAME)  # what a run means to --resume: its newest state
-STATUSES = ("running", "finished", "interrupted", "diverged", "crashed", "no log")
+STATUSES = ("running", "finished", "interrupted", "diverged", "crashed", "no log", "unreadable")
+OUT_DIR_ENV = "CHARRNN_HOME"  # sets the default --out-dir
+DEFAULT_OUT_DIR = "checkpoints"  # the default --out-dir without CHARRNN_HOME
 CHARS_PER_SEC_WINDOW = 10  # chars/s of a run = median over its last this-many train events
 
 # Lock files held by this process (resolved paths), so that `is_running` can answer for them
@@ -57,14 +65,24 @@ def read_log_with_problems(path: str | os.PathLike) -> LogContents:
     """Read a `log.jsonl` tolerantly: skip blank and unparseable lines and say how many.
 
     A torn last line (the writer was killed mid-line) is skipped and reported as `torn_tail`;
-    unparseable lines elsewhere are counted in `bad_lines`. A missing file reads as empty.
+    unparseable lines elsewhere (deeply nested JSON included) are counted in `bad_lines`. A
+    missing file reads as empty. The file is read without following a symbolic link, and
+    refused (RunError) if it is not a regular file or too large for this machine's memory.
     """
     try:
-        data = Path(path).read_bytes()
+        fd = files.open_nofollow(path, os.O_RDONLY)
     except FileNotFoundError:
         return LogContents([])
     except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc.strerror}.") from None
+        raise RunError(f"cannot read {path}: {files.describe(exc)}.") from None
+    try:
+        data = files.read_fd(fd, str(path), "move the log out of the run directory.")
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    except CharRNNError as exc:
+        raise RunError(str(exc)) from None
+    finally:
+        os.close(fd)
     lines = data.split(b"\n")
     contents = LogContents([])
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
@@ -73,7 +91,7 @@ def read_log_with_problems(path: str | os.PathLike) -> LogContents:
             continue
         try:
             record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             record = None
         if isinstance(record, dict):
             contents.records.append(record)
@@ -103,7 +121,8 @@ class LogWriter:
 
     The file is unbuffered and each record goes out as soon as it is written, so a killed run
     loses at most the line being written, and a failed write (disk full) leaves nothing
-    pending that closing the file would try, and fail, to write again.
+    pending that closing the file would try, and fail, to write again. It is opened without
+    following a symbolic link: a link planted in the run never makes charrnn append elsewhere.
     """
 
     def __init__(self, run_dir: str | os.PathLike):
@@ -111,7 +130,10 @@ class LogWriter:
         self._file = None
 
     def __enter__(self) -> "LogWriter":
-        self._file = open(self.path, "ab", buffering=0)
+        try:
+            self._file = open(self.path, "ab", buffering=0, opener=files.nofollow_opener)
+        except OSError as exc:
+            raise RunError(f"cannot write {self.path}: {files.describe(exc)}.") from None
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -130,7 +152,7 @@ class LogWriter:
     def end_torn_line(self) -> None:
         """If a killed (or disk-full) writer left the last line half-written, end it, so that
         the next record starts on a line of its own instead of being glued to the torn one."""
-        with open(self.path, "rb") as f:
+        with open(self.path, "rb", opener=files.nofollow_opener) as f:
             if f.seek(0, os.SEEK_END) == 0:
                 return
             f.seek(-1, os.SEEK_END)
@@ -152,7 +174,8 @@ class RunLock:
             ...train, append to log.jsonl, write checkpoints...
 
     It is an `fcntl.flock` on `<run_dir>/.lock`, which also holds the owner's pid. The kernel
-    releases it when the process exits or dies, so it can never be left stuck.
+    releases it when the process exits or dies, so it can never be left stuck. The file is
+    opened without following a symbolic link, so a link planted as `.lock` is never truncated.
     """
 
     def __init__(self, run_dir: str | os.PathLike):
@@ -170,9 +193,10 @@ class RunLock:
             )
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = files.open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            raise RunError(f"cannot create the lock file {self.path}: {exc.strerror}.") from None
+            raise RunError(f"cannot create the lock file {self.path}: {files.describe(exc)}.") \
+                from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -327,9 +351,11 @@ def _parse_wall(value) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when.astimezone().timestamp()  # year 1 or 9999 may not exist in this time zone
+    except (ValueError, OverflowError, OSError):
         return None
+    return when
 
 
 def _number(value) -> float | None:
@@ -342,8 +368,11 @@ def _dict(value) -> dict:
 
 
 def _typed(value, kind):
-    """`value` if it is a `kind` (bools are not ints), else None: a log may hold anything."""
-    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+    """`value` if it is a `kind` (bools are not ints; ints beyond 64 bits are not counts), else
+    None: a log may hold anything."""
+    if not isinstance(value, kind) or isinstance(value, bool):
+        return None
+    return value if kind is not int or abs(value) < 2**63 else None
 
 
 def _values(records: list[dict], key: str, event: str | None = None) -> list[float]:
@@ -409,29 +438,53 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
-    """Whether `path` is a run directory: it holds a log or a checkpoint."""
-    path = Path(path)
-    return path.is_dir() and any((path / n).is_file() for n in (LOG_NAME, *CHECKPOINT_NAMES))
+    """Whether `path` is a run directory: it holds a log or a checkpoint (False where it cannot
+    be looked into)."""
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, n))
+                                       for n in (LOG_NAME, *CHECKPOINT_NAMES))
+
+
+def _run_dirs(out_dir: Path) -> list[Path]:
+    """The run directories directly under `out_dir`, by name; none if it does not exist."""
+    if not out_dir.is_dir():
+        return []
+    try:
+        entries = sorted(out_dir.iterdir())
+    except OSError as exc:
+        raise RunError(f"cannot list the runs in {out_dir}: {exc.strerror or exc}.") from None
+    return [p for p in entries if is_run_dir(p)]
 
 
 def list_runs(out_dir: str | os.PathLike) -> list[RunInfo]:
     """Every run directly under `out_dir`, newest first (by first start, else by mtime).
 
-    Directories that are not runs are skipped; a missing `out_dir` has no runs.
+    Directories that are not runs are skipped; a missing `out_dir` has no runs. A run whose
+    log cannot be read is listed with the status "unreadable", so that the others still show.
     """
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    runs = [summarize(p) for p in sorted(out_dir.iterdir()) if is_run_dir(p)]
+    runs = []
+    for path in _run_dirs(Path(out_dir)):
+        try:
+            runs.append(summarize(path))
+        except RunError:
+            runs.append(RunInfo(name=path.name, path=path, status="unreadable"))
     runs.sort(key=lambda r: r.sort_key, reverse=True)
     return runs
 
 
 def run_names(out_dir: str | os.PathLike) -> list[str]:
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    return sorted(p.name for p in out_dir.iterdir() if is_run_dir(p))
+    return [p.name for p in _run_dirs(Path(out_dir))]
+
+
+def default_out_dir() -> str:
+    """Where runs live unless --out-dir says otherwise: $CHARRNN_HOME, else ./checkpoints."""
+    return os.environ.get(OUT_DIR_ENV) or DEFAULT_OUT_DIR
+
+
+def _searched(out_dir) -> str:
+    """`out_dir` as the 'no runs' errors name it: the directory searched, and how to change it."""
+    shown = f"{out_dir}/" if Path(out_dir).is_absolute() else \
+        f"{out_dir}/ ({Path(out_dir).absolute()})"
+    return f"{shown}; point --out-dir or {OUT_DIR_ENV} at the directory that holds your runs"
 
 
 def resolve_run(name_or_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -448,10 +501,13 @@ def resolve_run(name_or_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
             return path
     for path in candidates:
         if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise RunError(f"cannot read the run directory {path}: permission denied.")
             raise RunError(f"'{path}' is not a run: it has no {LOG_NAME} and no checkpoint.")
     names = run_names(out_dir)
     if not names:
-        raise RunError(f"no run named '{name_or_path}': there are no runs in {out_dir}/ yet.")
+        raise RunError(f"no run named '{name_or_path}': there are no runs in "
+                       f"{_searched(out_dir)}.")
     close = difflib.get_close_matches(str(name_or_path), names, n=3, cutoff=0.5)
     shown = close or names[:8]
     hint = "did you mean" if close else "runs there"
@@ -476,10 +532,10 @@ def resolve_checkpoint(target: str | os.PathLike | None = None,
         return Path(target)
     if resume:
         run_dir = Path(target)
-        if not run_dir.exists() and (Path(out_dir) / target).is_dir():
-            run_dir = Path(out_dir) / target
-        if not run_dir.is_dir():
+        if not run_dir.is_dir() and (run_dir.is_absolute() or len(run_dir.parts) > 1):
             raise RunError(f"cannot resume {target}: no such run directory or checkpoint file.")
+        if not run_dir.is_dir():  # a run's name under out_dir, else the did-you-mean error
+            run_dir = resolve_run(target, out_dir)
         names = RESUME_NAMES
     else:
         run_dir = newest_run(out_dir) if target is None else resolve_run(target, out_dir)
@@ -501,41 +557,74 @@ def newest_run(out_dir: str | os.PathLike, with_checkpoint: bool = True) -> Path
         if run.has_checkpoint or not with_checkpoint:
             return run.path
     what = "with a checkpoint " if with_checkpoint else ""
-    raise RunError(
-        f"no runs {what}in {out_dir}/ yet; start one with: charrnn train corpus.txt"
-    )
+    raise RunError(f"no runs {what}in {_searched(out_dir)}, or start one with: charrnn train "
+                   "corpus.txt")
 
 
 # ----------------------------------------------------------------------------- starting a run
 
 
-def validate_name(name: str) -> str:
-    """A run name is one path component: no separators, not empty, not starting with a dot."""
+NAME_MAX_BYTES = 255  # the longest file name most file systems take
+PATH_MAX_BYTES = 4096  # the longest path Linux takes
+_TEMPORARY = ".tmp-{stem}-XXXXXXXX.npz"  # the longest name `checkpoint.save` writes in a run
+
+
+def _shown(name: str) -> str:
+    """A name as an error message quotes it: escaped, and cut if it is very long."""
+    return repr(name[:60]) + ("..." if len(name) > 60 else "")
+
+
+def validate_name(name: str, out_dir: str | os.PathLike | None = None) -> str:
+    """A run name is one path component: no separators, not empty, not starting with a dot, no
+    control or formatting characters (nothing a terminal would read as an escape sequence),
+    at most NAME_MAX_BYTES bytes; under `out_dir`, its files' paths must fit PATH_MAX_BYTES."""
     if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
         raise RunError(
-            f"invalid run name {name!r}: use letters, digits, '-', '_' and '.', without path "
-            "separators, not starting with a dot."
+            f"invalid run name {_shown(name)}: use letters, digits, '-', '_' and '.', without "
+            "path separators, not starting with a dot."
         )
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
+        raise RunError(f"invalid run name {_shown(name)}: it contains control characters.")
+    if len(os.fsencode(name)) > NAME_MAX_BYTES:
+        raise RunError(f"invalid run name {_shown(name)}: it is longer than {NAME_MAX_BYTES} "
+                       "bytes.")
+    if out_dir is not None:
+        longest = Path(out_dir).absolute() / name / _TEMPORARY.format(stem="latest")
+        if len(os.fsencode(str(longest))) > PATH_MAX_BYTES:
+            raise RunError(f"invalid run name {_shown(name)}: the paths of its files in "
+                           f"{out_dir} would be longer than {PATH_MAX_BYTES} bytes.")
     return name
+
+
+def _candidate_names(base: str):
+    """`base` made a valid name (other characters become '-', at most 100 of them), then
+    `base-2`, `base-3`, ...: the names a new run may take."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in base[:100]).strip(".-")
+    stem = stem or "run"
+    yield stem
+    n = 2
+    while True:
+        yield f"{stem}-{n}"
+        n += 1
+
+
+def _base_name(corpus) -> str:
+    return "demo" if corpus is None else Path(corpus).stem
 
 
 def unique_name(out_dir: str | os.PathLike, base: str) -> str:
     """`base`, or `base-2`, `base-3`, ... whichever does not exist yet under out_dir."""
-    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-") or "run"
-    name, n = stem, 1
-    while (Path(out_dir) / name).exists():
-        n += 1
-        name = f"{stem}-{n}"
-    return name
+    return next(n for n in _candidate_names(base) if not (Path(out_dir) / n).exists())
 
 
 def new_run_dir(out_dir: str | os.PathLike, name: str | None,
                 corpus: str | os.PathLike | None) -> Path:
-    """The directory of a new run: `name`, or one derived from the corpus file name (None: the
-    demo corpus). Raises RunError if that run exists already."""
+    """The directory a new run would get: `name`, or one derived from the corpus file name
+    (None: the demo corpus). Raises RunError if that run exists already. Nothing is created:
+    `create_run_dir` does, once everything else has been checked."""
     if name is None:
-        name = unique_name(out_dir, "demo" if corpus is None else Path(corpus).stem)
-    run_dir = Path(out_dir) / validate_name(name)
+        name = unique_name(out_dir, _base_name(corpus))
+    run_dir = Path(out_dir) / validate_name(name, out_dir)
     if run_dir.exists() and not any((run_dir / f).is_file() for f in CHECKPOINT_NAMES):
         raise RunError(
             f"run '{name}' already exists in {out_dir} but has no checkpoint to continue from "
@@ -550,15 +639,112 @@ def new_run_dir(out_dir: str | os.PathLike, name: str | None,
     return run_dir
 
 
+def create_run_dir(out_dir: str | os.PathLike, name: str | None,
+                   corpus: str | os.PathLike | None) -> Path:
+    """Create the directory of a new run, atomically, and return it: `name` (RunError if it
+    exists), else the first free name derived from the corpus, so that two trainings started
+    at once without --name get two runs."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create {out_dir}: {exc.strerror or exc}.") from None
+    names = [name] if name is not None else _candidate_names(_base_name(corpus))
+    for candidate in names:
+        run_dir = out_dir / validate_name(candidate, out_dir)
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            if name is not None:
+                new_run_dir(out_dir, name, corpus)  # raises, saying what is there
+        except OSError as exc:
+            raise RunError(f"cannot create the run directory {run_dir}: "
+                           f"{exc.strerror or exc}.") from None
+    raise AssertionError("unreachable: the names never run out")  # pragma: no cover
+
+
 def clean_temporaries(run_dir: str | os.PathLike) -> None:
-    """Remove the temporary files of checkpoint writes that a killed process left behind."""
+    """Remove the temporary files of checkpoint writes that a killed process left behind: only
+    regular files named as `checkpoint.save` names them, never anything else."""
     from charrnn.checkpoint import TMP_PREFIX  # numpy: only the trainer, which has it, calls this
 
+    stems = "|".join(re.escape(Path(n).stem) for n in CHECKPOINT_NAMES)
+    own = re.compile(rf"{re.escape(TMP_PREFIX)}({stems})-[a-z0-9_]{{8}}\.npz")
     for tmp in Path(run_dir).glob(TMP_PREFIX + "*"):
         try:
-            tmp.unlink()
+            if own.fullmatch(tmp.name) and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
         except OSError:
             pass
+
+
+# ----------------------------------------------------------------------------- resuming a run
+
+
+def new_run_id() -> str:
+    """A run's id: kept in every checkpoint and in each start event of the run's log, so that a
+    checkpoint is never resumed into another run's directory."""
+    return uuid.uuid4().hex
+
+
+def log_run_ids(run_dir: str | os.PathLike) -> list[str | None]:
+    """The run id of each start event of the run's log, in order: None for a start written
+    before run ids (or with a damaged one); no entries without a log."""
+    records = read_log(Path(run_dir) / LOG_NAME)
+    ids = (r.get("run_id") for r in records if r.get("event") == "start")
+    return [i if isinstance(i, str) else None for i in ids]
+
+
+def _branch_hint(ckpt_path) -> str:
+    return f"charrnn train --resume {ckpt_path} --name NEW_NAME"
+
+
+def resume_run_dir(ckpt_path: str | os.PathLike, run_id: str | None, step: int,
+                   out_dir: str | os.PathLike, name: str | None = None,
+                   given_a_file: bool = False) -> Path | None:
+    """The run directory a resume from `ckpt_path` (of run `run_id`, at `step`) trains in, or
+    None when it starts a new run under `out_dir`; RunError when training there would lose or
+    mix up anything. The rule (README, Reliability):
+
+    - With `name` (--name), the checkpoint starts a new run of that name, unless that name is
+      the checkpoint's own run directory under `out_dir`.
+    - A checkpoint file (`given_a_file`: named as a file, not found in a run directory that was
+      named) whose folder has no log.jsonl is outside any run: a new run.
+    - A checkpoint continues in its folder only if it belongs to the run there (its run id is
+      in the log's start events; a checkpoint or log from before run ids cannot tell, and
+      counts as the run's) and is not behind the run's latest.npz: anything else would
+      overwrite newer steps or mix two runs, and is refused, saying how to branch on purpose.
+    """
+    from charrnn import checkpoint  # numpy: only the trainer, which has it, calls this
+
+    ckpt_path = Path(ckpt_path)
+    run_dir = ckpt_path.parent
+    if name is not None and (Path(out_dir) / name).absolute() != run_dir.absolute():
+        return None
+    if given_a_file and not (run_dir / LOG_NAME).is_file():
+        return None
+    ids = log_run_ids(run_dir)
+    if run_id is not None and ids and run_id not in ids:
+        raise RunError(f"{ckpt_path} belongs to another run than the one in {run_dir}; "
+                       f"resuming it there would mix the two: to continue it on purpose, "
+                       f"start a new run from it: {_branch_hint(ckpt_path)}")
+    latest = run_dir / LATEST_NAME
+    if ckpt_path.name == LATEST_NAME or not latest.exists():
+        return run_dir
+    try:
+        newest = checkpoint.read_training(latest)
+    except CharRNNError as exc:
+        raise RunError(f"the run's {LATEST_NAME} cannot be read ({exc}), so resuming from "
+                       f"{ckpt_path} could overwrite newer steps; to continue it on purpose, "
+                       f"start a new run from it: {_branch_hint(ckpt_path)}") from None
+    newest_step = newest.step if newest is not None and newest.step is not None else 0
+    if step < newest_step:
+        raise RunError(f"{ckpt_path} is at step {step:,}, behind the run's {LATEST_NAME} at "
+                       f"step {newest_step:,}; resuming from it would overwrite the "
+                       f"{newest_step - step:,} steps after it: to train on from step {step:,} "
+                       f"on purpose, start a new run from it: {_branch_hint(ckpt_path)}")
+    return run_dir
 
 
 # ----------------------------------------------------------------------------- export
@@ -574,22 +760,24 @@ def record_columns(records: list[dict]) -> list[str]:
 
 
 def records_json(records: list[dict]) -> str:
-    """The records as a JSON array, one record a line."""
+    """The records as a JSON array, one record a line, control characters escaped."""
     if not records:
         return "[]"
-    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]"
+    return "[\n" + ",\n".join(json_printable(json.dumps(r, ensure_ascii=False))
+                               for r in records) + "\n]"
 
 
 def records_csv(records: list[dict]) -> str:
     """The records as CSV with a header of `record_columns`; a missing key is an empty cell,
-    a nested value (list, dict) its JSON text."""
+    a nested value (list, dict) its JSON text; control characters but tab and newline are
+    escaped (`printable`)."""
     import csv
     import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = record_columns(records)
-    writer.writerow(columns)
+    writer.writerow(printable(str(c)) for c in columns)
     for r in records:
         writer.writerow(_csv_cell(r.get(k)) for k in columns)
     return buffer.getvalue()
@@ -599,5 +787,5 @@ def _csv_cell(value):
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+        return printable(json.dumps(value, ensure_ascii=False))
+    return printable(value) if isinstance(value, str) else value

@@ -13,13 +13,15 @@ READ_CHUNK = 256  # characters a text is read in, one window at a time, by `scor
 def read_stream(model, n, read, chunk=READ_CHUNK):
     """Read n positions of one stream through `model` from the zero state, in windows of
     `chunk`: `read(start, stop, state)` runs positions start .. stop - 1 from `state` and
-    returns the state after them. How `score` (`charrnn eval`) and `charrnn.explain` read a
-    text, so that they read it alike. BLAS runs single-threaded: one stream is products of
+    returns the state after them. Yields `stop` after each window, so that a caller can stop
+    early and keep what was read. BLAS runs single-threaded: one stream is products of
     matrices by single columns."""
     state = model.init_state(1)
     with single_threaded_blas():
         for start in range(0, n, chunk):
-            state = read(start, min(start + chunk, n), state)
+            stop = min(start + chunk, n)
+            state = read(start, stop, state)
+            yield stop
 
 
 def score(model, ids, chunk=READ_CHUNK, progress=None):
@@ -29,6 +31,17 @@ def score(model, ids, chunk=READ_CHUNK, progress=None):
     character is predicted from all the text before it, exactly as sampling would.
     `progress(n)`, if given, is called with the number of characters each window scored.
     """
+    total = scored = 0
+    for total, done in score_steps(model, ids, chunk):
+        if progress is not None:
+            progress(done - scored)
+        scored = done
+    return total, scored
+
+
+def score_steps(model, ids, chunk=READ_CHUNK):
+    """`score`, one window at a time: yields (summed nats, characters scored) so far after
+    each window, so that an interrupted evaluation still has what it scored."""
     ids = np.asarray(ids)
     n = ids.size - 1
     if n < 1:
@@ -39,9 +52,7 @@ def score(model, ids, chunk=READ_CHUNK, progress=None):
         nonlocal total
         loss, state = model.loss(ids[None, start:stop], ids[None, start + 1 : stop + 1], state)
         total += float(loss) * (stop - start)
-        if progress is not None:
-            progress(stop - start)
         return state
 
-    read_stream(model, n, read, chunk)
-    return total, n
+    for stop in read_stream(model, n, read, chunk):
+        yield total, stop

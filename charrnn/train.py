@@ -36,6 +36,10 @@ MAX_DIVERGENCES = 3
 DIVERGED = (f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or gradients) "
             "even after lowering the learning rate to {lr:.3g}; the last good state is saved in "
             "{path}; try a smaller --learning-rate or --grad-clip.")
+BUDGETS = ("max_steps", "epochs", "time_limit")  # the limits on how much a run trains
+# what each stop reason of `stop_reason` is set with
+STOP_OPTIONS = {"max_steps": "max_steps", "epochs": "epochs", "time_limit": "time_limit",
+                "early_stopping": "patience"}
 # the Trainer's bookkeeping that a TrainingState holds under the same names
 PROGRESS = ("step", "epoch", "batch", "lr_scale", "best_val_loss", "bad_evals", "last_eval_step")
 
@@ -62,6 +66,9 @@ class Reporter:
 
     def update(self, step, loss, chars_per_sec, lr, elapsed):
         """After each step."""
+
+    def evaluating(self, step):
+        """Before each evaluation (it may take a while)."""
 
     def evaluated(self, step, val_loss, best):
         """After each evaluation."""
@@ -118,16 +125,17 @@ def progress(cfg, step, epoch, elapsed):
 
 
 def stop_reason(cfg, step, epoch, elapsed, bad_evals):
-    """Which budget a run at this point has used up ("max_steps", "epochs", "time_limit",
-    "early_stopping"), or None."""
+    """Which budget a run at this point has used up ("early_stopping", "max_steps", "epochs",
+    "time_limit"), or None. Early stopping comes first: a session whose --max-steps ends where
+    --patience runs out stops for the reason an uninterrupted run would give."""
+    if cfg.patience is not None and bad_evals >= cfg.patience:
+        return "early_stopping"
     if cfg.max_steps is not None and step >= cfg.max_steps:
         return "max_steps"
     if cfg.epochs is not None and epoch >= cfg.epochs:
         return "epochs"
     if cfg.time_limit is not None and elapsed >= cfg.time_limit:
         return "time_limit"
-    if cfg.patience is not None and bad_evals >= cfg.patience:
-        return "early_stopping"
     return None
 
 
@@ -203,11 +211,19 @@ class _Interrupt:
 
 class Clock:
     """Seconds of training of a run: those of earlier sessions (`before`) plus this session's,
-    which stop counting at `stop()`, so that a resume continues from the saved figure."""
+    which stop counting at `stop()`, so that a resume continues from the saved figure.
+
+    Time the process spends stopped is not training time. `time.perf_counter` (the monotonic
+    clock) already leaves out a machine asleep, but not a process stopped by SIGSTOP or
+    Ctrl-Z; so the trainer marks each step boundary (`mark`), and on SIGCONT
+    (`excluding_stops`) the clock drops the time since the last mark: the stop, and the part
+    of the step around it.
+    """
 
     def __init__(self):
         self.before = 0.0
         self._start = time.perf_counter()
+        self._mark = self._start
         self._stopped_at = None
 
     @property
@@ -216,8 +232,40 @@ class Clock:
             return self._stopped_at
         return self.before + (time.perf_counter() - self._start)
 
+    def mark(self):
+        """A step boundary: what `drop_since_mark` drops starts here."""
+        self._mark = time.perf_counter()
+
+    def drop_since_mark(self):
+        """Leave out of the training time everything since the last mark."""
+        now = time.perf_counter()
+        self._start += now - self._mark
+        self._mark = now
+
     def stop(self):
         self._stopped_at = self.elapsed
+
+
+class excluding_stops:
+    """`with excluding_stops(clock):` makes SIGCONT (a stopped process continued) drop the
+    time since the clock's last mark; a no-op where there is no SIGCONT or outside the main
+    thread."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGCONT, lambda signum, frame:
+                                      self.clock.drop_since_mark())
+        except (AttributeError, ValueError):  # no SIGCONT (Windows), or not the main thread
+            self._old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGCONT, self._old)
 
 
 class Trainer:
@@ -238,9 +286,12 @@ class Trainer:
         self.step = self.epoch = self.batch = 0  # batch: the next one within the epoch
         self.lr_scale = 1.0  # halved at each divergence
         self.best_val_loss, self.bad_evals = None, 0  # bad_evals: since the last improvement
-        self.last_eval_step = None  # saved, so that a resume does not evaluate that step again
+        self.last_eval_step = None  # the step of the last evaluation, for the record
         self.divergences = 0  # in a row, since the last good snapshot
         self.clock = Clock()
+        self.run_id = None  # `runs.new_run_id()`, set by `train`; saved in every checkpoint
+        self.default_time_limit = False  # the time limit is the default, not the user's
+        self.encoding = "utf-8"  # of the corpus file, for a resume to read it with
         self._snapshot = None
         self.latest_step = None  # the step latest.npz was last written at, in this session
 
@@ -255,6 +306,7 @@ class Trainer:
             optimizer=self.engine.optimizer_info(), corpus=self.corpus,
             corpus_fingerprint=self.fingerprint, sample_context=self.sample_context,
             saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            run_id=self.run_id, encoding=self.encoding, default_time_limit=self.default_time_limit,
         )
 
     def restore(self, ckpt):
@@ -312,6 +364,7 @@ class Trainer:
         """Evaluate on the validation split (if any), log it, and save best.npz if it improved."""
         if self.val_stream is None:
             return
+        self.reporter.evaluating(self.step)
         val = self.engine.evaluate(self.val_stream)
         improved = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
         self.best_val_loss = val if improved else self.best_val_loss
@@ -340,6 +393,7 @@ class Trainer:
                 break
             if self.batch == 0:
                 self.engine.reset_state()  # a new epoch starts fresh
+            self.clock.mark()
             t0 = time.perf_counter()
             lr = self.lr()
             loss, norm, bad = self.engine.step(*self.stream.batch(self.batch), lr)
@@ -390,13 +444,16 @@ class Trainer:
         return not stop
 
     def finish(self, reason, signum=None):
+        """Save latest.npz (unless it is current) and log how the session ended.
+
+        No evaluation is added at the end: evaluations happen every `eval_every` steps only,
+        so that a run split into sessions evaluates (and keeps best.npz, counts --patience)
+        exactly where an uninterrupted run does.
+        """
         self.clock.stop()
         saved = self.latest_step == self.step and reason != "diverged"  # latest.npz is current
         if reason == "interrupted":
             self.log("interrupt")
-        elif reason != "diverged" and self.last_eval_step != self.step and self.step > 0:
-            self.eval_and_save_best()
-            saved = False
         if not saved:
             self.save(LATEST_NAME)  # after a divergence: the last good state, rolled back to
         self.log("end", reason=reason, best_val_loss=self.best_val_loss)
@@ -425,9 +482,9 @@ def _file_identity(path):
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _resumed_config(ckpt, overrides, reporter):
+def _resumed_config(ckpt, overrides, notes):
     """The run's saved config with the user's explicit overrides; changing the model's shape,
-    the optimizer or the seed is an error, any other change a notice."""
+    the optimizer or the seed is an error, any other change a notice (appended to `notes`)."""
     saved = ckpt.training.train_config
     changes = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
     fixed = [k for k in changes if k in FIXED_OPTIONS]
@@ -443,7 +500,7 @@ def _resumed_config(ckpt, overrides, reporter):
         old, now = getattr(saved, k), getattr(new, k)
         if k == "learning_rate":  # None means the optimizer's default: show the rate itself
             old, now = saved.base_lr, new.base_lr
-        reporter.message(f"note: {k.replace('_', '-')} changes from {old} to {now}.")
+        notes.append(f"note: {k.replace('_', '-')} changes from {old} to {now}.")
     return new
 
 
@@ -492,18 +549,57 @@ def _parent_vocab(vocab, path, text, reporter):
     return extended, extended.encode(text)
 
 
+def _flag(option):
+    return "--" + option.replace("_", "-")
+
+
+def _budget_value(option, value):
+    """A budget option's value as the user writes it: 300, 2.5, 90s, 10m."""
+    if option == "time_limit":
+        return f"{value / 60:g}m" if value >= 60 else f"{value:g}s"
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def _resumed_budget(cfg, state, overrides, notes):
+    """`cfg` with the budget the user gave on resume in force: it lifts the budget limit that
+    stopped the run and a default time limit the user never chose (--patience is lifted only
+    by a larger --patience). Raises CharRNNError if the run has already used up the budget
+    then in force: a resume that would train nothing is a mistake, not a no-op."""
+    epoch = state.epoch_float if state.epoch_float is not None else state.epoch
+    if any(k in overrides for k in BUDGETS):
+        stopped = stop_reason(cfg, state.step, epoch, state.time, state.bad_evals)
+        lifted = [k for k in BUDGETS if k not in overrides and getattr(cfg, k) is not None
+                  and (k == stopped or (k == "time_limit" and state.default_time_limit))]
+        for k in lifted:
+            given = " and ".join(_flag(o) for o in BUDGETS if o in overrides)
+            notes.append(f"note: {given} replaces the {_flag(k)} "
+                         f"{_budget_value(k, getattr(cfg, k))} the run had.")
+        cfg = replace(cfg, **{k: None for k in lifted})
+    done = stop_reason(cfg, state.step, epoch, state.time, state.bad_evals)
+    if done:
+        option = STOP_OPTIONS[done]
+        value = _budget_value(option, getattr(cfg, option))
+        raise CharRNNError(f"the run has already reached its {_flag(option)} {value} (step "
+                           f"{state.step:,}); give a larger {_flag(option)} to train it further.")
+    return cfg
+
+
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
-          encoding="utf-8", reporter=None, default_time_limit=None, init_from=None):
+          encoding=None, reporter=None, default_time_limit=None, init_from=None):
     """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
 
     corpus: a text file path, or None for the built-in demo corpus (on resume: None means the
     corpus the run was started with). overrides: TrainConfig fields the user set explicitly.
+    encoding: the corpus file's (None: utf-8, or on resume the one the run was started with).
     default_time_limit: seconds, used for a new run that sets no budget at all.
+    With `resume`, `name` starts a new run from the checkpoint; where a resume trains is
+    decided by `runs.resume_run_dir`.
     init_from: a run or checkpoint (as `runs.resolve_checkpoint` reads it) whose weights and
     model shape a new run starts from, its vocabulary extended by the corpus's new characters
     (see `model.grow_vocabulary`); the run is new in everything else (name, log, optimizer
     state, schedule, budget).
-    Returns a TrainResult; raises CharRNNError for every user mistake.
+    Returns a TrainResult; raises CharRNNError for every user mistake, and for running out of
+    memory (latest.npz as it was last saved).
     """
     reporter = reporter or Reporter()
     overrides = dict(overrides or {})
@@ -512,19 +608,31 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
     if unknown:
         raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
 
-    ckpt = parent = None
+    ckpt = parent = branch = None  # branch: a resumed checkpoint that goes on as a new run
+    default_limit = False
     if resume is not None and init_from is not None:
         raise CharRNNError("--resume continues a run and --init-from starts a new one; give "
                            "one of them.")
     if resume is not None:
         ckpt_path = runs.resolve_checkpoint(resume, out_dir, resume=True)
-        run_dir = ckpt_path.parent
         loaded_file = _file_identity(ckpt_path)
         ckpt = checkpoint.load(ckpt_path)
         (ckpt.training or checkpoint.TrainingState()).check_resumable(ckpt_path)  # None: a bare model
-        cfg = _resumed_config(ckpt, overrides, reporter)
-        if corpus is None and ckpt.training.corpus != "demo":
-            corpus = ckpt.training.corpus
+        state = ckpt.training
+        run_dir = runs.resume_run_dir(ckpt_path, state.run_id, state.step, out_dir, name,
+                                      given_a_file=Path(resume).is_file())
+        notes = []
+        cfg = _resumed_budget(_resumed_config(ckpt, overrides, notes), state, overrides, notes)
+        for note in notes:
+            reporter.message(note)
+        default_limit = state.default_time_limit and cfg.time_limit is not None \
+            and "time_limit" not in overrides
+        if corpus is None and state.corpus != "demo":
+            corpus = state.corpus
+        encoding = encoding or state.encoding
+        if run_dir is None:  # a new run, from the checkpoint
+            branch = {"run_id": state.run_id, "checkpoint": str(ckpt_path), "step": state.step}
+            run_dir = runs.new_run_dir(out_dir, name, corpus)
     else:
         if init_from is not None:
             parent_path = runs.resolve_checkpoint(init_from, out_dir)
@@ -533,9 +641,12 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         cfg = TrainConfig(**overrides)
         if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
             cfg = replace(cfg, time_limit=default_time_limit)
+            default_limit = default_time_limit is not None
         if cfg.seed is None:
             cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
         run_dir = runs.new_run_dir(out_dir, name, corpus)
+    in_place = ckpt is not None and branch is None  # training goes on in the run's directory
+    encoding = encoding or "utf-8"
     if cfg.patience and not cfg.val_fraction:
         raise CharRNNError("--patience counts evaluations on the validation split, which "
                            "--val-fraction 0 leaves empty; drop one of the two.")
@@ -576,35 +687,37 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         if model.config.dropout != cfg.dropout:
             model.config = replace(model.config, dropout=cfg.dropout)
 
-    try:
-        run_dir.mkdir(parents=True, exist_ok=ckpt is not None)
-    except OSError as exc:
-        raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}.") from None
+    if not in_place:
+        run_dir = runs.create_run_dir(out_dir, name, corpus)
+        if branch is not None:
+            reporter.message(f"note: {branch['checkpoint']} goes on as a new run in {run_dir}.")
     with RunLock(run_dir), runs.LogWriter(run_dir) as log, _Interrupt() as interrupt:
-        if ckpt is not None and _file_identity(ckpt_path) != loaded_file:
+        if in_place and _file_identity(ckpt_path) != loaded_file:
             raise RunError(f"{ckpt_path} was replaced while this command started (another process "
                            "was training the run); run the command again to resume from it.")
         runs.clean_temporaries(run_dir)
         log.end_torn_line()
         engine = make_engine("numpy", model, cfg)
         trainer = Trainer(run_dir, cfg, engine, vocab, train_ids, val_ids, corpus_record, reporter, log)
+        trainer.encoding, trainer.default_time_limit = encoding, default_limit
+        # the run's id: the checkpoint's, else (a file from before ids) the log's, else a new one
+        known = [i for i in runs.log_run_ids(run_dir) if i] if in_place else []
+        trainer.run_id = (ckpt.training.run_id if in_place else None) or \
+            (known[-1] if known else runs.new_run_id())
         if ckpt is not None:
             trainer.restore(ckpt)
             if trainer.fingerprint != ckpt.training.corpus_fingerprint:
                 reporter.message("note: the training text differs from the one this run started on.")
-            done = trainer.stop_reason()
-            if done:
-                option = {"max_steps": "--max-steps", "epochs": "--epochs",
-                          "time_limit": "--time-limit", "early_stopping": "--patience"}[done]
-                reporter.message(f"note: the run has already reached its {option} limit; pass a "
-                                 f"larger {option} to train it further.")
         trainer.log(
             "start",
             wall=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             resumed=ckpt is not None,
+            run_id=trainer.run_id,
+            **({"parent": branch} if branch else {}),
             pid=os.getpid(),
             config={"model": model.config.to_json(), "train": asdict(cfg), "corpus": corpus_record,
-                    "num_params": model.num_params, "lr_schedule": trainer.schedule.to_json(),
+                    "encoding": encoding, "num_params": model.num_params,
+                    "lr_schedule": trainer.schedule.to_json(),
                     "vocab_size": vocab.size, "train_chars": int(train_ids.size),
                     "val_chars": int(val_ids.size),
                     "val_scored_chars": int(min(val_ids.size, cfg.val_max_chars))},
@@ -622,7 +735,14 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             "config": cfg,
         })
         try:
-            return trainer.run(interrupt)
+            with excluding_stops(trainer.clock):
+                return trainer.run(interrupt)
+        except MemoryError:
+            raise CharRNNError(
+                f"training ran out of memory at step {trainer.step:,} (a memory limit such as "
+                f"ulimit -v, or the machine's memory); {run_dir / LATEST_NAME} is as it was last "
+                "saved; try a smaller --batch-size, --seq-length or --hidden-size."
+            ) from None
         finally:
             engine.close()  # its worker processes, if any
             reporter.close()

@@ -16,6 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.jsonvalues import printable
+
 STATUS_STYLES = {
     "running": "bold green",
     "finished": "blue",
@@ -85,15 +87,20 @@ def fmt_int(value) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def plural(n, word: str) -> str:
+    """'1 step', '2,805 steps'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 # ----------------------------------------------------------------------------- runs
 
 
 # (header, justify, value of a RunInfo), in display order; the table drops columns in
 # DROP_ORDER, one at a time, until it fits the width it is given.
 RUN_COLUMNS = (
-    ("run", "left", lambda r: Text(r.name, style="bold")),
+    ("run", "left", lambda r: Text(printable(r.name), style="bold")),
     ("status", "left", lambda r: Text(r.status, style=STATUS_STYLES.get(r.status, "dim"))),
-    ("model", "left", lambda r: Text(r.size or "-")),
+    ("model", "left", lambda r: Text(printable(r.size or "-"))),
     ("params", "right", lambda r: fmt_count(r.num_params)),
     ("steps", "right", lambda r: fmt_int(r.steps)),
     ("epochs", "right", lambda r: fmt_float(r.epochs, 1)),
@@ -142,8 +149,8 @@ def run_panel(run) -> Panel:
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
 
-    def add(key: str, value) -> None:  # values come from the log: never read them as markup
-        grid.add_row(key, value if isinstance(value, Text) else Text(str(value)))
+    def add(key: str, value) -> None:  # values come from the log: no markup, no escapes
+        grid.add_row(key, value if isinstance(value, Text) else Text(printable(str(value))))
 
     config = run.config
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
@@ -164,7 +171,7 @@ def run_panel(run) -> Panel:
         if parts:
             add("training", ", ".join(parts))
     if run.steps is not None:
-        progress = [f"{fmt_int(run.steps)} steps"]
+        progress = [plural(run.steps, "step")]
         if run.epochs is not None:
             progress.append(f"{run.epochs:.2f} epochs")
         if run.train_time is not None:
@@ -189,11 +196,11 @@ def run_panel(run) -> Panel:
         add("ended", run.end_reason.replace("_", " "))
     if run.last_sample:
         first = next((ln for ln in run.last_sample.splitlines() if ln.strip()), "")
-        add("sample", Text(first[:200], style="italic"))
+        add("sample", Text(printable(first[:200]), style="italic"))
     status = Text(run.status, style=STATUS_STYLES.get(run.status, "dim"))
     if run.status == "running" and run.pid:
         status.append(f" (pid {run.pid})")
-    title = Text.assemble((run.name, "bold"), " · ", status)
+    title = Text.assemble((printable(run.name), "bold"), " · ", status)
     return Panel(grid, title=title, title_align="left", expand=False)
 
 
@@ -201,11 +208,15 @@ def run_panel(run) -> Panel:
 
 
 class TrainProgress:
-    """The live view of `charrnn train` on stderr: one tqdm bar and lines written above it.
+    """The live view of `charrnn train` on stderr: a header, one tqdm bar and lines written
+    above it, all fitting an 80-column terminal.
 
-    The bar counts steps when the run has a step or epoch budget, and seconds when it only has
-    a time limit; its postfix shows the smoothed loss, the last validation loss and chars/s.
-    When stderr is not a terminal the bar is off and each evaluation prints one plain line.
+    The header is a few short lines, wrapped at word boundaries to the terminal's width. The
+    bar counts steps when the run has a step or epoch budget (its count is the step), and
+    seconds when it only has a time limit (then the step is in the postfix); the postfix shows
+    the smoothed loss and chars/s. Each evaluation prints its line above the bar (the same
+    line as without a terminal), and the bar says "evaluating…" while it runs. When stderr is
+    not a terminal the bar is off.
     Implements the trainer's reporter interface (`charrnn.train.Reporter`).
     """
 
@@ -215,7 +226,6 @@ class TrainProgress:
         self.file = file or sys.stderr
         self.bar = None
         self.loss = None  # exponential moving average of the training loss
-        self.val = None
         self.speed = None
         self.by_time = False
 
@@ -226,28 +236,41 @@ class TrainProgress:
         verb = "resuming" if info["resumed"] else "training"
         step_budgets = [b for b in (info["max_steps"], info["epochs"] and math.ceil(
             info["epochs"] * info["steps_per_epoch"])) if b]
-        budget = [f"{info['max_steps']:,} steps" if info["max_steps"] else "",
+        budget = [plural(info["max_steps"], "step") if info["max_steps"] else "",
                   f"{info['epochs']:g} epochs" if info["epochs"] else "",
                   fmt_duration(info["time_limit"]) if info["time_limit"] else ""]
-        self.message(
-            f"{verb} run '{info['name']}' in {info['run_dir']}: {cfg.cell} "
-            f"{cfg.num_layers}×{cfg.hidden_size} ({fmt_count(info['num_params'])} parameters), "
-            f"batch {cfg.batch_size} × {cfg.seq_length} characters, for "
-            f"{' or '.join(b for b in budget if b)}; {info['description']}"
-        )
+        self.header([
+            f"{verb} run '{info['name']}' in {info['run_dir']}",
+            f"model   {cfg.cell} {cfg.num_layers}×{cfg.hidden_size}, "
+            f"{fmt_count(info['num_params'])} parameters, batch {cfg.batch_size} × "
+            f"{cfg.seq_length} characters",
+            f"budget  {' or '.join(b for b in budget if b)}"
+            + (f", from step {info['step']:,}" if info["step"] else ""),
+            f"data    {info['description']}",
+        ])
         total, initial = None, info["step"]
         if step_budgets:
             total = min(step_budgets)
         elif info["time_limit"]:
             self.by_time = True
             total, initial = math.ceil(info["time_limit"]), int(info["elapsed"])
-        fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+        fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {elapsed}<{remaining}{postfix}"
         if self.by_time:
-            fmt = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
         self.bar = tqdm(total=total, initial=min(initial, total or initial), file=self.file,
                         dynamic_ncols=True, disable=None, unit="step", desc="train",
                         bar_format=fmt, mininterval=0.5, leave=True)
         self.step = info["step"]
+
+    def header(self, lines):
+        """Print `lines`, each wrapped at word boundaries to the terminal's width."""
+        import shutil
+        import textwrap
+
+        width = max(40, shutil.get_terminal_size().columns - 1)
+        for line in lines:
+            self.message(textwrap.fill(line, width, subsequent_indent="        ",
+                                       break_on_hyphens=False, break_long_words=False))
 
     def update(self, step, loss, chars_per_sec, lr, elapsed):
         self.loss = loss if self.loss is None or step < 2 else 0.95 * self.loss + 0.05 * loss
@@ -255,23 +278,28 @@ class TrainProgress:
         self.step = step
         if self.bar is None or self.bar.disable:
             return
-        postfix = {"step": step, "loss": f"{self.loss:.3f}"}
-        if self.val is not None:
-            postfix["val"] = f"{self.val:.3f}"
-        postfix["chars/s"] = fmt_count(self.speed)
-        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.set_postfix_str(self._postfix(), refresh=False)
         if self.by_time:
             self.bar.update(max(0, min(int(elapsed), self.bar.total) - self.bar.n))
         else:
             self.bar.update(max(0, step - self.bar.n))
 
+    def _postfix(self):
+        parts = [f"step {self.step:,}"] if self.by_time else []
+        parts += [f"loss {self.loss:.3f}", f"{fmt_count(self.speed)} chars/s"]
+        return " ".join(parts)
+
+    def evaluating(self, step):
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix_str("evaluating…", refresh=True)
+
     def evaluated(self, step, val_loss, best):
-        self.val = val_loss
-        if self.bar is None or self.bar.disable:
-            loss = f"{self.loss:.3f}" if self.loss is not None else "-"
-            speed = fmt_count(self.speed) if self.speed is not None else "-"
-            self.message(f"step {step}: train loss {loss}, val loss {val_loss:.4f} nats/char "
-                         f"({val_loss / math.log(2):.3f} bits/char), {speed} chars/s")
+        loss = f"{self.loss:.3f}" if self.loss is not None else "-"
+        speed = fmt_count(self.speed) if self.speed is not None else "-"
+        self.message(f"step {step:,}: train loss {loss}, val loss {val_loss:.4f} "
+                     f"({val_loss / math.log(2):.3f} bits/char), {speed} chars/s")
+        if self.bar is not None and not self.bar.disable and self.loss is not None:
+            self.bar.set_postfix_str(self._postfix(), refresh=True)
 
     def message(self, text):
         from tqdm import tqdm

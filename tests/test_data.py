@@ -70,11 +70,11 @@ def test_read_text_directory(tmp_path):
 def test_read_text_unreadable(tmp_path, monkeypatch):
     path = write(tmp_path, b"secret")
 
-    def denied(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    def denied(path, *args):
+        raise PermissionError(13, "Permission denied", str(path))
 
     # file modes do not stop root, so the refusal is simulated
-    monkeypatch.setattr("pathlib.Path.read_bytes", denied)
+    monkeypatch.setattr("charrnn.files.os.open", denied)
     with pytest.raises(CorpusError, match="corpus.txt cannot be read: permission denied"):
         read_text(path)
 

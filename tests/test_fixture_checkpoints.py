@@ -52,6 +52,11 @@ def test_old_checkpoint_samples_and_shows_as_it_did(cell):
     assert info.exit_code == 0, info.stderr
     shown, expected = json.loads(info.stdout), EXPECTED[cell]["info"]
     assert shown.pop("checkpoint") == str(path)
+    # since that version, the epoch is the fraction the table shows, as in the log, and the
+    # peak learning rate in force is shown (the saved option is None: the default)
+    training = load(path).training
+    assert shown["training"].pop("epoch") == training.epoch_float > expected["training"].pop("epoch")
+    assert shown["training"].pop("learning_rate") == training.train_config.base_lr
     saved_config = expected["training"].pop("train_config")
     config = shown["training"].pop("train_config")
     assert shown == expected
@@ -71,9 +76,13 @@ def test_old_checkpoint_resumes_where_it_stopped(tmp_path, cell):
     assert result.exit_code == 0, result.stderr
     assert "differs" not in result.stderr  # the same corpus as the fixture's
     resumed, reference = load(run_dir / "latest.npz"), load(FIXTURES / f"{cell}-resumed.npz")
-    for key in ("step", "epoch", "batch", "rng", "lr_scale", "bad_evals", "last_eval_step"):
+    for key in ("step", "epoch", "batch", "rng", "lr_scale"):
         assert getattr(resumed.training, key) == getattr(reference.training, key), key
-    assert resumed.training.best_val_loss == pytest.approx(reference.training.best_val_loss)
+    # The version that wrote the reference also evaluated at the end of each session (step 7);
+    # today evaluations come every --eval-every steps only (2: the last one is step 6), so
+    # that split runs evaluate where uninterrupted ones do; the reference's best is as good.
+    assert resumed.training.last_eval_step == RESUMED_STEPS - 1
+    assert resumed.training.best_val_loss >= reference.training.best_val_loss - 1e-6
     atol = 1e-6 if resumed.model.dtype == np.float32 else 1e-12
     pairs = [(resumed.model.params, reference.model.params), (resumed.optim, reference.optim)]
     for got, want in pairs:

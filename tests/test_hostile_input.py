@@ -12,6 +12,7 @@ out-dir).
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,99 @@ def _edit_meta(src, dst, edit):
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with open(dst, "wb") as f:
         np.savez(f, **arrays)
+
+
+def npy_header(shape, descr="<f4"):
+    """A .npy version 1.0 header for an array of `shape` and dtype `descr`."""
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+def _edit_entries(src, dst, entries):
+    """Copy checkpoint `src` to `dst` with the raw .npy bytes of `entries` (name -> bytes, None
+    to drop) in place of its own: headers that lie, entries that should not be there."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            name = info.filename[:-4]
+            if name not in entries:
+                zout.writestr(info.filename, zin.read(info))
+        for name, data in entries.items():
+            if data is not None:
+                zout.writestr(name + ".npy", data)
+
+
+def _set(key, index, value):
+    def edit(meta, arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key][index] = value
+    return edit
+
+
+def _meta(*path, value=None, drop=False):
+    """An edit of one metadata field (a path of keys into the meta object)."""
+    def edit(meta, arrays):
+        *parents, last = path
+        node = meta
+        for key in parents:
+            node = node[key]
+        if drop:
+            del node[last]
+        else:
+            node[last] = value
+    return edit
+
+
+# (file, how it is made from a good latest.npz, the phrase of the error that names the problem)
+EDITED_CHECKPOINTS = [
+    ("nan-optimizer.npz", _set("optim/m.head.W", (0, 0), np.nan),
+     "optimizer state m.head.W holds NaN or infinity"),
+    ("inf-optimizer.npz", _set("optim/v.layers.0.Wh", (1, 2), np.inf),
+     "optimizer state v.layers.0.Wh holds NaN or infinity"),
+    ("inf-state.npz", _set("state/0/1", (0, 0), -np.inf), "hidden state 0/1 holds NaN"),
+    ("nan-state.npz", _set("state/1/0", (3, 1), np.nan), "hidden state 1/0 holds NaN"),
+    ("state-shape.npz", lambda m, a: a.__setitem__("state/1/0", np.zeros((16, 3), np.float32)),
+     "hidden state or optimizer state is malformed"),
+    ("format-version-text.npz", _meta("format_version", value="1"),
+     "invalid metadata: format_version is not a positive integer"),
+    ("format-version-zero.npz", _meta("format_version", value=0), "format_version"),
+    ("version-number.npz", _meta("charrnn_version", value=5), "charrnn_version is not a string"),
+    ("config-list.npz", _meta("config", value=[1]), "invalid metadata: config is not an object"),
+    ("hidden-text.npz", _meta("config", "hidden_size", value="16"),
+     "config.hidden_size is not a positive integer"),
+    ("hidden-huge.npz", _meta("config", "hidden_size", value=10**15),
+     "parameter layers.0.Wx is missing or malformed"),
+    ("layers-bool.npz", _meta("config", "num_layers", value=True), "config.num_layers"),
+    ("no-layers.npz", _meta("config", "num_layers", drop=True), "config.num_layers is missing"),
+    ("cell-unknown.npz", _meta("config", "cell", value="transformer"),
+     "config.cell is not one of lstm"),
+    ("config-extra.npz", _meta("config", "exploit", value=1),
+     "config.exploit is not a model option"),
+    ("dropout-nan.npz", _meta("config", "dropout", value=float("nan")), "config.dropout"),
+    ("dropout-two.npz", _meta("config", "dropout", value=2), "config.dropout"),
+    ("dtype-half.npz", _meta("dtype", value="float16"), "dtype is not float32 or float64"),
+    ("vocab-text.npz", _meta("vocab", value="abc"), "vocab is not a non-empty list"),
+    ("vocab-repeated.npz", _meta("vocab", value=[97, 97]), "vocab is not a non-empty list"),
+    ("vocab-short.npz", lambda m, a: m.__setitem__("vocab", m["vocab"][:-1]),
+     "vocab has "),
+    ("training-list.npz", _meta("training", value=[1]), "training is not an object"),
+]
+# (file, entries replaced (None: dropped), phrase)
+FORGED_ENTRIES = [
+    ("huge-header.npz", {"params/head.W": npy_header((10**12, 5))},
+     "parameter head.W is missing or malformed"),
+    ("huge-meta.npz", {"meta": npy_header((10**10,), "|u1")}, "bytes of metadata"),
+    ("unknown-entry.npz", {"evil": npy_header((3,)) + bytes(12)}, "unexpected entry 'evil'"),
+    ("unknown-optimizer-entry.npz", {"optim/m.nothing": npy_header((3,)) + bytes(12)},
+     "unexpected entry 'optim/m.nothing'"),
+    ("pickled-entry.npz", {"optim/t": npy_header((), "|O") + b"\x80\x04N."},
+     "contains pickled Python objects"),
+    ("wrong-dtype.npz", {"params/head.b": npy_header((11,), "<i8") + bytes(88)},
+     "parameter head.b is missing or malformed"),
+    ("missing-parameter.npz", {"params/head.b": None}, "parameter head.b is missing"),
+    ("npy-version-9.npz", {"params/head.b": b"\x93NUMPY\x09\x00" + bytes(100)},
+     "is corrupt or truncated"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +157,10 @@ def template(tmp_path_factory):
     _edit_meta(latest, root / "extra-option.npz",
                lambda m, a: m["training"]["train_config"].update(exploit=1))
     _edit_meta(latest, root / "bare.npz", lambda m, a: m.__setitem__("training", {}))
+    for name, edit, _ in EDITED_CHECKPOINTS:
+        _edit_meta(latest, root / name, edit)
+    for name, entries, _ in FORGED_ENTRIES:
+        _edit_entries(latest, root / name, entries)
     for case in BAD_CHECKPOINTS:
         directory = root / Path(ck(case)).parent
         directory.mkdir(parents=True)
@@ -78,20 +176,17 @@ def ck(case):
 def deny(names):
     """A setup that makes the files named `names` unreadable (simulated: root ignores modes)."""
     def setup(monkeypatch):
-        read_bytes, real_open = Path.read_bytes, open
+        real_os_open, real_open = os.open, open
 
-        def refusing_read_bytes(self):
-            if self.name in names:
-                raise PermissionError(13, "Permission denied", str(self))
-            return read_bytes(self)
+        def refusing(opener):
+            def refuse(path, *args, **kwargs):
+                if Path(path).name in names:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return opener(path, *args, **kwargs)
+            return refuse
 
-        def refusing_open(path, *args, **kwargs):
-            if Path(path).name in names:
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, *args, **kwargs)
-
-        monkeypatch.setattr(Path, "read_bytes", refusing_read_bytes)
-        monkeypatch.setattr(checkpoint, "open", refusing_open, raising=False)
+        monkeypatch.setattr(os, "open", refusing(real_os_open))  # texts and logs
+        monkeypatch.setattr(checkpoint, "open", refusing(real_open), raising=False)
     return setup
 
 
@@ -101,11 +196,11 @@ def refuse_access():
         os, "access", lambda path, mode, **kw: not mode & os.W_OK)
 
 
-def small_memory():
-    """A setup under which this machine seems to have 100 kB of memory."""
+def small_memory(size=100_000):
+    """A setup under which this machine seems to have `size` bytes of memory."""
     from charrnn import errors
 
-    return lambda monkeypatch: monkeypatch.setattr(errors, "_physical_memory", lambda: 100_000)
+    return lambda monkeypatch: monkeypatch.setattr(errors, "_physical_memory", lambda: size)
 
 
 def bad_checkpoint_cases(label, argv):
@@ -114,6 +209,8 @@ def bad_checkpoint_cases(label, argv):
     return [*[(f"{label} {case}", argv(ck(case)), ERROR, [message])
               for case, (_, message) in BAD_CHECKPOINTS.items()],
             (f"{label} NaN weights", argv("nan.npz"), ERROR, ["holds NaN or infinity"]),
+            *[(f"{label} {name[:-4]}", argv(name), ERROR, [phrase])
+              for name, _, phrase in EDITED_CHECKPOINTS + FORGED_ENTRIES],
             (f"{label} unreadable checkpoint", argv("secret.npz"), ERROR,
              ["cannot be read: Permission denied"], deny({"secret.npz"}))]
 
@@ -170,11 +267,16 @@ CASES = [
     # ----- train: run names that would escape the out-dir or overwrite a run
     *[(f"train name {name!r}", [*TRAIN, "corpus.txt", "--name", name], ERROR,
        ["invalid run name"])
-      for name in ["../escaped", "/tmp/abs", "a/b", ".hidden", "", "..", " r", "a\\b"]],
+      for name in ["../escaped", "/tmp/abs", "a/b", ".hidden", "", "..", " r", "a\\b",
+                   "\x1b[31mred", "bell\x07", "two\nlines", "tab\tname", "rtl\u202eevil",
+                   "zero\u200bwidth", "del\x7f", "c1\x9b", "x" * 256, "é" * 128]],
+    ("train name too long for its folder", [*TRAIN, "corpus.txt", "--out-dir",
+                                            "/".join(["d" * 200] * 20), "--name", "r"],
+     ERROR, ["longer than 4096 bytes"]),
     ("train existing run", [*TRAIN, "corpus.txt", "--name", "r"], ERROR,
      ["already exists", "--resume"]),
     # ----- train --resume
-    ("resume missing", [*TRAIN, "--resume", "nope"], ERROR, ["no such run"]),
+    ("resume missing", [*TRAIN, "--resume", "nope"], ERROR, ["no run named 'nope'"]),
     ("resume directory without checkpoint", [*TRAIN, "--resume", "folder"], ERROR,
      ["no checkpoint to resume from"]),
     *bad_checkpoint_cases("resume", lambda path: [*TRAIN, "--resume", path]),
@@ -184,7 +286,8 @@ CASES = [
      ["damaged training state (train_config)"]),
     ("resume a bare model", [*TRAIN, "--resume", "bare.npz"], ERROR,
      ["without training state"]),
-    ("resume on other characters", [*TRAIN, "other.txt", "--resume", "checkpoints/r"], ERROR,
+    ("resume on other characters", [*TRAIN, "other.txt", "--resume", "checkpoints/r",
+                                    "--max-steps", "9"], ERROR,
      ["cannot resume on this corpus", "'Ω'"]),
     ("resume changing the model", [*TRAIN, "--resume", "checkpoints/r", "--hidden-size", "32"],
      ERROR, ["cannot resume with --hidden-size 32"]),
@@ -314,7 +417,7 @@ CASES = [
     ("explain html unwritable", ["explain", "model.npz", "corpus.txt", "--html", "p.html"],
      ERROR, ["cannot write p.html: permission denied"], refuse_access()),
     ("explain a text too long for memory", ["explain", "model.npz", "corpus.txt", "--find"],
-     ERROR, ["explaining 4,0", "of memory"], small_memory()),
+     ERROR, ["explaining 4,0", "of memory"], small_memory(400_000)),
     ("explain a text too long for a page", ["explain", "model.npz", "corpus.txt", "--html",
                                             "p.html"], ERROR, ["explain at most"],
      lambda monkeypatch: monkeypatch.setattr("charrnn.explain_html.PAGE_CODES", 10_000)),

@@ -64,8 +64,8 @@ def new_text(path, chars=3000, seed=1):
 def parent(tmp_path_factory):
     """A run 'parent' trained on words without digits; returns its out-dir."""
     root = tmp_path_factory.mktemp("init")
-    result = train(make_corpus(root / "old.txt"), *TINY, "--max-steps", "30", "--out-dir",
-                   root / "runs", "--name", "parent", "--seed", "1", "-q")
+    result = train(make_corpus(root / "old.txt"), *TINY, "--max-steps", "30", "--eval-every",
+                   "10", "--out-dir", root / "runs", "--name", "parent", "--seed", "1", "-q")
     assert result.exit_code == 0, result.output
     return root / "runs"
 

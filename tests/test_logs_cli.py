@@ -245,25 +245,41 @@ def test_usage_errors(tmp_path):
     assert logs("--out-dir", tmp_path, "--plot", tmp_path / "x.png").exit_code == 2
 
 
-def test_follow_redraws_as_the_log_grows_until_ctrl_c(tmp_path, monkeypatch):
+def test_follow_redraws_as_the_log_grows_and_exits_when_the_run_ends(tmp_path, monkeypatch):
     first = make_records(steps=100, end=None)
     run_dir = write_run(tmp_path, "r", first)
     more = [r for r in make_records(steps=300) if r["event"] != "start" and r["step"] > 100]
-    calls = []
+    lock, calls = runs.RunLock(run_dir).acquire(), []
 
-    def sleep(seconds):
+    def sleep(seconds):  # the training appends its records, then ends
         calls.append(seconds)
         if len(calls) == 1:
             with open(run_dir / "log.jsonl", "a") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in more))
         else:
-            raise KeyboardInterrupt
+            lock.release()
 
     monkeypatch.setattr(time, "sleep", sleep)
     result = logs("--out-dir", tmp_path, "r", "-f")
     assert result.exit_code == 0, result.output
     assert len(calls) == 2 and calls[0] == pytest.approx(1.0)
     assert "300 steps" in result.stdout and "finished" in result.stdout
+    assert logs("--out-dir", tmp_path, "r", "-f").exit_code == 0  # not training: shown once
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("args", [["r"], []])
+def test_ctrl_c_while_following_exits_130(tmp_path, monkeypatch, args):
+    run_dir = write_run(tmp_path, "r", make_records(steps=100, end=None))
+
+    def sleep(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    with runs.RunLock(run_dir):
+        result = logs("--out-dir", tmp_path, *args, "-f")
+    assert result.exit_code == 130 and "Aborted" not in result.stderr, result.output
+    assert "running" in result.stdout
 
 
 def test_odd_values_in_a_log_never_give_a_traceback(tmp_path):

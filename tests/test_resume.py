@@ -137,15 +137,30 @@ def test_time_and_steps_continue_across_a_resume(tmp_path):
 
 
 def test_resume_from_a_checkpoint_file(tmp_path):
+    """A run's own latest.npz, named as a file, resumes in place; a copy of it outside any run
+    starts a new run under --out-dir, and the original run is left as it was."""
     corpus = make_corpus(tmp_path / "c.txt")
     out = tmp_path / "runs"
-    assert train(corpus, *TINY, "--max-steps", 10, "--eval-every", 4, "--out-dir", out, "-q").exit_code == 0
-    assert load(out / "c" / "best.npz").training.step in (4, 8, 10)
-    best_step = load(out / "c" / "best.npz").training.step
-    result = train("--resume", out / "c" / "best.npz", "--max-steps", 12, "-q")
+    assert train(corpus, *TINY, "--max-steps", 10, "--eval-every", 4, "--out-dir", out,
+                 "-q").exit_code == 0
+    result = train("--resume", out / "c" / "latest.npz", "--max-steps", 12, "-q")
     assert result.exit_code == 0, result.stderr
-    assert events(out / "c", "start")[-1]["step"] == best_step
+    assert events(out / "c", "start")[-1]["step"] == 10
     assert load(out / "c" / "latest.npz").training.step == 12
+
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "model.npz"
+    copy.write_bytes((out / "c" / "latest.npz").read_bytes())
+    before = files_snapshot(out / "c")
+    result = train("--resume", copy, "--max-steps", 14, "--out-dir", out)
+    assert result.exit_code == 0, result.stderr
+    assert f"goes on as a new run in {out / 'c-2'}" in result.stderr
+    assert files_snapshot(out / "c") == before
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["model.npz"]
+    start = events(out / "c-2", "start")[0]
+    assert start["step"] == 12 and start["parent"]["checkpoint"] == str(copy)
+    assert start["run_id"] != events(out / "c", "start")[0]["run_id"]
+    assert load(out / "c-2" / "latest.npz").training.step == 14
 
 
 @pytest.mark.parametrize("option, value, saved", [
@@ -180,29 +195,21 @@ def test_training_options_may_change_on_resume_with_a_notice(tmp_path):
     assert ckpt.config.dropout == 0.3 and ckpt.training.train_config.max_steps == 20
 
 
-def test_resuming_a_finished_run_says_how_to_continue(tmp_path):
+@pytest.mark.parametrize("given", [[], ["--max-steps", 5], ["--max-steps", 4],
+                                   ["--epochs", 0.05]])
+def test_resuming_with_a_budget_already_reached_is_an_error(tmp_path, given):
+    """A resume that would train nothing says so (exit 1, one line, naming the budget) and
+    changes nothing, instead of logging an empty session."""
     corpus = make_corpus(tmp_path / "c.txt")
     out = tmp_path / "runs"
     assert train(corpus, *TINY, "--max-steps", 5, "--out-dir", out, "-q").exit_code == 0
-    result = train("--resume", out / "c")
-    assert result.exit_code == 0, result.stderr
-    assert "already reached its --max-steps limit" in result.stderr
-    assert load(out / "c" / "latest.npz").training.step == 5
-
-
-def test_resuming_a_finished_run_twice_does_not_evaluate_its_last_step_again(tmp_path):
-    """The final evaluation of a finished run is part of its saved state: a resume that has
-    nothing left to train neither logs it again nor counts it as one more evaluation without
-    improvement (which would bring --patience closer for nothing)."""
-    corpus = make_corpus(tmp_path / "c.txt")
-    out = tmp_path / "runs"
-    assert train(corpus, *TINY, "--max-steps", 5, "--eval-every", 3, "--out-dir", out,
-                 "-q").exit_code == 0
-    bad_evals = load(out / "c" / "latest.npz").training.bad_evals
-    for _ in range(2):
-        assert train("--resume", out / "c", "-q").exit_code == 0
-    assert [r["step"] for r in events(out / "c", "eval")] == [3, 5]
-    assert load(out / "c" / "latest.npz").training.bad_evals == bad_evals
+    before = files_snapshot(out)
+    result = train("--resume", out / "c", *given)
+    option = "--epochs" if "--epochs" in given else "--max-steps"
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"already reached its {option}" in result.stderr
+    assert f"give a larger {option}" in result.stderr
+    assert files_snapshot(out) == before
 
 
 def test_resume_problems_are_clean_errors(tmp_path):

@@ -270,8 +270,12 @@ def test_resolve_checkpoint_for_resume_prefers_latest(tmp_path):
     assert runs.resolve_checkpoint("a", tmp_path, resume=True) == run_dir / "latest.npz"
     assert runs.resolve_checkpoint("a", tmp_path) == run_dir / "best.npz"
     assert runs.resolve_checkpoint(run_dir / "best.npz", resume=True) == run_dir / "best.npz"
-    with pytest.raises(RunError, match="cannot resume b: no such run directory"):
+    with pytest.raises(RunError, match="no run named 'b'"):
         runs.resolve_checkpoint("b", tmp_path, resume=True)
+    with pytest.raises(RunError, match="did you mean: a"):  # as the other commands say it
+        runs.resolve_checkpoint("aa", tmp_path, resume=True)
+    with pytest.raises(RunError, match="cannot resume .*/b: no such run directory"):
+        runs.resolve_checkpoint(tmp_path / "b", tmp_path, resume=True)
 
 
 # ----------------------------------------------------------------------------- export

@@ -396,7 +396,7 @@ def test_an_update_that_overflows_the_optimizer_state_is_a_divergence(tmp_path, 
     monkeypatch.setattr(CharRNN, "loss_and_grads", huge)
     out = tmp_path / "runs"
     result = train(corpus, *TINY, "--max-steps", 6, "--grad-clip", 0, "--checkpoint-every", 1,
-                   "--out-dir", out)
+                   "--eval-every", 2, "--out-dir", out)
     assert result.exit_code == 0, result.stderr
     run = out / "tiny"
     [diverged] = events(run, "diverged")
@@ -446,8 +446,9 @@ def test_progress_bar_on_a_terminal(tmp_path, corpus, budget, shown):
                    sample_every=15, **budget)
     train_module.train(corpus, options, out_dir=tmp_path / "runs", reporter=TrainProgress(screen))
     text = screen.getvalue()
-    assert "train:" in text and shown in text
-    assert "loss=" in text and "val=" in text and "chars/s=" in text
+    assert "train " in text and shown in text and "evaluating…" in text
+    assert " loss " in text and " chars/s" in text
+    assert "step 10: train loss " in text  # each evaluation's line, above the bar
     assert "--- sample at step 15 ---" in text
 
 
