@@ -15,9 +15,9 @@ from dataclasses import fields
 
 import click
 
-from charrnn import cells
+from charrnn import cells, sizing
 from charrnn._version import __version__
-from charrnn.config import (DEFAULT_LR, DEFAULT_TEMPERATURE, DEFAULT_TIME_LIMIT, DTYPES,
+from charrnn.config import (DEFAULT_LR, DEFAULT_TEMPERATURE, DEFAULT_TIME_LIMIT, DTYPES, SIZES,
                             LR_SCHEDULES, OPTIMIZERS, UNKNOWN_CHOICES, TrainConfig)
 from charrnn.errors import CharRNNError
 from charrnn.runs import DEFAULT_OUT_DIR, OUT_DIR_ENV
@@ -381,6 +381,11 @@ class CellChoice(click.Choice):
 
 
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+_SIZE_HELP = (
+    f"The model's size: {sizing.describe()} The dropout grows with the passes the budget "
+    f"makes over the text (none under one pass, at most {sizing.MAX_DROPOUT:g}). "
+    "--hidden-size, --num-layers and --dropout override it; the choice and why are shown at "
+    "the start and logged.")
 
 
 def _train_option(name, *flags, **kwargs):
@@ -395,11 +400,15 @@ def _train_options(f):
     pos_int, nonneg_int = click.IntRange(min=1), click.IntRange(min=0)
     default_lrs = ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items())
     options = [
+        _train_option("size", type=click.Choice(SIZES), help=_SIZE_HELP),
         _train_option("cell", type=CellChoice(), help="Recurrent cell."),
-        _train_option("hidden_size", type=pos_int, help="Units per layer."),
-        _train_option("num_layers", type=click.IntRange(1, 64), help="Stacked recurrent layers."),
+        _train_option("hidden_size", type=pos_int, help="Units per layer.",
+                      show_default="by --size"),
+        _train_option("num_layers", type=click.IntRange(1, 64), help="Stacked recurrent layers.",
+                      show_default="by --size"),
         _train_option("dropout", type=FiniteRange(0, 1, max_open=True),
-                      help="Dropout between layers and before the output."),
+                      help="Dropout between layers and before the output.",
+                      show_default="by --size"),
         _train_option("dtype", type=click.Choice(DTYPES), help="Floating-point precision."),
         _train_option("seq_length", type=pos_int, help="Characters per BPTT window."),
         _train_option("batch_size", type=pos_int, help="Parallel streams per step."),
@@ -449,7 +458,7 @@ def _train_options(f):
 
 
 TRAIN_SECTIONS = [
-    ("Model", ["cell", "hidden_size", "num_layers", "dropout", "dtype"]),
+    ("Model", ["size", "cell", "hidden_size", "num_layers", "dropout", "dtype"]),
     ("Data", ["seq_length", "batch_size", "val_fraction", "min_count", "max_vocab",
               "encoding"]),
     ("Optimization", ["optimizer", "learning_rate", "lr_schedule", "warmup_steps", "grad_clip"]),
@@ -496,6 +505,7 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
     Examples:
       charrnn train                                   the demo corpus, 10 minutes
       charrnn train shakespeare.txt --time-limit 1h   your own text, for an hour
+      charrnn train shakespeare.txt --size large      a named size instead of auto
       charrnn train shakespeare.txt --max-steps 300 --hidden-size 64
       charrnn train shakespeare.txt --cell gru --hidden-size 512 --num-layers 3
       charrnn train --resume checkpoints/shakespeare  continue a stopped run

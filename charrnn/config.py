@@ -19,6 +19,7 @@ DEFAULT_LR = {"adam": 3e-3, "rmsprop": 2e-3, "adagrad": 1e-1, "sgd": 1.0}
 OPTIMIZERS = tuple(DEFAULT_LR)  # the --optimizer choices; optim.OPTIMIZERS implements them
 LR_SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "float64")
+SIZES = ("auto", "tiny", "small", "medium", "large")  # --size; `sizing.PRESETS` defines them
 DEFAULT_TIME_LIMIT = 600.0  # seconds: a new run that sets no budget at all trains 10 minutes
 DEFAULT_TEMPERATURE = 0.8  # sampling's temperature when none is given
 UNKNOWN_CHOICES = ("error", "skip", "replace")  # what to do with characters a model lacks
@@ -58,7 +59,8 @@ class ModelConfig:
 class TrainConfig:
     """Every training option; saved in checkpoints and in the log's `start` event."""
 
-    # model
+    # model; a new run's `train()` sets the next three by `size` unless they are given
+    size: str = "auto"  # one of SIZES: "auto" sizes by corpus and budget (`charrnn.sizing`)
     cell: str = "lstm"  # a name in the cell table
     hidden_size: int = 256  # units per layer
     num_layers: int = 2  # stacked recurrent layers

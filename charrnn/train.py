@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import cells, checkpoint, data, runs, sampling
+from charrnn import cells, checkpoint, data, runs, sampling, sizing
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
 from charrnn.engine import make_engine
@@ -27,7 +27,7 @@ from charrnn.optim import LRSchedule
 from charrnn.runs import BEST_NAME, LATEST_NAME, RunLock
 
 # the options that set the model's shape: a run started --init-from takes them from its parent
-SHAPE_OPTIONS = ("cell", "hidden_size", "num_layers", "dtype")
+SHAPE_OPTIONS = ("size", "cell", "hidden_size", "num_layers", "dtype")
 VOCAB_OPTIONS = ("min_count", "max_vocab")  # how a new run makes its vocabulary
 # options a resumed run cannot change: the model's shape, the data layout, optimizer and seed
 FIXED_OPTIONS = (*SHAPE_OPTIONS, *VOCAB_OPTIONS, "batch_size", "seq_length", "optimizer", "seed")
@@ -517,6 +517,20 @@ def _options_from_parent(parent, overrides):
             "dtype": parent.model.dtype.name, "dropout": c.dropout, **overrides}
 
 
+def _sized(cfg, overrides, chars):
+    """(cfg, choice): a new run's config with its size and dropout chosen by `sizing` from
+    the budget and the `chars` training characters, where the user's `overrides` left them
+    open; choice is the `sizing.Choice` made (None when the user set all three)."""
+    given = {k: overrides[k] for k in ("num_layers", "hidden_size", "dropout") if k in overrides}
+    if len(given) == 3 and cfg.size == "auto":
+        return cfg, None
+    works = [w for w in (cfg.max_steps and cfg.max_steps * cfg.batch_size * cfg.seq_length,
+                         cfg.epochs and cfg.epochs * chars) if w]
+    choice = sizing.choose(cfg.size, chars, cfg.time_limit, min(works, default=None), given)
+    return replace(cfg, num_layers=choice.num_layers, hidden_size=choice.hidden_size,
+                   dropout=choice.dropout), choice
+
+
 def _new_vocab(text, cfg, reporter):
     """A new run's vocabulary and the text's ids: every character of the text, or, with
     --min-count / --max-vocab, the frequent ones and U+FFFD for the others (see
@@ -672,6 +686,9 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             raise CharRNNError(f"cannot resume: {warning}")
         reporter.message("warning: " + warning)
         cfg = replace(cfg, batch_size=batch_size, seq_length=seq_length)
+    sized = None
+    if ckpt is None and parent is None:
+        cfg, sized = _sized(cfg, overrides, int(train_ids.size))
     check_memory(cfg, vocab.size)
     if val_ids.size > cfg.val_max_chars:
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
@@ -722,6 +739,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
                     "val_chars": int(val_ids.size),
                     "val_scored_chars": int(min(val_ids.size, cfg.val_max_chars))},
             **({"vocab_limit": limited} if limited else {}),
+            **({"sizing": sized.to_json()} if sized else {}),
             **({} if parent is None else {"init_from": {
                 "run": str(parent_path.resolve().parent), "checkpoint": str(parent_path.resolve()),
                 "step": parent.training.step if parent.training else None,
@@ -732,7 +750,7 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             "step": trainer.step, "max_steps": cfg.max_steps, "time_limit": cfg.time_limit,
             "elapsed": trainer.clock.before, "steps_per_epoch": trainer.stream.steps_per_epoch,
             "epochs": cfg.epochs, "num_params": model.num_params, "resumed": ckpt is not None,
-            "config": cfg,
+            "config": cfg, "sizing": sized and sized.why,
         })
         try:
             with excluding_stops(trainer.clock):

@@ -40,12 +40,12 @@ def test_every_train_option_defaults_to_train_config():
 def test_train_choices_come_from_the_config_and_the_cell_table(monkeypatch):
     from charrnn import cells
     from charrnn.cli import train_command
-    from charrnn.config import DTYPES, LR_SCHEDULES, OPTIMIZERS
+    from charrnn.config import DTYPES, LR_SCHEDULES, OPTIMIZERS, SIZES
 
     choices = {p.name: tuple(p.type.choices) for p in train_command.params
                if hasattr(p.type, "choices")}
     assert choices == {"cell": tuple(cells.CELLS), "dtype": DTYPES, "optimizer": OPTIMIZERS,
-                       "lr_schedule": LR_SCHEDULES}
+                       "lr_schedule": LR_SCHEDULES, "size": SIZES}
     toy = cells.Cell("toy", gates=("a",), sigmoid_gates=0, states=("h",), biases=("b",),
                      fuse_input=True, module="charrnn.cells.rnn", summary="a test row")
     monkeypatch.setitem(cells.CELLS, "toy", toy)  # registered after the CLI was built

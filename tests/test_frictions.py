@@ -107,7 +107,10 @@ def test_training_output_fits_the_terminal(tmp_path, corpus, monkeypatch, column
     assert any("chars/s" in line for line in bars)
     header = lines[:4]
     assert header[0].startswith("training run 'c' in")
-    assert any(line.startswith("model   lstm 2×16") for line in lines)
+    # under a minute: the size rule's tiny preset, with the given hidden size
+    assert any(line.startswith("model   lstm 1×16") for line in lines)
+    assert any(line.startswith("size    1×16, dropout") and "(--hidden-size as given)" in
+               line + next(iter(lines[lines.index(line) + 1:]), "") for line in lines)
 
 
 # ----------------------------------------------------------------------------- completion

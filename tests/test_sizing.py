@@ -1,0 +1,160 @@
+"""The size rule (`charrnn.sizing`): monotone in the budget and the corpus, the user's options
+always kept, and the choice applied to the model and recorded in the start line and the log."""
+
+import math
+
+import pytest
+
+from charrnn import sizing
+from charrnn.config import SIZES
+from train_helpers import events, load, make_corpus, train
+
+ORDER = list(sizing.PRESETS)  # tiny < small < medium < large
+MINUTES = [0.2, 0.5, 1, 2, 4.9, 5, 10, 19.9, 20, 30, 60, 120, 600]
+CHARS = [500, 5_000, 19_999, 20_000, 90_000, 199_999, 200_000, 1_000_000, 10**7, 10**8]
+
+
+def test_every_named_size_is_a_preset():
+    assert SIZES == ("auto", *sizing.PRESETS)
+
+
+@pytest.mark.parametrize("chars", CHARS)
+def test_more_time_never_picks_a_smaller_model(chars):
+    ranks = [ORDER.index(sizing.auto_size(m, chars)) for m in MINUTES]
+    assert ranks == sorted(ranks)
+
+
+@pytest.mark.parametrize("minutes", MINUTES)
+def test_a_larger_corpus_never_picks_a_smaller_model(minutes):
+    ranks = [ORDER.index(sizing.auto_size(minutes, c)) for c in CHARS]
+    assert ranks == sorted(ranks)
+
+
+def test_the_table_spans_every_size():
+    assert sizing.auto_size(0.5, 10**6) == "tiny"
+    assert sizing.auto_size(2, 10**6) == "small"
+    assert sizing.auto_size(10, 10**6) == "medium"
+    assert sizing.auto_size(30, 10**6) == "large"
+    assert sizing.auto_size(600, 10_000) == "small"  # a tiny corpus caps the size
+    assert sizing.auto_size(600, 100_000) == "medium"
+
+
+@pytest.mark.parametrize("size", list(sizing.PRESETS))
+def test_dropout_grows_with_time_and_shrinks_with_the_corpus(size):
+    by_time = [sizing.choose(size, 10**6, m * 60).dropout for m in MINUTES]
+    assert by_time == sorted(by_time)
+    by_corpus = [sizing.choose(size, c, 600).dropout for c in CHARS]
+    assert by_corpus == sorted(by_corpus, reverse=True)
+    assert all(0 <= d <= sizing.MAX_DROPOUT for d in by_time + by_corpus)
+
+
+def test_dropout_follows_the_passes_over_the_text():
+    assert sizing.dropout_for(0.5) == sizing.dropout_for(1) == 0  # under one pass: none
+    assert sizing.dropout_for(6.5) == pytest.approx(0.21)  # tiny-shakespeare, 10 min, medium
+    assert sizing.dropout_for(70) == sizing.dropout_for(1e6) == sizing.MAX_DROPOUT
+    assert sizing.dropout_for(math.inf) == sizing.MAX_DROPOUT  # an endless run
+
+
+def test_a_step_budget_knows_its_passes_exactly():
+    # 100 steps of 64 x 50 characters over 80,000 characters: 4 passes, whatever the speed
+    for speed in (1e3, 1e5):
+        choice = sizing.choose("auto", 80_000, work=100 * 64 * 50, speed=speed)
+        assert choice.dropout == sizing.dropout_for(4.0)
+    assert sizing.choose("auto", 10**6, work=10**7, speed=1e5).size == "small"  # 1.7 minutes
+    assert sizing.choose("auto", 10**6, work=10**7, speed=1e4).size == "medium"  # 16.7 minutes
+    # with a time limit too, the first budget reached decides
+    assert sizing.choose("auto", 10**6, 60, work=10**9, speed=1e4).size == "small"
+
+
+def test_the_users_options_win():
+    choice = sizing.choose("auto", 10**6, 1800, given={"hidden_size": 100, "dropout": 0.05})
+    assert (choice.size, choice.num_layers, choice.hidden_size, choice.dropout) == \
+        ("large", 2, 100, 0.05)
+    assert "--dropout as given" in choice.why and "--hidden-size as given" in choice.why
+    named = sizing.choose("small", 10**6, 1800)
+    assert (named.num_layers, named.hidden_size) == (2, 256)
+    assert named.why.endswith("--size small")
+
+
+def test_the_phrase_says_what_and_why():
+    choice = sizing.choose("auto", 1_003_854, 1800)
+    assert choice.why == (f"2×512, dropout {choice.dropout:g}: sized for 30 minutes on "
+                          "1 M characters")
+    assert sizing.choose("auto", 10**6).why.endswith("sized for an endless run on 1 M characters")
+
+
+def test_the_speed_estimate_is_a_positive_number():
+    speed = sizing.estimate_speed()
+    assert math.isfinite(speed) and speed > 0
+
+
+# ---- through the command line
+
+
+def start_of(run_dir):
+    (start,) = events(run_dir, "start")
+    return start
+
+
+def test_train_sizes_the_model_and_says_so(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt", chars=6000)
+    result = train(corpus, "--out-dir", tmp_path / "runs", "--max-steps", "2",
+                   "--batch-size", "4", "--seq-length", "16")
+    assert result.exit_code == 0, result.output
+    start = start_of(tmp_path / "runs" / "c")
+    sized = start["sizing"]
+    # 2 steps of 4 x 16 characters is well under a minute: tiny, and under one pass: no dropout
+    assert (sized["size"], sized["num_layers"], sized["hidden_size"], sized["dropout"]) == \
+        ("tiny", 1, 128, 0.0)
+    assert sized["chars"] == start["config"]["train_chars"]
+    assert f"size    {sized['why']}" in result.stderr
+    assert "sized for" in sized["why"]
+    model = start["config"]["model"]
+    assert (model["num_layers"], model["hidden_size"], model["dropout"]) == (1, 128, 0.0)
+    ckpt = load(tmp_path / "runs" / "c" / "latest.npz")
+    assert (ckpt.config.num_layers, ckpt.config.hidden_size) == (1, 128)
+    assert ckpt.training.train_config.size == "auto"
+
+
+def test_given_options_and_named_sizes_are_kept(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt", chars=6000)
+    result = train(corpus, "--out-dir", tmp_path / "runs", "--name", "a", "--max-steps", "1",
+                   "--batch-size", "4", "--seq-length", "16", "--size", "small",
+                   "--hidden-size", "24", "--dropout", "0.3")
+    assert result.exit_code == 0, result.output
+    sized = start_of(tmp_path / "runs" / "a")["sizing"]
+    assert (sized["num_layers"], sized["hidden_size"], sized["dropout"]) == (2, 24, 0.3)
+    assert sized["why"] == ("2×24, dropout 0.3: --size small (--dropout as given, "
+                            "--hidden-size as given)")
+    ckpt = load(tmp_path / "runs" / "a" / "latest.npz")
+    assert (ckpt.config.num_layers, ckpt.config.hidden_size, ckpt.config.dropout) == (2, 24, 0.3)
+    # all three given: nothing to choose, nothing recorded
+    result = train(corpus, "--out-dir", tmp_path / "runs", "--name", "b", "--max-steps", "1",
+                   "--batch-size", "4", "--seq-length", "16", "--hidden-size", "8",
+                   "--num-layers", "1", "--dropout", "0")
+    assert result.exit_code == 0, result.output
+    assert "sizing" not in start_of(tmp_path / "runs" / "b")
+    assert "size    " not in result.stderr
+
+
+def test_size_is_part_of_the_shape_on_resume_and_init_from(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt", chars=6000)
+    base = ["--out-dir", tmp_path / "runs", "--batch-size", "4", "--seq-length", "16"]
+    assert train(corpus, *base, "--max-steps", "1", "--hidden-size", "8").exit_code == 0
+    run = tmp_path / "runs" / "c"
+    before = (run / "latest.npz").read_bytes()
+    result = train("--resume", run, "--max-steps", "2", "--size", "large", "--out-dir",
+                   tmp_path / "runs")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: cannot resume with --size large: the run was trained with --size auto; drop "
+        "those options or start a new run.")
+    assert (run / "latest.npz").read_bytes() == before
+    result = train(corpus, *base, "--name", "child", "--init-from", run, "--size", "small")
+    assert result.exit_code == 1
+    assert "drop --size." in result.stderr
+    assert not (tmp_path / "runs" / "child").exists()
+    # a resume keeps the model it was sized to, whatever the new budget
+    result = train("--resume", run, "--max-steps", "3", "--out-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert load(run / "latest.npz").config.hidden_size == 8
