@@ -5,8 +5,10 @@ engines, and data-parallel training under torchrun. Subprocesses run in tmp_path
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +158,55 @@ def test_torchrun_trains_like_one_process_and_only_rank_0_writes(tmp_path, corpu
     assert len(evals("ddp")) == 1 and evals("ddp") == pytest.approx(evals("one"), abs=1e-10)
     assert [s.get("processes") for s in _start(runs / "ddp")] == [2]
     assert ddp.stderr.count("done (max steps)") == 1  # rank 1 shows nothing
+    logs = charrnn(["logs", "ddp", "--out-dir", "runs"], tmp_path)
+    assert "torch on cpu, 2 processes" in logs.stdout, logs.stderr
+
+
+def _events(run):
+    path = run / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@needs_torch
+@pytest.mark.parametrize("stop", ["ctrl-c", "dead rank"])
+def test_torchrun_stops_cleanly_on_ctrl_c_or_a_dead_rank(tmp_path, corpus, stop):
+    """Ctrl-C (SIGINT to the terminal's process group) stops every rank, rank 0 saving
+    latest.npz; a rank killed outright ends the session on rank 0 as `rank_lost`, latest.npz
+    as it was last saved."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "charrnn", "train", corpus.name, "--engine", "torch", "--max-steps", "1000000",
+         "--out-dir", "runs", "--name", "long", "--checkpoint-every", "20", *SMALL[:6], "-q"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    run = tmp_path / "runs" / "long"
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e["event"] == "checkpoint" for e in _events(run)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        if stop == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            ranks = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                   text=True).stdout.split()
+            assert len(ranks) == 2
+            os.kill(int(max(ranks, key=int)), signal.SIGKILL)  # the younger: rank 1
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    events = _events(run)
+    end = events[-1]
+    assert end["event"] == "end"
+    if stop == "ctrl-c":
+        assert end["reason"] == "interrupted" and events[-3]["event"] == "interrupt"
+        assert events[-2]["event"] == "checkpoint" and events[-2]["step"] == end["step"]
+    else:
+        assert end["reason"] == "rank_lost"
+        assert "another process of this data-parallel run stopped" in err
+    from charrnn import checkpoint
+
+    saved = [e["step"] for e in events if e["event"] == "checkpoint" and e["kind"] == "latest"]
+    assert checkpoint.load(run / "latest.npz").training.step == saved[-1]  # whole and readable
