@@ -88,6 +88,18 @@ def test_the_numpy_engine_on_a_gpu_is_one_line_and_creates_nothing(tmp_path, cor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
 
 
+def test_the_numpy_engine_under_torchrun_is_one_line_and_creates_nothing(tmp_path, corpus,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["train", str(corpus)])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: the numpy engine trains in one process; under torchrun "
+                             "use --engine torch.\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
+
+
 @needs_torch
 @pytest.mark.skipif(_torch() is not None and _torch().cuda.is_available(), reason="has CUDA")
 def test_a_cuda_device_on_a_cpu_machine_is_one_line_and_creates_nothing(tmp_path, corpus,
