@@ -489,7 +489,7 @@ TRAIN_SECTIONS = [
               help="What does the arithmetic: numpy (always there), or torch (PyTorch: GPUs, "
                    "and data-parallel under torchrun). Chosen per session: a run resumes on "
                    "either engine.")
-@click.option("--device", default="auto", show_default=True, metavar=DEVICES.upper(),
+@click.option("--device", default="auto", show_default=True, metavar=f"[{DEVICES}]",
               help="The torch engine's device; auto: cuda if there is a GPU, else mps, else "
                    "cpu. The numpy engine runs on the CPU.")
 @click.pass_context
