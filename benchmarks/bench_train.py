@@ -1,15 +1,21 @@
-"""Training throughput (characters/second) and peak memory: charrnn vs the same model in PyTorch.
+"""Training throughput (characters/second) and peak memory: charrnn's numpy engine, charrnn's
+torch engine (`--engine torch`, on the CPU) and the same model in plain PyTorch.
 
 Each measurement runs in its own subprocess (so peak RSS is that configuration's alone): a
 warm-up, then timed training steps (forward, backward, global-norm clipping and an Adam update),
-excluding start-up; at least --steps steps and --min-seconds seconds. charrnn and torch
-alternate, round after round, so that both see the same machine load; the table reports the
-median chars/s of the rounds, and the median (and range) of each round's ratio ours / torch.
+excluding start-up; at least --steps steps and --min-seconds seconds. The kinds alternate,
+round after round, so that all see the same machine load; the table reports the median
+chars/s of the rounds, and the median (and range) of each round's ratios: ours / torch (the
+numpy engine against plain PyTorch) and engine / torch (charrnn's torch engine, which adds
+optim.py's update rules in tensor ops, float64 clipping norms and the trainer's finiteness
+checks, against plain PyTorch's nn module and torch.optim).
 
     python benchmarks/bench_train.py                  # every configuration, 3 rounds
     python benchmarks/bench_train.py --config lstm-256 --rounds 5 --json
 
-torch is optional (`pip install torch`); without it only charrnn is measured.
+    python benchmarks/bench_train.py --kinds ours,engine  # without plain PyTorch
+
+torch is optional (`pip install 'charrnn[torch]'`); without it only the numpy engine is measured.
 """
 
 import argparse
@@ -30,6 +36,7 @@ CONFIGS = {  # name: (cell, hidden, layers, batch, seq)
     "rnn-256": ("rnn", 256, 2, 64, 100),
 }
 VOCAB = 65  # tiny-shakespeare's
+KINDS = ("ours", "engine", "torch")  # numpy engine, charrnn's torch engine, plain PyTorch
 
 
 def peak_rss_mb():
@@ -75,6 +82,25 @@ def run_ours(cell, H, L, N, T, steps, warmup, threads, min_seconds):
         opt.step(model.params, grads, 1e-3)
 
     return timed_steps(step, steps, warmup, min_seconds), peak_rss_mb()
+
+
+def run_engine(cell, H, L, N, T, steps, warmup, threads, min_seconds):
+    """charrnn's torch engine on the CPU, stepped as the trainer steps it."""
+    import numpy as np
+    import torch
+
+    from charrnn.config import TrainConfig
+    from charrnn.engine import make_engine
+    from charrnn.model import CharRNN
+
+    torch.set_num_threads(threads or os.cpu_count())
+    cfg = TrainConfig(cell=cell, hidden_size=H, num_layers=L, dropout=0.0, batch_size=N,
+                      seq_length=T, seed=0, optimizer="adam", grad_clip=5.0)
+    engine = make_engine("torch", CharRNN(cfg.model_config(VOCAB), seed=0), cfg, "cpu")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, VOCAB, (N, T))
+    y = rng.integers(0, VOCAB, (N, T))
+    return timed_steps(lambda: engine.step(x, y, 1e-3), steps, warmup, min_seconds), peak_rss_mb()
 
 
 def run_torch(cell, H, L, N, T, steps, warmup, threads, min_seconds):
@@ -124,7 +150,7 @@ def timed_steps(step, steps, warmup, min_seconds):
 
 def worker(args):
     cell, H, L, N, T = CONFIGS[args.config]
-    run = run_ours if args.worker == "ours" else run_torch
+    run = {"ours": run_ours, "engine": run_engine, "torch": run_torch}[args.worker]
     times, rss = run(cell, H, L, N, T, args.steps, args.warmup, args.threads, args.min_seconds)
     print(json.dumps({"chars_per_sec": N * T / statistics.median(times), "peak_rss_mb": rss}))
 
@@ -157,12 +183,18 @@ def main():
                     help="time steps for at least this long per measurement")
     ap.add_argument("--threads", type=int, default=None, help="worker threads (ours) / torch threads")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
-    ap.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--kinds", default=None,
+                    help="comma-separated among ours,engine,torch [default: all there are]")
+    ap.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         args.config = args.config[0]
         return worker(args)
-    kinds = ["ours"] + (["torch"] if have_torch() else [])
+    kinds = args.kinds.split(",") if args.kinds else \
+        ["ours"] + (["engine", "torch"] if have_torch() else [])
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        ap.error(f"unknown kinds: {', '.join(sorted(unknown))}; choose among {', '.join(KINDS)}")
     results = {}
     for config in args.config or list(CONFIGS):
         runs = {k: [] for k in kinds}
@@ -174,18 +206,22 @@ def main():
             row[kind] = statistics.median(r["chars_per_sec"] for r in runs[kind])
             row[kind + "_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in runs[kind])
             row[kind + "_all"] = [round(r["chars_per_sec"]) for r in runs[kind]]
-        if "torch" in row:  # the ratio of each round's pair, measured a few seconds apart
-            ratios = [o["chars_per_sec"] / t["chars_per_sec"]
-                      for o, t in zip(runs["ours"], runs["torch"])]
-            row["ratio"] = statistics.median(ratios)
-            row["ratio_all"] = [round(r, 3) for r in ratios]
+        # the ratio of each round's pair, measured a few seconds apart
+        for name, (a, b) in {"ratio": ("ours", "torch"), "engine_ratio": ("engine", "torch"),
+                             "ours_vs_engine": ("ours", "engine")}.items():
+            if a in runs and b in runs:
+                ratios = [o["chars_per_sec"] / t["chars_per_sec"] for o, t in zip(runs[a], runs[b])]
+                row[name] = statistics.median(ratios)
+                row[name + "_all"] = [round(r, 3) for r in ratios]
         results[config] = row
         if not args.json:
-            line = f"{config:10s} ours {row['ours']:9,.0f} chars/s  RSS {row['ours_rss_mb']:5.0f} MB"
-            if "torch" in row:
-                line += (f"   torch {row['torch']:9,.0f} chars/s  RSS {row['torch_rss_mb']:5.0f} MB"
-                         f"   ratio {row['ratio']:.2f} ({min(row['ratio_all']):.2f}–"
-                         f"{max(row['ratio_all']):.2f})")
+            line = f"{config:10s}"
+            for kind in kinds:
+                line += f"  {kind} {row[kind]:9,.0f} chars/s RSS {row[kind + '_rss_mb']:4.0f} MB"
+            for name in ("ratio", "engine_ratio", "ours_vs_engine"):
+                if name in row:
+                    line += (f"  {name} {row[name]:.2f} ({min(row[name + '_all']):.2f}–"
+                             f"{max(row[name + '_all']):.2f})")
             print(line, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))

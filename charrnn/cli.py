@@ -20,6 +20,8 @@ from charrnn._version import __version__
 from charrnn.config import (DEFAULT_LR, DEFAULT_TEMPERATURE, DEFAULT_TIME_LIMIT, DTYPES, SIZES,
                             LR_SCHEDULES, OPTIMIZERS, UNKNOWN_CHOICES, TrainConfig)
 from charrnn.errors import CharRNNError
+from charrnn.engines import DEVICES, ENGINES
+from charrnn.engines.distributed import is_secondary
 from charrnn.runs import DEFAULT_OUT_DIR, OUT_DIR_ENV
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -467,6 +469,7 @@ TRAIN_SECTIONS = [
     ("Evaluation, checkpoints and output",
      ["eval_every", "checkpoint_every", "sample_every", "quiet"]),
     ("Run", ["out_dir", "name", "resume", "init_from", "seed", "threads"]),
+    ("Engine", ["engine", "device"]),
 ]
 
 
@@ -491,8 +494,16 @@ TRAIN_SECTIONS = [
 @click.option("--encoding", default=None, show_default="utf-8, or the run's on --resume",
               help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
+@click.option("--engine", type=click.Choice(ENGINES), default="numpy", show_default=True,
+              help="What does the arithmetic: numpy (always there), or torch (PyTorch: GPUs, "
+                   "and data-parallel under torchrun). Chosen per session: a run resumes on "
+                   "either engine.")
+@click.option("--device", default="auto", show_default=True, metavar=f"[{DEVICES}]",
+              help="The torch engine's device; auto: cuda if there is a GPU, else mps, else "
+                   "cpu. The numpy engine runs on the CPU.")
 @click.pass_context
-def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet, **options):
+def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet, engine, device,
+                  **options):
     """Train a model on a text file, or on the built-in demo corpus.
 
     CORPUS is a text file (UTF-8 unless --encoding). Without it, charrnn trains on a demo
@@ -511,6 +522,8 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
       charrnn train --resume checkpoints/shakespeare  continue a stopped run
       charrnn train --resume checkpoints/shakespeare --time-limit 2h
       charrnn train sonnets.txt --init-from shakespeare --time-limit 3m
+      charrnn train shakespeare.txt --engine torch    on a GPU, if PyTorch sees one
+      torchrun --nproc-per-node 4 -m charrnn train shakespeare.txt --engine torch
     """
     import signal
 
@@ -522,6 +535,8 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
 
     explicit = {k: v for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    secondary = is_secondary()  # a rank > 0 under torchrun: rank 0 shows the run
+    quiet = quiet or secondary
     reporter = Reporter() if quiet else TrainProgress()
     # Ctrl-C before training starts (e.g. while reading the corpus) stops at once; during
     # training, the loop saves and stops; after that, when train() has restored this handler,
@@ -548,7 +563,7 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
     try:
         result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume,
                        encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT,
-                       init_from=init_from)
+                       init_from=init_from, engine=engine, device=device)
     except KeyboardInterrupt:  # while reading the corpus: nothing to save yet
         click.echo("interrupted before training started.", err=True)
         ctx.exit(130)
@@ -559,6 +574,8 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
         raise click.ClickException(result.message)
     run = result.run_dir
     if result.reason == "interrupted":
+        if secondary:
+            ctx.exit(128 + (result.signal or signal.SIGINT))
         click.echo(f"interrupted at step {result.step}; {LATEST_NAME} saved. Resume with: "
                    f"charrnn train --resume {run}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143

@@ -20,32 +20,96 @@ else, so that another engine (`charrnn.engines.torch`, optional) slots in beside
     engine.load(optim, state)           the inverse, for a resume (the parameters come with
                                         the model the engine was made with)
 plus `rng_state` (the dropout generator's state, JSON-safe), `optimizer_info()` (name and
-hyperparameters, for the record), `name`, `device` and `close()`.
+hyperparameters, for the record), `name`, `device` and `close()`; and, for data parallelism
+under torchrun (`charrnn.engines.distributed`), `shared(values)` (rank 0's values on every
+process: the trainer's stop decisions and learning rate) and `writer` (whether this process
+writes the run). A single-process engine returns `values` as they are and is the writer.
+
+`prepare(name, device)` checks the engine and the device before a run creates anything:
+`--engine torch` without PyTorch, or a device that is not there, is a one-line error.
 """
 
 import math
 
 import numpy as np
 
+from charrnn.engines import ENGINES
 from charrnn.errors import CharRNNError
 from charrnn.optim import clip_grad_norm, make_optimizer
 from charrnn.parallel import Parallel, default_threads
 
-ENGINES = ("numpy", "torch")
+
+NO_TORCH = "--engine torch needs PyTorch: pip install 'charrnn[torch]'"
 
 
-def make_engine(name, model, cfg, device="auto"):
+class Placement:
+    """Where a session trains: the engine's name, the device (a torch.device for the torch
+    engine, "cpu" for numpy) and the process group under torchrun (else None)."""
+
+    def __init__(self, engine, device, group=None):
+        self.engine, self.device, self.group = engine, device, group
+
+    @property
+    def writer(self):
+        return self.group is None or self.group.writer
+
+    def close(self):
+        if self.group is not None:
+            self.group.close()
+
+
+def prepare(name, device="auto"):
+    """Check engine `name` and `device` and, under torchrun, join the process group; a
+    `Placement`. Raises CharRNNError (nothing created yet) for a missing PyTorch, a device
+    that is not here, or an engine that cannot run there."""
+    from charrnn.engines import distributed
+
+    if name not in ENGINES:
+        raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")
+    env = distributed.environment()
+    if name == "numpy":
+        _check_numpy_device(device)
+        if env is not None:
+            raise CharRNNError("the numpy engine trains in one process; under torchrun use "
+                               "--engine torch.")
+        return Placement("numpy", "cpu")
+    try:
+        from charrnn.engines import torch as torch_engine
+    except ImportError:
+        raise CharRNNError(NO_TORCH) from None
+    if env is None:
+        return Placement("torch", torch_engine.resolve_device(device))
+    rank, size, local_rank = env
+    dev = torch_engine.resolve_device(device, local_rank)
+    if dev.type == "mps":
+        raise CharRNNError("data-parallel training runs on CUDA GPUs (nccl) or CPUs (gloo), "
+                           "not on mps.")
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(dev)
+    group = distributed.Group(rank, size, local_rank, "nccl" if dev.type == "cuda" else "gloo")
+    return Placement("torch", dev, group)
+
+
+def _check_numpy_device(device):
+    if device not in ("auto", "cpu"):
+        raise CharRNNError(f"the numpy engine runs on the CPU only, not on {device!r}; use "
+                           "--engine torch for other devices.")
+
+
+def make_engine(name, model, cfg, device="auto", group=None):
     """The engine `name` for `model` (a numpy CharRNN holding the starting parameters) and the
     training options `cfg`. The torch engine is imported only here, when asked for."""
     if name == "numpy":
-        if device not in ("auto", "cpu"):
-            raise CharRNNError(f"the numpy engine runs on the CPU only, not on {device!r}; use "
-                               "--engine torch for other devices.")
+        _check_numpy_device(device)
         return NumpyEngine(model, cfg)
     if name == "torch":
-        from charrnn.engines import torch as torch_engine
-
-        return torch_engine.TorchEngine(model, cfg, device)
+        try:
+            from charrnn.engines import torch as torch_engine
+        except ImportError:
+            raise CharRNNError(NO_TORCH) from None
+        return torch_engine.TorchEngine(model, cfg, device, group)
     raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")
 
 
@@ -137,6 +201,11 @@ class NumpyEngine:
 
     def optimizer_info(self):
         return self.optimizer.hyperparams()
+
+    writer = True  # one process: it writes the run
+
+    def shared(self, values):
+        return values
 
     def close(self):
         self.parallel.close()

@@ -263,6 +263,17 @@ def is_running(run_dir: str | os.PathLike) -> bool:
         os.close(fd)
 
 
+def _engine_text(start):
+    """How a session trained, from its start event: "numpy", "torch on cpu", "torch on cuda:0,
+    2 processes"; None for a log from before engines."""
+    engine, device = _typed(start.get("engine"), str), _typed(start.get("device"), str)
+    if engine is None:
+        return None
+    text = engine if engine == "numpy" or not device else f"{engine} on {device}"
+    processes = _typed(start.get("processes"), int)
+    return text + (f", {processes} processes" if processes else "")
+
+
 def lock_pid(run_dir: str | os.PathLike) -> int | None:
     """The pid written in the lock file of `run_dir` (meaningful only while it is running)."""
     try:
@@ -297,6 +308,7 @@ class RunInfo:
     end_reason: str | None = None  # of the last start's end, if any
     resumes: int = 0  # how many times the run was resumed
     pid: int | None = None  # the training process, while running
+    engine: str | None = None  # of the last session: "numpy", "torch on cuda:0", "... x 4 processes"
     corpus: str | None = None
     last_sample: str | None = None
     has_checkpoint: bool = False
@@ -408,6 +420,7 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
         info.num_layers = _typed(model.get("num_layers"), int)
         info.num_params = _typed(info.config.get("num_params"), int)
         info.corpus = _typed(info.config.get("corpus"), str)
+        info.engine = _engine_text(starts[-1])
         if info.pid is None and running:
             info.pid = _typed(starts[-1].get("pid"), int)
     steps = [r["step"] for r in records if _typed(r.get("step"), int) is not None]

@@ -7,6 +7,7 @@ unrecoverable divergence, and returns a `TrainResult`. It never prints: what the
 goes through a reporter (see `Reporter`), and problems raise `CharRNNError`.
 """
 
+import contextlib
 import math
 import os
 import signal
@@ -21,7 +22,8 @@ import numpy as np
 from charrnn import cells, checkpoint, data, runs, sampling, sizing
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
-from charrnn.engine import make_engine
+from charrnn.engine import make_engine, prepare
+from charrnn.engines.distributed import PeerLost
 from charrnn.model import CharRNN, grow_vocabulary
 from charrnn.optim import LRSchedule
 from charrnn.runs import BEST_NAME, LATEST_NAME, RunLock
@@ -294,6 +296,7 @@ class Trainer:
         self.encoding = "utf-8"  # of the corpus file, for a resume to read it with
         self._snapshot = None
         self.latest_step = None  # the step latest.npz was last written at, in this session
+        self.writer = engine.writer  # False on ranks > 0 of a torchrun launch: they write nothing
 
     # -- state in and out of checkpoints -------------------------------------------------------
 
@@ -324,11 +327,13 @@ class Trainer:
     def save(self, name):
         """Write the run's checkpoint `name` (LATEST_NAME or BEST_NAME) and log it."""
         path = self.run_dir / name
-        model, optim, state = self.engine.export()
-        checkpoint.save(path, checkpoint.Checkpoint(model, self.vocab, self.training_state(),
-                                                    optim, state))
+        model, optim, state = self.engine.export()  # on every rank: it gathers the state
         if name == LATEST_NAME:
             self.latest_step = self.step
+        if not self.writer:
+            return
+        checkpoint.save(path, checkpoint.Checkpoint(model, self.vocab, self.training_state(),
+                                                    optim, state))
         self.log("checkpoint", path=str(path), kind=path.stem)
 
     def take_snapshot(self):
@@ -376,26 +381,41 @@ class Trainer:
             self.save(BEST_NAME)
 
     def sample(self):
-        text = sampling.sample_text(self.engine.export()[0], self.vocab, self.cfg.sample_length,
+        model = self.engine.export()[0]  # on every rank, as in `save`
+        if not self.writer:
+            return
+        text = sampling.sample_text(model, self.vocab, self.cfg.sample_length,
                                     rng=np.random.default_rng(self.step),
                                     context=self.sample_context)[0]
         self.log("sample", text=text)
         self.reporter.message(f"--- sample at step {self.step} ---\n{text}\n---")
 
     def run(self, interrupt):
+        """Train until a stop; under torchrun, rank 0's decision to stop (a budget, patience,
+        a signal) and its learning rate (a cosine schedule over a time limit reads its clock)
+        hold on every rank. A rank that is lost ends the session with `PeerLost`, latest.npz
+        as last saved (the other ranks' carried state is gone with it)."""
+        try:
+            return self._run(interrupt)
+        except PeerLost:
+            self.clock.stop()
+            self.log("end", reason="rank_lost", best_val_loss=self.best_val_loss)
+            raise
+
+    def _run(self, interrupt):
         cfg = self.cfg
         self.take_snapshot()
         chars_per_step = cfg.batch_size * cfg.seq_length
         meter = Meter(chars_per_step)
         while True:
             reason = "interrupted" if interrupt.requested else self.stop_reason()
+            reason, lr = self.engine.shared([reason, self.lr()])
             if reason:
                 break
             if self.batch == 0:
                 self.engine.reset_state()  # a new epoch starts fresh
             self.clock.mark()
             t0 = time.perf_counter()
-            lr = self.lr()
             loss, norm, bad = self.engine.step(*self.stream.batch(self.batch), lr)
             if bad:
                 if not self.diverged(bad):
@@ -598,8 +618,16 @@ def _resumed_budget(cfg, state, overrides, notes):
     return cfg
 
 
+class _NoLog:
+    """The log of a rank > 0 under torchrun: rank 0 writes the run's."""
+
+    def write(self, record):
+        pass
+
+
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
-          encoding=None, reporter=None, default_time_limit=None, init_from=None):
+          encoding=None, reporter=None, default_time_limit=None, init_from=None,
+          engine="numpy", device="auto"):
     """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
 
     corpus: a text file path, or None for the built-in demo corpus (on resume: None means the
@@ -612,10 +640,26 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
     model shape a new run starts from, its vocabulary extended by the corpus's new characters
     (see `model.grow_vocabulary`); the run is new in everything else (name, log, optimizer
     state, schedule, budget).
+    engine, device: the engine that does the arithmetic (`engine.ENGINES`) and its device
+    (auto|cpu|cuda|cuda:N|mps); a choice of this session, recorded in the log's start event,
+    not saved in the run's options: a resume may use another engine (checkpoints are
+    engine-neutral). Checked before anything is created. Under torchrun (WORLD_SIZE > 1) the
+    processes train one run data-parallel, and only rank 0 writes it.
     Returns a TrainResult; raises CharRNNError for every user mistake, and for running out of
     memory (latest.npz as it was last saved).
     """
-    reporter = reporter or Reporter()
+    placement = prepare(engine, device)
+    try:
+        return _train(corpus, overrides, out_dir, name, resume, encoding, reporter,
+                      default_time_limit, init_from, placement)
+    finally:
+        placement.close()
+
+
+def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default_time_limit,
+           init_from, placement):
+    writer = placement.writer
+    reporter = (reporter or Reporter()) if writer else Reporter()
     overrides = dict(overrides or {})
     valid = {f.name for f in fields(TrainConfig)}
     unknown = set(overrides) - valid
@@ -658,6 +702,8 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             default_limit = default_time_limit is not None
         if cfg.seed is None:
             cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
+            if placement.group is not None:  # every rank starts from rank 0's weights
+                cfg = replace(cfg, seed=placement.group.shared([cfg.seed])[0])
         run_dir = runs.new_run_dir(out_dir, name, corpus)
     in_place = ckpt is not None and branch is None  # training goes on in the run's directory
     encoding = encoding or "utf-8"
@@ -704,21 +750,27 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         if model.config.dropout != cfg.dropout:
             model.config = replace(model.config, dropout=cfg.dropout)
 
-    if not in_place:
+    if not in_place and writer:
         run_dir = runs.create_run_dir(out_dir, name, corpus)
         if branch is not None:
             reporter.message(f"note: {branch['checkpoint']} goes on as a new run in {run_dir}.")
-    with RunLock(run_dir), runs.LogWriter(run_dir) as log, _Interrupt() as interrupt:
-        if in_place and _file_identity(ckpt_path) != loaded_file:
+    with contextlib.ExitStack() as stack:
+        log = _NoLog()
+        if writer:
+            stack.enter_context(RunLock(run_dir))
+            log = stack.enter_context(runs.LogWriter(run_dir))
+        interrupt = stack.enter_context(_Interrupt())
+        if writer and in_place and _file_identity(ckpt_path) != loaded_file:
             raise RunError(f"{ckpt_path} was replaced while this command started (another process "
                            "was training the run); run the command again to resume from it.")
-        runs.clean_temporaries(run_dir)
-        log.end_torn_line()
-        engine = make_engine("numpy", model, cfg)
+        if writer:
+            runs.clean_temporaries(run_dir)
+            log.end_torn_line()
+        engine = make_engine(placement.engine, model, cfg, placement.device, placement.group)
         trainer = Trainer(run_dir, cfg, engine, vocab, train_ids, val_ids, corpus_record, reporter, log)
         trainer.encoding, trainer.default_time_limit = encoding, default_limit
         # the run's id: the checkpoint's, else (a file from before ids) the log's, else a new one
-        known = [i for i in runs.log_run_ids(run_dir) if i] if in_place else []
+        known = [i for i in runs.log_run_ids(run_dir) if i] if in_place and writer else []
         trainer.run_id = (ckpt.training.run_id if in_place else None) or \
             (known[-1] if known else runs.new_run_id())
         if ckpt is not None:
@@ -732,6 +784,8 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
             run_id=trainer.run_id,
             **({"parent": branch} if branch else {}),
             pid=os.getpid(),
+            engine=engine.name, device=engine.device,
+            **({"processes": placement.group.size} if placement.group else {}),
             config={"model": model.config.to_json(), "train": asdict(cfg), "corpus": corpus_record,
                     "encoding": encoding, "num_params": model.num_params,
                     "lr_schedule": trainer.schedule.to_json(),

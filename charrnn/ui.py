@@ -192,6 +192,8 @@ def run_panel(run) -> Panel:
     if run.resumes:
         started += f" (resumed {run.resumes}×)"
     add("started", started)
+    if run.engine:
+        add("engine", run.engine)
     if run.end_reason:
         add("ended", run.end_reason.replace("_", " "))
     if run.last_sample:

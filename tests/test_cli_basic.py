@@ -32,7 +32,9 @@ def test_every_train_option_defaults_to_train_config():
     options = {p.name: p.default for p in train_command.params if p.name in config}
     assert options == {name: config[name] for name in options}
     others = {p.name for p in train_command.params} - set(config)
-    assert others == {"corpus", "out_dir", "name", "resume", "init_from", "encoding", "quiet"}
+    # engine and device are the session's choice, not the run's: a resume may change them
+    assert others == {"corpus", "out_dir", "name", "resume", "init_from", "encoding", "quiet",
+                      "engine", "device"}
     unexposed = set(config) - set(options)  # internal knobs, not on the command line
     assert unexposed == {"val_max_chars", "min_lr_ratio", "sample_length", "log_every"}
 
@@ -41,11 +43,12 @@ def test_train_choices_come_from_the_config_and_the_cell_table(monkeypatch):
     from charrnn import cells
     from charrnn.cli import train_command
     from charrnn.config import DTYPES, LR_SCHEDULES, OPTIMIZERS, SIZES
+    from charrnn.engines import ENGINES
 
     choices = {p.name: tuple(p.type.choices) for p in train_command.params
                if hasattr(p.type, "choices")}
     assert choices == {"cell": tuple(cells.CELLS), "dtype": DTYPES, "optimizer": OPTIMIZERS,
-                       "lr_schedule": LR_SCHEDULES, "size": SIZES}
+                       "lr_schedule": LR_SCHEDULES, "size": SIZES, "engine": ENGINES}
     toy = cells.Cell("toy", gates=("a",), sigmoid_gates=0, states=("h",), biases=("b",),
                      fuse_input=True, module="charrnn.cells.rnn", summary="a test row")
     monkeypatch.setitem(cells.CELLS, "toy", toy)  # registered after the CLI was built
