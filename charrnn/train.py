@@ -537,16 +537,22 @@ def _options_from_parent(parent, overrides):
             "dtype": parent.model.dtype.name, "dropout": c.dropout, **overrides}
 
 
-def _sized(cfg, overrides, chars):
+def _sized(cfg, overrides, chars, group=None):
     """(cfg, choice): a new run's config with its size and dropout chosen by `sizing` from
     the budget and the `chars` training characters, where the user's `overrides` left them
-    open; choice is the `sizing.Choice` made (None when the user set all three)."""
+    open; choice is the `sizing.Choice` made (None when the user set all three). Under
+    torchrun (`group`), every rank sizes by rank 0's measurement of the machine's speed."""
     given = {k: overrides[k] for k in ("num_layers", "hidden_size", "dropout") if k in overrides}
     if len(given) == 3 and cfg.size == "auto":
         return cfg, None
     works = [w for w in (cfg.max_steps and cfg.max_steps * cfg.batch_size * cfg.seq_length,
                          cfg.epochs and cfg.epochs * chars) if w]
-    choice = sizing.choose(cfg.size, chars, cfg.time_limit, min(works, default=None), given)
+    work, speed = min(works, default=None), None
+    if work is not None:
+        speed = sizing.estimate_speed()
+        if group is not None:
+            speed = group.shared([speed])[0]
+    choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed)
     return replace(cfg, num_layers=choice.num_layers, hidden_size=choice.hidden_size,
                    dropout=choice.dropout), choice
 
@@ -734,7 +740,7 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
         cfg = replace(cfg, batch_size=batch_size, seq_length=seq_length)
     sized = None
     if ckpt is None and parent is None:
-        cfg, sized = _sized(cfg, overrides, int(train_ids.size))
+        cfg, sized = _sized(cfg, overrides, int(train_ids.size), placement.group)
     check_memory(cfg, vocab.size)
     if val_ids.size > cfg.val_max_chars:
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
