@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from charrnn.engines import ENGINES
+from charrnn.engines import ENGINES, EngineBase
 from charrnn.errors import CharRNNError
 from charrnn.optim import clip_grad_norm, make_optimizer
 from charrnn.parallel import Parallel, default_threads
@@ -113,7 +113,7 @@ def make_engine(name, model, cfg, device="auto", group=None):
     raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")
 
 
-class NumpyEngine:
+class NumpyEngine(EngineBase):
     """The default engine: the hand-written numpy `CharRNN`, the optimizers of `optim.py`, and
     each batch split across the cores by `parallel.Parallel`."""
 
@@ -186,21 +186,6 @@ class NumpyEngine:
             raise CharRNNError(f"cannot resume: the optimizer state does not fit ({exc}).") from None
         if state is not None and state[0][0].shape[1] == self.batch_size:
             self.state = state
-
-    @property
-    def rng_state(self):
-        return self.rng.bit_generator.state
-
-    @rng_state.setter
-    def rng_state(self, value):
-        try:
-            self.rng.bit_generator.state = value
-        except (TypeError, ValueError, KeyError):
-            raise CharRNNError("cannot resume: the checkpoint's random generator state is "
-                               "damaged.") from None
-
-    def optimizer_info(self):
-        return self.optimizer.hyperparams()
 
     writer = True  # one process: it writes the run
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.engines import layout
+from charrnn.engines import EngineBase, layout
 from charrnn.engines.torch_optim import TorchOptimizer
 from charrnn.errors import CharRNNError
 
@@ -64,7 +64,7 @@ def resolve_device(spec, local_rank=None):
     raise CharRNNError(f"unknown device {spec!r}; choose auto, cpu, cuda, cuda:N or mps.")
 
 
-class TorchEngine:
+class TorchEngine(EngineBase):
     """The engine interface of `charrnn.engine` on PyTorch; `group` a `distributed.Group` when
     trained data-parallel under torchrun."""
 
@@ -254,21 +254,6 @@ class TorchEngine:
             lo, hi = self._rows(self.batch_size)
             self.state = [[torch.from_numpy(a[:, lo:hi]).to(self.torch_device, self.dtype)
                            for a in layer] for layer in layout.state_to_torch(state)]
-
-    @property
-    def rng_state(self):
-        return self.rng.bit_generator.state
-
-    @rng_state.setter
-    def rng_state(self, value):
-        try:
-            self.rng.bit_generator.state = value
-        except (TypeError, ValueError, KeyError):
-            raise CharRNNError("cannot resume: the checkpoint's random generator state is "
-                               "damaged.") from None
-
-    def optimizer_info(self):
-        return self.optimizer.hyperparams()
 
     def shared(self, values):
         """Rank 0's `values` on every rank (the trainer's decisions), or `values` itself."""
