@@ -12,8 +12,8 @@ run that does not set its size picks it here, from two numbers:
 The rule (one table and one formula, calibrated by the runs in README, Performance):
 
     size     layers × units   chosen by `auto` when
-    tiny     1 × 128          minutes < 1
-    small    2 × 256          1 <= minutes < 5, or a corpus under 20 k characters
+    tiny     1 × 128          minutes < 0.25 (15 seconds)
+    small    2 × 256          0.25 <= minutes < 5, or a corpus under 20 k characters
     medium   2 × 384          5 <= minutes < 20, or a corpus under 200 k characters
     large    2 × 512          minutes >= 20
 
@@ -54,7 +54,7 @@ PRESETS = {
     "large": Preset(2, 512, 7_050.0),
 }
 # auto: the first size whose row admits (minutes, chars); `large` takes the rest
-_AUTO = (("tiny", 1.0, 0), ("small", 5.0, 20_000), ("medium", 20.0, 200_000))
+_AUTO = (("tiny", 0.25, 0), ("small", 5.0, 20_000), ("medium", 20.0, 200_000))
 MAX_DROPOUT = 0.5
 # seconds one _gemm_probe took on the machine RATE was measured on
 _PROBE_SECONDS = 0.78e-3
@@ -71,8 +71,7 @@ def auto_size(minutes, chars):
 def describe():
     """The presets and the `auto` table, in words (for --help)."""
     sizes = ", ".join(f"{name} {p.num_layers}×{p.hidden_size}" for name, p in PRESETS.items())
-    rows = [f"{name} under {minutes:g} minute{'' if minutes == 1 else 's'}"
-            for name, minutes, _ in _AUTO]
+    rows = [f"{name} under {_fmt_minutes(minutes)}" for name, minutes, _ in _AUTO]
     caps = [f"{name} under {chars // 1000:,} k characters" for name, _, chars in _AUTO if chars]
     return (f"{sizes}; auto picks by the budget ({', '.join(rows)}, else large) and the "
             f"corpus (at most {' and '.join(caps)}).")

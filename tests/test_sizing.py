@@ -10,7 +10,7 @@ from charrnn.config import SIZES
 from train_helpers import events, load, make_corpus, train
 
 ORDER = list(sizing.PRESETS)  # tiny < small < medium < large
-MINUTES = [0.2, 0.5, 1, 2, 4.9, 5, 10, 19.9, 20, 30, 60, 120, 600]
+MINUTES = [0.1, 0.2, 0.25, 0.5, 1, 2, 4.9, 5, 10, 19.9, 20, 30, 60, 120, 600]
 CHARS = [500, 5_000, 19_999, 20_000, 90_000, 199_999, 200_000, 1_000_000, 10**7, 10**8]
 
 
@@ -31,8 +31,8 @@ def test_a_larger_corpus_never_picks_a_smaller_model(minutes):
 
 
 def test_the_table_spans_every_size():
-    assert sizing.auto_size(0.5, 10**6) == "tiny"
-    assert sizing.auto_size(2, 10**6) == "small"
+    assert sizing.auto_size(0.2, 10**6) == "tiny"
+    assert sizing.auto_size(0.5, 10**6) == sizing.auto_size(2, 10**6) == "small"
     assert sizing.auto_size(10, 10**6) == "medium"
     assert sizing.auto_size(30, 10**6) == "large"
     assert sizing.auto_size(600, 10_000) == "small"  # a tiny corpus caps the size
