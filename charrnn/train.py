@@ -270,6 +270,24 @@ class excluding_stops:
             signal.signal(signal.SIGCONT, self._old)
 
 
+class Rollback:
+    """The last good state of a session (the engine's snapshot and the data position), to go
+    back to when training diverges; `count` the rollbacks since it was taken."""
+
+    def __init__(self, engine):
+        self.engine, self.snapshot, self.count = engine, None, 0
+
+    def take(self, position):
+        self.snapshot, self.count = (self.engine.snapshot(), position), 0
+
+    def back(self):
+        """Restore the engine; returns the data position (step, epoch, batch) of the state."""
+        engine_snapshot, position = self.snapshot
+        self.engine.restore(engine_snapshot)
+        self.count += 1
+        return position
+
+
 class Trainer:
     """One training session of a run: an engine (the model and its optimizer), the data
     position and the bookkeeping; `run` trains until a budget, an early stop, a signal or
@@ -289,12 +307,11 @@ class Trainer:
         self.lr_scale = 1.0  # halved at each divergence
         self.best_val_loss, self.bad_evals = None, 0  # bad_evals: since the last improvement
         self.last_eval_step = None  # the step of the last evaluation, for the record
-        self.divergences = 0  # in a row, since the last good snapshot
         self.clock = Clock()
         self.run_id = None  # `runs.new_run_id()`, set by `train`; saved in every checkpoint
         self.default_time_limit = False  # the time limit is the default, not the user's
         self.encoding = "utf-8"  # of the corpus file, for a resume to read it with
-        self._snapshot = None
+        self.rollback = Rollback(engine)
         self.latest_step = None  # the step latest.npz was last written at, in this session
         self.writer = engine.writer  # False on ranks > 0 of a torchrun launch: they write nothing
 
@@ -335,11 +352,6 @@ class Trainer:
         checkpoint.save(path, checkpoint.Checkpoint(model, self.vocab, self.training_state(),
                                                     optim, state))
         self.log("checkpoint", path=str(path), kind=path.stem)
-
-    def take_snapshot(self):
-        """Remember the current (finite) state, to roll back to if training diverges."""
-        self._snapshot = (self.engine.snapshot(), (self.step, self.epoch, self.batch))
-        self.divergences = 0
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -393,18 +405,9 @@ class Trainer:
     def run(self, interrupt):
         """Train until a stop; under torchrun, rank 0's decision to stop (a budget, patience,
         a signal) and its learning rate (a cosine schedule over a time limit reads its clock)
-        hold on every rank. A rank that is lost ends the session with `PeerLost`, latest.npz
-        as last saved (the other ranks' carried state is gone with it)."""
-        try:
-            return self._run(interrupt)
-        except PeerLost:
-            self.clock.stop()
-            self.log("end", reason="rank_lost", best_val_loss=self.best_val_loss)
-            raise
-
-    def _run(self, interrupt):
+        hold on every rank."""
         cfg = self.cfg
-        self.take_snapshot()
+        self.rollback.take((self.step, self.epoch, self.batch))
         chars_per_step = cfg.batch_size * cfg.seq_length
         meter = Meter(chars_per_step)
         while True:
@@ -437,7 +440,7 @@ class Trainer:
                 self.sample()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save(LATEST_NAME)
-                self.take_snapshot()
+                self.rollback.take((self.step, self.epoch, self.batch))
         return self.finish(reason, interrupt.signum)
 
     def diverged(self, what):
@@ -448,14 +451,12 @@ class Trainer:
         each checkpoint) in between.
         """
         failed = self.step + 1
-        engine_snapshot, (self.step, self.epoch, self.batch) = self._snapshot
-        self.engine.restore(engine_snapshot)
-        self.divergences += 1
-        stop = self.divergences >= MAX_DIVERGENCES
+        self.step, self.epoch, self.batch = self.rollback.back()
+        stop = self.rollback.count >= MAX_DIVERGENCES
         if not stop:
             self.lr_scale *= 0.5
         self.log("diverged", step=failed, reason=f"non-finite {what}", rolled_back_to=self.step,
-                 lr=self.lr(), count=self.divergences)
+                 lr=self.lr(), count=self.rollback.count)
         if not stop:
             self.reporter.message(
                 f"training diverged at step {failed} (non-finite {what}); rolled back to step "
@@ -815,6 +816,10 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
         try:
             with excluding_stops(trainer.clock):
                 return trainer.run(interrupt)
+        except PeerLost:  # latest.npz as last saved: the lost rank's carried state is gone
+            trainer.clock.stop()
+            trainer.log("end", reason="rank_lost", best_val_loss=trainer.best_val_loss)
+            raise
         except MemoryError:
             raise CharRNNError(
                 f"training ran out of memory at step {trainer.step:,} (a memory limit such as "
