@@ -309,6 +309,7 @@ class RunInfo:
     resumes: int = 0  # how many times the run was resumed
     pid: int | None = None  # the training process, while running
     engine: str | None = None  # of the last session: "numpy", "torch on cuda:0", "... x 4 processes"
+    sized: str | None = None  # why the model has its size (`sizing.Choice.why`), if it was chosen
     corpus: str | None = None
     last_sample: str | None = None
     has_checkpoint: bool = False
@@ -421,6 +422,7 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
         info.num_params = _typed(info.config.get("num_params"), int)
         info.corpus = _typed(info.config.get("corpus"), str)
         info.engine = _engine_text(starts[-1])
+        info.sized = _typed(_dict(starts[0].get("sizing")).get("why"), str)
         if info.pid is None and running:
             info.pid = _typed(starts[-1].get("pid"), int)
     steps = [r["step"] for r in records if _typed(r.get("step"), int) is not None]

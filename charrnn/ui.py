@@ -160,6 +160,8 @@ def run_panel(run) -> Panel:
         dropout = f", dropout {model['dropout']}" if model.get("dropout") else ""
         vocab = f", vocabulary {model['vocab_size']}" if model.get("vocab_size") else ""
         add("model", f"{run.size}{params}{vocab}{dropout}")
+    if run.sized:
+        add("size", run.sized)
     if run.corpus:
         add("corpus", str(run.corpus))
     if train:

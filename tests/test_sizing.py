@@ -4,8 +4,10 @@ always kept, and the choice applied to the model and recorded in the start line 
 import math
 
 import pytest
+from click.testing import CliRunner
 
 from charrnn import sizing
+from charrnn.cli import cli
 from charrnn.config import SIZES
 from train_helpers import events, load, make_corpus, train
 
@@ -114,6 +116,10 @@ def test_train_sizes_the_model_and_says_so(tmp_path):
     ckpt = load(tmp_path / "runs" / "c" / "latest.npz")
     assert (ckpt.config.num_layers, ckpt.config.hidden_size) == (1, 128)
     assert ckpt.training.train_config.size == "auto"
+    logs = CliRunner().invoke(cli, ["logs", "c", "--out-dir", str(tmp_path / "runs")],
+                              env={"COLUMNS": "200"})
+    assert logs.exit_code == 0, logs.output
+    assert f"size      {sized['why']}" in logs.stdout
 
 
 def test_given_options_and_named_sizes_are_kept(tmp_path):
