@@ -17,16 +17,21 @@ The rule (one table and one formula, calibrated by the runs in README, Performan
     medium   2 × 384          5 <= minutes < 20, or a corpus under 200 k characters
     large    2 × 512          minutes >= 20
 
-    dropout = clip(0.3 · log10(epochs) − 0.03, 0, 0.5)
-    epochs  = minutes · 60 · RATE[size] / chars      (passes the budget makes over the text)
+    dropout  = clip(0.5 · log10(pressure) − 0.38, 0, 0.5)
+    pressure = passes · (units / 256)² · layers / 2   (the small size's passes, in effect)
+    passes   = minutes · 60 · RATE[size] / chars      (or, for a step or epoch budget, the
+                                                       characters it trains on / chars)
 
 A bigger model learns more per character but takes more time per character: at 10 minutes
 2×384 beat 2×256 on tiny-shakespeare (1.472 against 1.482) and on its first 100 KB (1.586
-against 1.620, with dropout 0.5). Dropout grows with the number of passes over the text, the
-measure of how much the model can memorise: 0.2 at 6 passes (tiny-shakespeare, 10 minutes,
-2×384), 0.5 from about 60 (100 KB, 10 minutes). A corpus larger than the budget can read
-(under one pass) gets no dropout. Options the user sets (--hidden-size, --num-layers,
---dropout, or a named --size) always win; the rule fills in only what is left.
+against 1.620, with dropout 0.5), and 2×256 beat 1×128 from 1 minute on (1.830 against 1.882;
+they tie at 15 seconds). Dropout follows how much the model can memorise: the passes over the
+text times the model's capacity (its recurrent weights, relative to 2×256). Calibration
+points: 2×256, 13 passes, 0.1 and 0.25 equal (1.482, 1.486); 2×384, 6.5 passes, 0.2; 2×384,
+20 passes: 0.35 still overfits; 100 KB for 10 minutes (70–150 passes): 0.4 and 0.5 equal, best.
+A corpus larger than the budget can read gets no dropout. Options the user sets
+(--hidden-size, --num-layers, --dropout, or a named --size) always win; the rule fills in only
+what is left.
 
 RATE is the characters per second each size trained at here (2 cores, numpy engine,
 evaluations included); budgets given in steps or epochs are converted with the small size's
@@ -82,11 +87,13 @@ def epochs(size, minutes, chars):
     return minutes * 60.0 * PRESETS[size].rate / max(chars, 1)
 
 
-def dropout_for(passes):
-    """Dropout for a run that makes `passes` passes over its text (see the module's formula)."""
-    if passes <= 1.0:  # math.inf (an endless run) gets MAX_DROPOUT
+def dropout_for(passes, num_layers=2, hidden_size=256):
+    """Dropout for a model of `num_layers` × `hidden_size` that makes `passes` passes over its
+    text (see the module's formula); math.inf (an endless run) gets MAX_DROPOUT."""
+    pressure = passes * (hidden_size / 256) ** 2 * num_layers / 2
+    if pressure <= 1.0:
         return 0.0
-    return round(min(MAX_DROPOUT, max(0.0, 0.3 * math.log10(passes) - 0.03)), 2)
+    return round(min(MAX_DROPOUT, max(0.0, 0.5 * math.log10(pressure) - 0.38)), 2)
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ def choose(size, chars, time_limit=None, work=None, given=None, speed=None):
     hidden = given.get("hidden_size", preset.hidden_size)
     passes = min(epochs(name, time_limit / 60.0, chars) if time_limit is not None else math.inf,
                  work / max(chars, 1) if work is not None else math.inf)
-    dropout = given.get("dropout", dropout_for(passes))
+    dropout = given.get("dropout", dropout_for(passes, layers, hidden))
     shape = f"{layers}×{hidden}, dropout {dropout:g}"
     if size != "auto":
         why = f"{shape}: --size {size}"

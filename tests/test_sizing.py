@@ -52,16 +52,21 @@ def test_dropout_grows_with_time_and_shrinks_with_the_corpus(size):
 
 def test_dropout_follows_the_passes_over_the_text():
     assert sizing.dropout_for(0.5) == sizing.dropout_for(1) == 0  # under one pass: none
-    assert sizing.dropout_for(6.5) == pytest.approx(0.21)  # tiny-shakespeare, 10 min, medium
-    assert sizing.dropout_for(70) == sizing.dropout_for(1e6) == sizing.MAX_DROPOUT
+    assert sizing.dropout_for(6.5, 2, 384) == pytest.approx(0.2)  # tiny-shakespeare, 10 min
+    assert sizing.dropout_for(13.3) == pytest.approx(0.18)  # small, 10 min: 0.1 ~ 0.25
+    assert sizing.dropout_for(19.6, 2, 384) > 0.35  # 0.35 overfitted there
+    assert sizing.dropout_for(70, 2, 384) == sizing.dropout_for(1e6) == sizing.MAX_DROPOUT
     assert sizing.dropout_for(math.inf) == sizing.MAX_DROPOUT  # an endless run
+    # a bigger model memorises more in the same passes
+    assert sizing.dropout_for(10, 1, 128) < sizing.dropout_for(10) < \
+        sizing.dropout_for(10, 2, 512) < sizing.dropout_for(10, 3, 512)
 
 
 def test_a_step_budget_knows_its_passes_exactly():
     # 100 steps of 64 x 50 characters over 80,000 characters: 4 passes, whatever the speed
     for speed in (1e3, 1e5):
         choice = sizing.choose("auto", 80_000, work=100 * 64 * 50, speed=speed)
-        assert choice.dropout == sizing.dropout_for(4.0)
+        assert choice.dropout == sizing.dropout_for(4.0, choice.num_layers, choice.hidden_size)
     assert sizing.choose("auto", 10**6, work=10**7, speed=1e5).size == "small"  # 1.7 minutes
     assert sizing.choose("auto", 10**6, work=10**7, speed=1e4).size == "medium"  # 16.7 minutes
     # with a time limit too, the first budget reached decides
