@@ -436,6 +436,10 @@ def _train_options(f):
         _train_option("warmup_steps", type=nonneg_int, help="Linear learning-rate warm-up."),
         _train_option("grad_clip", type=FiniteRange(min=0),
                       help="Clip the global gradient norm to this (0 = off)."),
+        _train_option("weight_decay", type=FiniteRange(min=0),
+                      help="Decoupled weight decay (as in AdamW, for every optimizer): each "
+                      "step shrinks the weight matrices, not the biases, by the factor "
+                      "1 - lr * this (0 = off)."),
         _train_option("max_steps", type=pos_int, help="Stop after this many steps in all."),
         _train_option("epochs", type=FiniteRange(min=0, min_open=True),
                       help="Stop after this many passes over the text."),
@@ -463,7 +467,8 @@ TRAIN_SECTIONS = [
     ("Model", ["size", "cell", "hidden_size", "num_layers", "dropout", "dtype"]),
     ("Data", ["seq_length", "batch_size", "val_fraction", "min_count", "max_vocab",
               "encoding"]),
-    ("Optimization", ["optimizer", "learning_rate", "lr_schedule", "warmup_steps", "grad_clip"]),
+    ("Optimization", ["optimizer", "learning_rate", "lr_schedule", "warmup_steps", "grad_clip",
+                      "weight_decay"]),
     ("Budget (training stops at the first one reached)",
      ["max_steps", "epochs", "time_limit", "patience"]),
     ("Evaluation, checkpoints and output",

@@ -122,7 +122,7 @@ class NumpyEngine(EngineBase):
 
     def __init__(self, model, cfg):
         self.model = model
-        self.optimizer = make_optimizer(cfg.optimizer, model.params)
+        self.optimizer = make_optimizer(cfg.optimizer, model.params, weight_decay=cfg.weight_decay)
         threads = cfg.threads or default_threads(cfg.cell, cfg.hidden_size, cfg.batch_size)
         self.parallel = Parallel(model, threads)
         self.grad_clip = cfg.grad_clip

@@ -1,4 +1,5 @@
-"""Global-norm gradient clipping, the optimizers (Adam, RMSprop, Adagrad, SGD) and the learning-rate schedule."""
+"""Global-norm gradient clipping, the optimizers (Adam, RMSprop, Adagrad, SGD; each with
+optional decoupled weight decay) and the learning-rate schedule."""
 
 import math
 
@@ -40,16 +41,28 @@ class Optimizer:
     A subclass names its kinds of state in `slots` (e.g. ("m", "v")) and implements
     `_update(key, p, g, lr, buf)`, which updates one parameter in place using
     `self.state[slot][key]` and `buf`, its preallocated scratch array (contents undefined between calls).
+
+    Every optimizer takes `weight_decay` (lambda, default 0): decoupled weight decay
+    (Loshchilov & Hutter 2019, "AdamW"), applied before the rule's own step to the weight
+    matrices only (parameters with 2 or more axes; biases are not decayed):
+
+        W *= 1 - lr * lambda
+
+    It shrinks weights at a rate that does not pass through Adam's or RMSprop's division by
+    sqrt(v), unlike an L2 term added to the loss.
     """
 
     name = ""
     slots = ()
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params, weight_decay=0.0, **hyper):
         for key, p in params.items():
             if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
                 raise ValueError(f"parameter {key!r} must be a float32 or float64 array")
+        if not 0.0 <= weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
         self._hyper = {k: float(v) for k, v in hyper.items()}
+        self._hyper["weight_decay"] = self.weight_decay = float(weight_decay)
         self.t = 0
         self.state = {s: {k: np.zeros_like(p) for k, p in params.items()} for s in self.slots}
         self.scratch = {k: np.empty_like(p) for k, p in params.items()}
@@ -57,8 +70,12 @@ class Optimizer:
     def step(self, params, grads, lr):
         """Update every parameter in place with learning rate `lr`; t += 1 first (t = 1 on step one)."""
         self.t += 1
+        shrink = 1.0 - float(lr) * self.weight_decay
         for key, buf in self.scratch.items():
-            self._update(key, params[key], grads[key], float(lr), buf)
+            p = params[key]
+            if shrink != 1.0 and p.ndim >= 2:
+                p *= shrink  # decoupled weight decay
+            self._update(key, p, grads[key], float(lr), buf)
 
     def _update(self, key, p, g, lr, buf):
         raise NotImplementedError
@@ -142,11 +159,11 @@ class Adam(Optimizer):
     name = "adam"
     slots = ("m", "v")
 
-    def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         _check_decay("beta1", beta1)
         _check_decay("beta2", beta2)
         _check_eps(eps)
-        super().__init__(params, beta1=beta1, beta2=beta2, eps=eps)
+        super().__init__(params, weight_decay, beta1=beta1, beta2=beta2, eps=eps)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def _update(self, key, p, g, lr, buf):
@@ -174,10 +191,10 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     slots = ("v",)
 
-    def __init__(self, params, alpha=0.95, eps=1e-8):
+    def __init__(self, params, alpha=0.95, eps=1e-8, weight_decay=0.0):
         _check_decay("alpha", alpha)
         _check_eps(eps)
-        super().__init__(params, alpha=alpha, eps=eps)
+        super().__init__(params, weight_decay, alpha=alpha, eps=eps)
         self.alpha, self.eps = float(alpha), float(eps)
 
     def _update(self, key, p, g, lr, buf):
@@ -199,9 +216,9 @@ class Adagrad(Optimizer):
     name = "adagrad"
     slots = ("G",)
 
-    def __init__(self, params, eps=1e-8):
+    def __init__(self, params, eps=1e-8, weight_decay=0.0):
         _check_eps(eps)
-        super().__init__(params, eps=eps)
+        super().__init__(params, weight_decay, eps=eps)
         self.eps = float(eps)
 
     def _update(self, key, p, g, lr, buf):
@@ -221,10 +238,10 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, params, momentum=0.0):
+    def __init__(self, params, momentum=0.0, weight_decay=0.0):
         _check_decay("momentum", momentum)
         self.slots = ("u",) if momentum > 0 else ()
-        super().__init__(params, momentum=momentum)
+        super().__init__(params, weight_decay, momentum=momentum)
         self.momentum = float(momentum)
 
     def _update(self, key, p, g, lr, buf):

@@ -168,6 +168,8 @@ def run_panel(run) -> Panel:
         parts = [str(train["optimizer"])] if train.get("optimizer") else []
         if train.get("learning_rate") is not None:
             parts.append(f"lr {train['learning_rate']}")
+        if train.get("weight_decay"):
+            parts.append(f"weight decay {train['weight_decay']}")
         if train.get("batch_size") and train.get("seq_length"):
             parts.append(f"batch {train['batch_size']} × seq {train['seq_length']}")
         if parts:

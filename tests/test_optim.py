@@ -88,6 +88,43 @@ def test_update_matches_reference(name, hyper):
         assert not np.allclose(params[k], start[k])
 
 
+@pytest.mark.parametrize("name,hyper", CONFIGS, ids=CONFIG_IDS)
+def test_weight_decay_shrinks_weight_matrices_before_each_update(name, hyper):
+    # AdamW's decoupled decay: W = W * (1 - lr * lambda), then the rule's step; biases (1 axis) not decayed
+    lr, lam = 0.01, 0.3
+    params = random_arrays(0)
+    start = {k: p.copy() for k, p in params.items()}
+    grads = grad_sequence(4)
+    opt = make_optimizer(name, params, weight_decay=lam, **hyper)
+    for g in grads:
+        opt.step(params, g, lr)
+    plain = {k: p.copy() for k, p in start.items()}
+    reference = make_optimizer(name, plain, **hyper)
+    for g in grads:
+        for k, p in plain.items():
+            if p.ndim >= 2:
+                p *= 1 - lr * lam
+        reference.step(plain, g, lr)
+    for k in params:
+        np.testing.assert_allclose(params[k], plain[k], rtol=1e-12, atol=1e-14)
+    bias = "layers.0.b"
+    np.testing.assert_allclose(params[bias], REFERENCES[name](start[bias], [g[bias] for g in grads], lr, **hyper),
+                               rtol=1e-12, atol=1e-14)
+    for k in ("layers.0.Wx", "head.W"):  # the decay changed the result
+        assert np.abs(params[k] - REFERENCES[name](start[k], [g[k] for g in grads], lr, **hyper)).max() > 1e-5
+
+
+def test_weight_decay_alone_shrinks_geometrically():
+    params = random_arrays(0)
+    start = {k: p.copy() for k, p in params.items()}
+    zero = {k: np.zeros_like(p) for k, p in params.items()}
+    opt = SGD(params, weight_decay=0.5)
+    for _ in range(3):
+        opt.step(params, zero, 0.1)
+    np.testing.assert_allclose(params["head.W"], start["head.W"] * 0.95**3, rtol=1e-14)
+    np.testing.assert_array_equal(params["layers.0.b"], start["layers.0.b"])
+
+
 def test_adam_first_step_moves_by_lr_times_sign():
     params = random_arrays(0)
     start = {k: p.copy() for k, p in params.items()}
@@ -262,10 +299,13 @@ def test_registry_defaults_and_hyperparams():
     assert all(OPTIMIZERS[n].name == n for n in OPTIMIZERS)
     assert all(lr > 0 for lr in DEFAULT_LR.values())
     params = random_arrays(0)
-    assert make_optimizer("adam", params).hyperparams() == {"name": "adam", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-    assert make_optimizer("rmsprop", params).hyperparams() == {"name": "rmsprop", "alpha": 0.95, "eps": 1e-8}
-    assert make_optimizer("adagrad", params).hyperparams() == {"name": "adagrad", "eps": 1e-8}
-    assert make_optimizer("sgd", params, momentum=0.9).hyperparams() == {"name": "sgd", "momentum": 0.9}
+    assert make_optimizer("adam", params).hyperparams() == {
+        "name": "adam", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    assert make_optimizer("rmsprop", params).hyperparams() == {
+        "name": "rmsprop", "alpha": 0.95, "eps": 1e-8, "weight_decay": 0.0}
+    assert make_optimizer("adagrad", params).hyperparams() == {"name": "adagrad", "eps": 1e-8, "weight_decay": 0.0}
+    assert make_optimizer("sgd", params, momentum=0.9, weight_decay=0.1).hyperparams() == {
+        "name": "sgd", "momentum": 0.9, "weight_decay": 0.1}
 
 
 def test_unknown_optimizer_name():
@@ -276,7 +316,9 @@ def test_unknown_optimizer_name():
 @pytest.mark.parametrize(
     "name,hyper,message",
     [("adam", {"beta1": 1.0}, "beta1"), ("adam", {"beta2": -0.1}, "beta2"), ("adam", {"eps": 0.0}, "eps"),
-     ("rmsprop", {"alpha": 1.5}, "alpha"), ("sgd", {"momentum": 1.0}, "momentum")],
+     ("rmsprop", {"alpha": 1.5}, "alpha"), ("sgd", {"momentum": 1.0}, "momentum"),
+     ("adam", {"weight_decay": -0.1}, "weight_decay"), ("sgd", {"weight_decay": float("nan")}, "weight_decay"),
+     ("adagrad", {"weight_decay": float("inf")}, "weight_decay")],
 )
 def test_bad_hyperparameters_rejected(name, hyper, message):
     with pytest.raises(ValueError, match=message):

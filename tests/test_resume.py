@@ -29,6 +29,7 @@ def exact_corpus(path, chars):
     (520, ["--cell", "gru", "--optimizer", "rmsprop"]),  # 7 an epoch: mid-epoch
     (520, ["--cell", "rnn", "--optimizer", "adagrad", "--num-layers", 1]),
     (1040, ["--batch-size", 8, "--threads", 2]),  # the batch split across threads
+    (720, ["--optimizer", "sgd", "--weight-decay", 0.5]),
 ])
 def test_twenty_steps_resumed_to_forty_equal_forty_straight(tmp_path, chars, extra):
     """With `--lr-schedule constant` the learning rate does not depend on --max-steps, so a run
@@ -185,14 +186,16 @@ def test_training_options_may_change_on_resume_with_a_notice(tmp_path):
     opts = [*TINY, "--lr-schedule", "constant", "--out-dir", out]
     assert train(corpus, *opts, "--max-steps", 10, "-q").exit_code == 0
     result = train("--resume", out / "c", "--learning-rate", 0.01, "--max-steps", 20,
-                   "--dropout", 0.3)
+                   "--dropout", 0.3, "--weight-decay", 0.1)
     assert result.exit_code == 0, result.stderr
+    assert "note: weight-decay changes from 0.0 to 0.1" in result.stderr
     assert "note: learning-rate changes from 0.003 to 0.01" in result.stderr
     assert "note: max-steps changes from 10 to 20" in result.stderr
     assert "note: dropout changes from 0.1 to 0.3" in result.stderr
     assert [r["lr"] for r in events(out / "c", "train")] == [0.003, 0.01]
     ckpt = load(out / "c" / "latest.npz")
     assert ckpt.config.dropout == 0.3 and ckpt.training.train_config.max_steps == 20
+    assert ckpt.training.optimizer["weight_decay"] == 0.1
 
 
 @pytest.mark.parametrize("given", [[], ["--max-steps", 5], ["--max-steps", 4],

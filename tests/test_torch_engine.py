@@ -15,11 +15,11 @@ from charrnn.model import CharRNN  # noqa: E402
 TOL = 1e-10
 
 
-def _pair(cell, optimizer="adam", dropout=0.0, layers=2, clip=0.1):
+def _pair(cell, optimizer="adam", dropout=0.0, layers=2, clip=0.1, weight_decay=0.0):
     """A numpy engine (one thread) and a torch engine (CPU, float64) from the same weights."""
     cfg = TrainConfig(cell=cell, hidden_size=6, num_layers=layers, dropout=dropout,
                       batch_size=4, seq_length=5, seed=3, threads=1, optimizer=optimizer,
-                      dtype="float64", grad_clip=clip)
+                      dtype="float64", grad_clip=clip, weight_decay=weight_decay)
     a = CharRNN(cfg.model_config(7), seed=1, dtype=np.float64)
     b = CharRNN(a.config, params={k: v.copy() for k, v in a.params.items()}, dtype=np.float64)
     return cfg, make_engine("numpy", a, cfg), make_engine("torch", b, cfg, "cpu")
@@ -53,6 +53,21 @@ def test_steps_agree_with_the_numpy_engine(cell, optimizer):
     assert max(norms) > cfg.grad_clip  # clipping was exercised
     assert max(_max_diff(ours, theirs)) < TOL
     assert theirs.optimizer_info() == ours.optimizer_info()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_weight_decay_agrees_with_the_numpy_engine(cell, optimizer):
+    # the same weight matrices decay in both layouts; GRU's two biases and LSTM's fixed zero do not
+    _, ours, theirs = _pair(cell, optimizer, weight_decay=0.5)
+    _, undecayed, _ = _pair(cell, optimizer)
+    for x, y in _batches():
+        for engine in (ours, theirs, undecayed):
+            engine.step(x, y, 0.01)
+    assert max(_max_diff(ours, theirs)) < TOL
+    assert _max_diff(ours, undecayed)[0] > 1e-4
+    assert theirs.optimizer_info() == ours.optimizer_info()
+    assert ours.optimizer_info()["weight_decay"] == 0.5
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

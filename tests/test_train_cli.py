@@ -86,6 +86,28 @@ def test_constant_schedule_keeps_the_learning_rate(tmp_path, corpus):
     assert {r["lr"] for r in events(out / "tiny", "train")} == {0.01}
 
 
+def test_weight_decay_shrinks_the_weight_matrices_and_is_recorded(tmp_path, corpus):
+    # SGD at lr 0.01 with lambda 20: every weight matrix is scaled by 0.8 before each step
+    out = tmp_path / "runs"
+    opts = [*TINY, "--max-steps", 10, "--optimizer", "sgd", "--learning-rate", 0.01,
+            "--lr-schedule", "constant", "--out-dir", out, "-q"]
+    assert train(corpus, *opts, "--name", "plain").exit_code == 0
+    result = train(corpus, *opts, "--weight-decay", 20, "--name", "decayed")
+    assert result.exit_code == 0, result.stderr
+    plain, decayed = load(out / "plain" / "latest.npz"), load(out / "decayed" / "latest.npz")
+    for k, w in decayed.model.params.items():
+        ratio = np.linalg.norm(w) / np.linalg.norm(plain.model.params[k])
+        assert ratio < 0.2 if w.ndim == 2 else ratio > 0.5, k  # 0.8 ** 10 = 0.11
+    assert decayed.training.optimizer["weight_decay"] == 20
+    assert events(out / "decayed", "start")[0]["config"]["train"]["weight_decay"] == 20
+
+
+def test_bad_weight_decay_is_a_usage_error(tmp_path, corpus):
+    result = train(corpus, *TINY, "--weight-decay", -1, "--out-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and "--weight-decay" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_epochs_budget(tmp_path, corpus):
     out = tmp_path / "runs"
     result = train(corpus, *TINY, "--epochs", 1, "--out-dir", out)

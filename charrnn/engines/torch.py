@@ -91,7 +91,7 @@ class TorchEngine(EngineBase):
                        for k, v in layout.to_torch(self.cell, model.params, self.H).items()}
         G = model.cell.G
         self._zero_bias = torch.zeros(G * self.H, device=dev, dtype=self.dtype)
-        self.optimizer = TorchOptimizer(cfg.optimizer, self.params)
+        self.optimizer = TorchOptimizer(cfg.optimizer, self.params, weight_decay=cfg.weight_decay)
         self.grad_clip = cfg.grad_clip
         self.batch_size = cfg.batch_size
         if group is not None and cfg.batch_size < group.size:

@@ -5,7 +5,8 @@ torch.optim differs from optim.py in places that matter for an exact resume acro
 and defaults it to 0.99, not char-rnn's 0.95; its Adam divides m and v elementwise instead of
 folding the bias corrections into the step), so each rule is written here with the same
 operations in the same order, on state named and shaped as optim.py's: a state slot per kind
-("m", "v", "G", "u") and a step count t, t = 1 on the first step. Equations: see optim.py.
+("m", "v", "G", "u") and a step count t, t = 1 on the first step; weight decay shrinks the
+same tensors (2 or more axes in either layout) by the same factor first. Equations: see optim.py.
 The hyperparameters and their defaults come from optim.py's classes, the one source.
 """
 
@@ -36,7 +37,10 @@ class TorchOptimizer:
         """Update every parameter in place with learning rate `lr`; t += 1 first."""
         self.t += 1
         rule = getattr(self, "_" + self.name)
+        shrink = 1.0 - float(lr) * self.hyper["weight_decay"]
         for key, p in params.items():
+            if shrink != 1.0 and p.dim() >= 2:
+                p.mul_(shrink)  # decoupled weight decay, weight matrices only
             rule(key, p, grads[key], float(lr))
 
     def _adam(self, key, p, g, lr):
