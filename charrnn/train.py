@@ -663,6 +663,114 @@ def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=
         placement.close()
 
 
+@dataclass
+class _Plan:
+    """What a session trains, decided from the options before the corpus is read: a resume
+    (`ckpt`), possibly going on as a new run (`branch`), or a new run, possibly from a parent's
+    weights (`parent`)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    corpus: str | None  # a path, or None for the demo corpus
+    encoding: str
+    ckpt: checkpoint.Checkpoint | None = None  # the checkpoint resumed from
+    ckpt_path: Path | None = None
+    loaded_file: tuple | None = None  # `_file_identity` of ckpt_path when it was read
+    branch: dict | None = None  # the resumed checkpoint's run, id and step, for a new run
+    parent: checkpoint.Checkpoint | None = None  # --init-from's checkpoint
+    parent_path: Path | None = None
+    default_limit: bool = False  # the time limit is the default, not the user's
+
+    @property
+    def in_place(self):
+        """Training goes on in the resumed run's own directory."""
+        return self.ckpt is not None and self.branch is None
+
+
+def _plan_resume(resume, corpus, overrides, out_dir, name, encoding, reporter):
+    """The plan for --resume: the checkpoint's options with the user's changes (notes go to
+    `reporter`), its corpus and encoding unless given, and where training goes on."""
+    ckpt_path = runs.resolve_checkpoint(resume, out_dir, resume=True)
+    loaded_file = _file_identity(ckpt_path)
+    ckpt = checkpoint.load(ckpt_path)
+    (ckpt.training or checkpoint.TrainingState()).check_resumable(ckpt_path)  # None: a bare model
+    state = ckpt.training
+    run_dir = runs.resume_run_dir(ckpt_path, state.run_id, state.step, out_dir, name,
+                                  given_a_file=Path(resume).is_file())
+    notes = []
+    cfg = _resumed_budget(_resumed_config(ckpt, overrides, notes), state, overrides, notes)
+    for note in notes:
+        reporter.message(note)
+    if corpus is None and state.corpus != "demo":
+        corpus = state.corpus
+    branch = None
+    if run_dir is None:  # a new run, from the checkpoint
+        branch = {"run_id": state.run_id, "checkpoint": str(ckpt_path), "step": state.step}
+        run_dir = runs.new_run_dir(out_dir, name, corpus)
+    default_limit = state.default_time_limit and cfg.time_limit is not None \
+        and "time_limit" not in overrides
+    return _Plan(cfg, run_dir, corpus, encoding or state.encoding or "utf-8", ckpt, ckpt_path,
+                 loaded_file, branch, default_limit=default_limit)
+
+
+def _plan_new(corpus, overrides, out_dir, name, encoding, init_from, default_time_limit, group):
+    """The plan for a new run: the options given (after --init-from's shape), the default
+    time limit if no budget is set, and a seed (under torchrun, rank 0's)."""
+    parent = parent_path = None
+    if init_from is not None:
+        parent_path = runs.resolve_checkpoint(init_from, out_dir)
+        parent = checkpoint.load(parent_path)
+        overrides = _options_from_parent(parent, overrides)
+    cfg, default_limit = TrainConfig(**overrides), False
+    if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
+        cfg = replace(cfg, time_limit=default_time_limit)
+        default_limit = default_time_limit is not None
+    if cfg.seed is None:
+        cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
+        if group is not None:  # every rank starts from rank 0's weights
+            cfg = replace(cfg, seed=group.shared([cfg.seed])[0])
+    return _Plan(cfg, runs.new_run_dir(out_dir, name, corpus), corpus, encoding or "utf-8",
+                 parent=parent, parent_path=parent_path, default_limit=default_limit)
+
+
+def _vocabulary(plan, text, reporter):
+    """(vocab, ids, limited) for the corpus `text`: the resumed run's vocabulary, the parent's
+    extended by new characters, or a new one (`limited`: what --min-count/--max-vocab left out)."""
+    if plan.ckpt is not None:
+        vocab = plan.ckpt.vocab
+        try:
+            ids = vocab.encode(text, "error" if vocab.replacement is None else "replace")
+        except CharRNNError as exc:
+            raise CharRNNError(f"cannot resume on this corpus: {exc} Resume on the text the "
+                               "run was trained on.") from None
+        return vocab, ids, {}
+    if plan.parent is not None:
+        return (*_parent_vocab(plan.parent.vocab, plan.parent_path, text, reporter), {})
+    return _new_vocab(text, plan.cfg, reporter)
+
+
+def _model(plan, cfg, vocab):
+    """The model to train: the parent's grown to `vocab`, a new one, or the resumed one; its
+    dropout is the session's."""
+    if plan.parent is not None:
+        model = grow_vocabulary(plan.parent.model, vocab.size, np.random.default_rng(cfg.seed))
+    elif plan.ckpt is None:
+        return CharRNN(cfg.model_config(vocab.size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+    else:
+        model = plan.ckpt.model
+    if model.config.dropout != cfg.dropout:
+        model.config = replace(model.config, dropout=cfg.dropout)
+    return model
+
+
+def _parent_record(plan):
+    """The log's record of the run a new run was started --init-from."""
+    path, parent = plan.parent_path.resolve(), plan.parent
+    return {"run": str(path.parent), "checkpoint": str(path),
+            "step": parent.training.step if parent.training else None,
+            "vocab_size": parent.vocab.size}
+
+
 def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default_time_limit,
            init_from, placement):
     writer = placement.writer
@@ -672,65 +780,21 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
     unknown = set(overrides) - valid
     if unknown:
         raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
-
-    ckpt = parent = branch = None  # branch: a resumed checkpoint that goes on as a new run
-    default_limit = False
     if resume is not None and init_from is not None:
         raise CharRNNError("--resume continues a run and --init-from starts a new one; give "
                            "one of them.")
     if resume is not None:
-        ckpt_path = runs.resolve_checkpoint(resume, out_dir, resume=True)
-        loaded_file = _file_identity(ckpt_path)
-        ckpt = checkpoint.load(ckpt_path)
-        (ckpt.training or checkpoint.TrainingState()).check_resumable(ckpt_path)  # None: a bare model
-        state = ckpt.training
-        run_dir = runs.resume_run_dir(ckpt_path, state.run_id, state.step, out_dir, name,
-                                      given_a_file=Path(resume).is_file())
-        notes = []
-        cfg = _resumed_budget(_resumed_config(ckpt, overrides, notes), state, overrides, notes)
-        for note in notes:
-            reporter.message(note)
-        default_limit = state.default_time_limit and cfg.time_limit is not None \
-            and "time_limit" not in overrides
-        if corpus is None and state.corpus != "demo":
-            corpus = state.corpus
-        encoding = encoding or state.encoding
-        if run_dir is None:  # a new run, from the checkpoint
-            branch = {"run_id": state.run_id, "checkpoint": str(ckpt_path), "step": state.step}
-            run_dir = runs.new_run_dir(out_dir, name, corpus)
+        plan = _plan_resume(resume, corpus, overrides, out_dir, name, encoding, reporter)
     else:
-        if init_from is not None:
-            parent_path = runs.resolve_checkpoint(init_from, out_dir)
-            parent = checkpoint.load(parent_path)
-            overrides = _options_from_parent(parent, overrides)
-        cfg = TrainConfig(**overrides)
-        if cfg.max_steps is None and cfg.epochs is None and cfg.time_limit is None:
-            cfg = replace(cfg, time_limit=default_time_limit)
-            default_limit = default_time_limit is not None
-        if cfg.seed is None:
-            cfg = replace(cfg, seed=int(np.random.SeedSequence().entropy % 2**32))
-            if placement.group is not None:  # every rank starts from rank 0's weights
-                cfg = replace(cfg, seed=placement.group.shared([cfg.seed])[0])
-        run_dir = runs.new_run_dir(out_dir, name, corpus)
-    in_place = ckpt is not None and branch is None  # training goes on in the run's directory
-    encoding = encoding or "utf-8"
+        plan = _plan_new(corpus, overrides, out_dir, name, encoding, init_from,
+                         default_time_limit, placement.group)
+    cfg, ckpt, run_dir = plan.cfg, plan.ckpt, plan.run_dir
     if cfg.patience and not cfg.val_fraction:
         raise CharRNNError("--patience counts evaluations on the validation split, which "
                            "--val-fraction 0 leaves empty; drop one of the two.")
 
-    text, corpus_record, description = _load_corpus(corpus, encoding)
-    limited = {}  # what --min-count / --max-vocab left out, for the log
-    if ckpt is not None:
-        vocab = ckpt.vocab
-        try:
-            ids = vocab.encode(text, "error" if vocab.replacement is None else "replace")
-        except CharRNNError as exc:
-            raise CharRNNError(f"cannot resume on this corpus: {exc} Resume on the text the "
-                               "run was trained on.") from None
-    elif parent is not None:
-        vocab, ids = _parent_vocab(parent.vocab, parent_path, text, reporter)
-    else:
-        vocab, ids, limited = _new_vocab(text, cfg, reporter)
+    text, corpus_record, description = _load_corpus(plan.corpus, plan.encoding)
+    vocab, ids, limited = _vocabulary(plan, text, reporter)
     del text
     train_ids, val_ids = data.split_train_val(ids, cfg.val_fraction)
     batch_size, seq_length, warning = data.fit_batch_shape(train_ids.size, cfg.batch_size, cfg.seq_length)
@@ -740,45 +804,36 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
         reporter.message("warning: " + warning)
         cfg = replace(cfg, batch_size=batch_size, seq_length=seq_length)
     sized = None
-    if ckpt is None and parent is None:
+    if ckpt is None and plan.parent is None:
         cfg, sized = _sized(cfg, overrides, int(train_ids.size), placement.group)
     check_memory(cfg, vocab.size)
     if val_ids.size > cfg.val_max_chars:
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
                          f"{val_ids.size:,} validation characters.")
+    model = _model(plan, cfg, vocab)
 
-    if parent is not None:
-        model = grow_vocabulary(parent.model, vocab.size, np.random.default_rng(cfg.seed))
-        model.config = replace(model.config, dropout=cfg.dropout)
-    elif ckpt is None:
-        model = CharRNN(cfg.model_config(vocab.size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
-    else:
-        model = ckpt.model
-        if model.config.dropout != cfg.dropout:
-            model.config = replace(model.config, dropout=cfg.dropout)
-
-    if not in_place and writer:
-        run_dir = runs.create_run_dir(out_dir, name, corpus)
-        if branch is not None:
-            reporter.message(f"note: {branch['checkpoint']} goes on as a new run in {run_dir}.")
+    if not plan.in_place and writer:
+        run_dir = runs.create_run_dir(out_dir, name, plan.corpus)
+        if plan.branch is not None:
+            reporter.message(f"note: {plan.branch['checkpoint']} goes on as a new run in {run_dir}.")
     with contextlib.ExitStack() as stack:
         log = _NoLog()
         if writer:
             stack.enter_context(RunLock(run_dir))
             log = stack.enter_context(runs.LogWriter(run_dir))
         interrupt = stack.enter_context(_Interrupt())
-        if writer and in_place and _file_identity(ckpt_path) != loaded_file:
-            raise RunError(f"{ckpt_path} was replaced while this command started (another process "
+        if writer and plan.in_place and _file_identity(plan.ckpt_path) != plan.loaded_file:
+            raise RunError(f"{plan.ckpt_path} was replaced while this command started (another process "
                            "was training the run); run the command again to resume from it.")
         if writer:
             runs.clean_temporaries(run_dir)
             log.end_torn_line()
         engine = make_engine(placement.engine, model, cfg, placement.device, placement.group)
         trainer = Trainer(run_dir, cfg, engine, vocab, train_ids, val_ids, corpus_record, reporter, log)
-        trainer.encoding, trainer.default_time_limit = encoding, default_limit
+        trainer.encoding, trainer.default_time_limit = plan.encoding, plan.default_limit
         # the run's id: the checkpoint's, else (a file from before ids) the log's, else a new one
-        known = [i for i in runs.log_run_ids(run_dir) if i] if in_place and writer else []
-        trainer.run_id = (ckpt.training.run_id if in_place else None) or \
+        known = [i for i in runs.log_run_ids(run_dir) if i] if plan.in_place and writer else []
+        trainer.run_id = (ckpt.training.run_id if plan.in_place else None) or \
             (known[-1] if known else runs.new_run_id())
         if ckpt is not None:
             trainer.restore(ckpt)
@@ -789,22 +844,19 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             wall=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             resumed=ckpt is not None,
             run_id=trainer.run_id,
-            **({"parent": branch} if branch else {}),
+            **({"parent": plan.branch} if plan.branch else {}),
             pid=os.getpid(),
             engine=engine.name, device=engine.device,
             **({"processes": placement.group.size} if placement.group else {}),
             config={"model": model.config.to_json(), "train": asdict(cfg), "corpus": corpus_record,
-                    "encoding": encoding, "num_params": model.num_params,
+                    "encoding": plan.encoding, "num_params": model.num_params,
                     "lr_schedule": trainer.schedule.to_json(),
                     "vocab_size": vocab.size, "train_chars": int(train_ids.size),
                     "val_chars": int(val_ids.size),
                     "val_scored_chars": int(min(val_ids.size, cfg.val_max_chars))},
             **({"vocab_limit": limited} if limited else {}),
             **({"sizing": sized.to_json()} if sized else {}),
-            **({} if parent is None else {"init_from": {
-                "run": str(parent_path.resolve().parent), "checkpoint": str(parent_path.resolve()),
-                "step": parent.training.step if parent.training else None,
-                "vocab_size": parent.vocab.size}}),
+            **({} if plan.parent is None else {"init_from": _parent_record(plan)}),
         )
         reporter.start({
             "run_dir": str(run_dir), "name": run_dir.name, "description": description,
