@@ -438,8 +438,8 @@ def _train_options(f):
                       help="Clip the global gradient norm to this (0 = off)."),
         _train_option("weight_decay", type=FiniteRange(min=0),
                       help="Decoupled weight decay (as in AdamW, for every optimizer): each "
-                      "step shrinks the weight matrices, not the biases, by the factor "
-                      "1 - lr * this (0 = off)."),
+                      "step takes lr × this of their value off the weight matrices, not the "
+                      "biases; lr × this must be below 1 (0 = off)."),
         _train_option("max_steps", type=pos_int, help="Stop after this many steps in all."),
         _train_option("epochs", type=FiniteRange(min=0, min_open=True),
                       help="Stop after this many passes over the text."),

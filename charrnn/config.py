@@ -80,7 +80,7 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up steps
     min_lr_ratio: float = 0.1  # cosine decays to learning_rate * this
     grad_clip: float = 5.0  # global-norm clipping threshold, 0 = off
-    weight_decay: float = 0.0  # decoupled decay of the weight matrices: W *= 1 - lr * this
+    weight_decay: float = 0.0  # decoupled decay of the weight matrices: W -= lr * this * W
     # budget: training stops at the first limit reached
     max_steps: int | None = None  # total steps of the run, resumes included
     epochs: float | None = None  # passes over the training text

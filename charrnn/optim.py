@@ -46,10 +46,11 @@ class Optimizer:
     (Loshchilov & Hutter 2019, "AdamW"), applied before the rule's own step to the weight
     matrices only (parameters with 2 or more axes; biases are not decayed):
 
-        W *= 1 - lr * lambda
+        W -= lr * lambda * W          (lr * lambda < 1: `train` refuses more)
 
     It shrinks weights at a rate that does not pass through Adam's or RMSprop's division by
-    sqrt(v), unlike an L2 term added to the loss.
+    sqrt(v), unlike an L2 term added to the loss. In float32, like any update smaller than
+    2**-24 of a weight, a decay with lr * lambda below about 6e-8 is lost to rounding.
     """
 
     name = ""
@@ -70,11 +71,12 @@ class Optimizer:
     def step(self, params, grads, lr):
         """Update every parameter in place with learning rate `lr`; t += 1 first (t = 1 on step one)."""
         self.t += 1
-        shrink = 1.0 - float(lr) * self.weight_decay
+        decay = float(lr) * self.weight_decay
         for key, buf in self.scratch.items():
             p = params[key]
-            if shrink != 1.0 and p.ndim >= 2:
-                p *= shrink  # decoupled weight decay
+            if decay and p.ndim >= 2:  # decoupled weight decay: W -= lr * lambda * W
+                np.multiply(p, decay, out=buf)
+                p -= buf
             self._update(key, p, grads[key], float(lr), buf)
 
     def _update(self, key, p, g, lr, buf):

@@ -792,6 +792,10 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
     if cfg.patience and not cfg.val_fraction:
         raise CharRNNError("--patience counts evaluations on the validation split, which "
                            "--val-fraction 0 leaves empty; drop one of the two.")
+    if cfg.base_lr * cfg.weight_decay >= 1:
+        raise CharRNNError(f"--weight-decay {cfg.weight_decay:g} at learning rate {cfg.base_lr:g} "
+                           "would take all of each weight away in a step; give a weight decay "
+                           f"below {1 / cfg.base_lr:g} (1 / the learning rate).")
 
     text, corpus_record, description = _load_corpus(plan.corpus, plan.encoding)
     vocab, ids, limited = _vocabulary(plan, text, reporter)

@@ -90,7 +90,7 @@ def test_update_matches_reference(name, hyper):
 
 @pytest.mark.parametrize("name,hyper", CONFIGS, ids=CONFIG_IDS)
 def test_weight_decay_shrinks_weight_matrices_before_each_update(name, hyper):
-    # AdamW's decoupled decay: W = W * (1 - lr * lambda), then the rule's step; biases (1 axis) not decayed
+    # AdamW's decoupled decay: W -= lr * lambda * W, then the rule's step; biases (1 axis) not decayed
     lr, lam = 0.01, 0.3
     params = random_arrays(0)
     start = {k: p.copy() for k, p in params.items()}

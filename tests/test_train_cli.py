@@ -108,6 +108,16 @@ def test_bad_weight_decay_is_a_usage_error(tmp_path, corpus):
     assert not (tmp_path / "runs").exists()
 
 
+def test_weight_decay_that_would_erase_the_weights_is_refused(tmp_path, corpus):
+    # lr * lambda >= 1 would zero or flip every weight matrix each step, with finite numbers
+    result = train(corpus, *TINY, "--lr", 0.01, "--weight-decay", 100, "--out-dir", tmp_path / "runs")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == ("Error: --weight-decay 100 at learning rate 0.01 would take all of "
+                             "each weight away in a step; give a weight decay below 100 (1 / "
+                             "the learning rate).\n")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_epochs_budget(tmp_path, corpus):
     out = tmp_path / "runs"
     result = train(corpus, *TINY, "--epochs", 1, "--out-dir", out)

@@ -37,10 +37,10 @@ class TorchOptimizer:
         """Update every parameter in place with learning rate `lr`; t += 1 first."""
         self.t += 1
         rule = getattr(self, "_" + self.name)
-        shrink = 1.0 - float(lr) * self.hyper["weight_decay"]
+        decay = float(lr) * self.hyper["weight_decay"]
         for key, p in params.items():
-            if shrink != 1.0 and p.dim() >= 2:
-                p.mul_(shrink)  # decoupled weight decay, weight matrices only
+            if decay and p.dim() >= 2:
+                p.sub_(p * decay)  # decoupled weight decay, weight matrices only
             rule(key, p, grads[key], float(lr))
 
     def _adam(self, key, p, g, lr):
