@@ -19,6 +19,7 @@ The rule (one table and one formula, calibrated by the runs in README, Performan
 
     dropout  = clip(0.5 · log10(pressure) − 0.38, 0, 0.5)
     pressure = passes · (units / 256)² · layers / 2   (the small size's passes, in effect)
+    weight decay = 0.1 once that dropout reaches 0.4, else 0   (decoupled, `optim.py`)
     passes   = minutes · 60 · RATE[size] / chars      (or, for a step or epoch budget, the
                                                        characters it trains on / chars)
 
@@ -29,9 +30,12 @@ they tie at 15 seconds). Dropout follows how much the model can memorise: the pa
 text times the model's capacity (its recurrent weights, relative to 2×256). Calibration
 points: 2×256, 13 passes, 0.1 and 0.25 equal (1.482, 1.486); 2×384, 6.5 passes, 0.2; 2×384,
 20 passes: 0.35 still overfits; 100 KB for 10 minutes (70–150 passes): 0.4 and 0.5 equal, best.
-A corpus larger than the budget can read gets no dropout. Options the user sets
-(--hidden-size, --num-layers, --dropout, or a named --size) always win; the rule fills in only
-what is left.
+A corpus larger than the budget can read gets no dropout. Where the dropout is heavy the
+model overfits even so; there weight decay pays: 2×512 for 30 minutes with dropout 0.5
+reached 1.468 alone and 1.457 with weight decay 0.1 (0.3 learned slower: 1.460), and on the
+first 100 KB for 10 minutes 1.580 with it against 1.586. Options the
+user sets (--hidden-size, --num-layers, --dropout, --weight-decay, or a named --size) always
+win; the rule fills in only what is left (with --dropout given, it adds no weight decay).
 
 RATE is the characters per second each size trained at here (2 cores, numpy engine,
 evaluations included); budgets given in steps or epochs are converted with the small size's
@@ -61,6 +65,7 @@ PRESETS = {
 # auto: the first size whose row admits (minutes, chars); `large` takes the rest
 _AUTO = (("tiny", 0.25, 0), ("small", 5.0, 20_000), ("medium", 20.0, 200_000))
 MAX_DROPOUT = 0.5
+WEIGHT_DECAY, DECAY_FROM_DROPOUT = 0.1, 0.4  # the rule's weight decay, and the dropout it starts at
 # seconds one _gemm_probe took on the machine RATE was measured on
 _PROBE_SECONDS = 0.78e-3
 
@@ -104,6 +109,7 @@ class Choice:
     num_layers: int
     hidden_size: int
     dropout: float
+    weight_decay: float
     minutes: float
     chars: int
     why: str
@@ -111,6 +117,7 @@ class Choice:
     def to_json(self):
         return {"size": self.size, "num_layers": self.num_layers,
                 "hidden_size": self.hidden_size, "dropout": self.dropout,
+                "weight_decay": self.weight_decay,
                 "minutes": None if self.minutes == math.inf else round(self.minutes, 2),
                 "chars": self.chars, "why": self.why}
 
@@ -122,7 +129,8 @@ def choose(size, chars, time_limit=None, work=None, given=None, speed=None):
     seconds, if any. work: the characters a step or epoch budget trains on, if any (timed at
     `speed` characters per second, default `estimate_speed()`; the passes over the text are
     then known exactly). No budget at all is an endless run. given: the TrainConfig fields
-    among num_layers, hidden_size and dropout that the user set, by name; they are kept.
+    among num_layers, hidden_size, dropout and weight_decay that the user set, by name; they
+    are kept.
     """
     given = given or {}
     minutes = min([time_limit / 60.0] if time_limit is not None else [], default=math.inf)
@@ -135,14 +143,17 @@ def choose(size, chars, time_limit=None, work=None, given=None, speed=None):
     passes = min(epochs(name, time_limit / 60.0, chars) if time_limit is not None else math.inf,
                  work / max(chars, 1) if work is not None else math.inf)
     dropout = given.get("dropout", dropout_for(passes, layers, hidden))
+    heavy = "dropout" not in given and dropout >= DECAY_FROM_DROPOUT
+    weight_decay = given.get("weight_decay", WEIGHT_DECAY if heavy else 0.0)
     shape = f"{layers}×{hidden}, dropout {dropout:g}"
+    shape += f", weight decay {weight_decay:g}" if weight_decay else ""
     if size != "auto":
         why = f"{shape}: --size {size}"
     else:
         why = f"{shape}: sized for {_fmt_minutes(minutes)} on {_fmt_chars(chars)} characters"
     if given:
         why += " (" + ", ".join(f"--{k.replace('_', '-')} as given" for k in sorted(given)) + ")"
-    return Choice(name, layers, hidden, dropout, minutes, chars, why)
+    return Choice(name, layers, hidden, dropout, weight_decay, minutes, chars, why)
 
 
 def _gemm_probe():

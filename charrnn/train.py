@@ -539,12 +539,14 @@ def _options_from_parent(parent, overrides):
 
 
 def _sized(cfg, overrides, chars, group=None):
-    """(cfg, choice): a new run's config with its size and dropout chosen by `sizing` from
-    the budget and the `chars` training characters, where the user's `overrides` left them
-    open; choice is the `sizing.Choice` made (None when the user set all three). Under
-    torchrun (`group`), every rank sizes by rank 0's measurement of the machine's speed."""
-    given = {k: overrides[k] for k in ("num_layers", "hidden_size", "dropout") if k in overrides}
-    if len(given) == 3 and cfg.size == "auto":
+    """(cfg, choice): a new run's config with its size, dropout and weight decay chosen by
+    `sizing` from the budget and the `chars` training characters, where the user's `overrides`
+    left them open; choice is the `sizing.Choice` made (None when the user set the shape and
+    the dropout). Under torchrun (`group`), every rank sizes by rank 0's measurement of the
+    machine's speed."""
+    shape = ("num_layers", "hidden_size", "dropout")
+    given = {k: overrides[k] for k in (*shape, "weight_decay") if k in overrides}
+    if all(k in given for k in shape) and cfg.size == "auto":
         return cfg, None
     works = [w for w in (cfg.max_steps and cfg.max_steps * cfg.batch_size * cfg.seq_length,
                          cfg.epochs and cfg.epochs * chars) if w]
@@ -555,7 +557,7 @@ def _sized(cfg, overrides, chars, group=None):
             speed = group.shared([speed])[0]
     choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed)
     return replace(cfg, num_layers=choice.num_layers, hidden_size=choice.hidden_size,
-                   dropout=choice.dropout), choice
+                   dropout=choice.dropout, weight_decay=choice.weight_decay), choice
 
 
 def _new_vocab(text, cfg, reporter):

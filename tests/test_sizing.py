@@ -62,6 +62,36 @@ def test_dropout_follows_the_passes_over_the_text():
         sizing.dropout_for(10, 2, 512) < sizing.dropout_for(10, 3, 512)
 
 
+def test_weight_decay_joins_a_heavy_dropout_unless_the_user_regularises():
+    assert sizing.choose("auto", 1_003_854, 600).weight_decay == 0  # 10 minutes: dropout 0.2
+    long = sizing.choose("auto", 1_003_854, 3600)
+    assert long.dropout >= sizing.DECAY_FROM_DROPOUT and long.weight_decay == sizing.WEIGHT_DECAY
+    assert long.why.startswith(f"2×512, dropout {long.dropout:g}, weight decay 0.1: sized for")
+    # by time and by corpus: never less weight decay for more passes
+    by_time = [sizing.choose("auto", 10**6, m * 60).weight_decay for m in MINUTES]
+    assert by_time == sorted(by_time) and by_time[0] == 0
+    by_corpus = [sizing.choose("auto", c, 1800).weight_decay for c in CHARS]
+    assert by_corpus == sorted(by_corpus, reverse=True)
+    # a given --dropout takes the regularisation over; a given --weight-decay is kept
+    assert sizing.choose("auto", 10**6, 3600, given={"dropout": 0.5}).weight_decay == 0
+    kept = sizing.choose("auto", 10**6, 600, given={"weight_decay": 0.02})
+    assert kept.weight_decay == 0.02 and "--weight-decay as given" in kept.why
+
+
+def test_train_sets_the_chosen_weight_decay_unless_given():
+    from charrnn.config import TrainConfig
+    from charrnn.train import _sized
+
+    long = TrainConfig(max_steps=4000)  # 4,000 steps of 64 x 50: 2,370 passes over 5,400
+    cfg, choice = _sized(long, {"max_steps": 4000}, 5400)
+    assert choice.dropout >= sizing.DECAY_FROM_DROPOUT
+    assert (cfg.dropout, cfg.weight_decay) == (choice.dropout, sizing.WEIGHT_DECAY)
+    given = {"max_steps": 4000, "weight_decay": 0.0}
+    cfg, choice = _sized(long, given, 5400)
+    assert cfg.weight_decay == 0.0 and "--weight-decay as given" in choice.why
+    assert _sized(TrainConfig(max_steps=1), {"max_steps": 1}, 5400)[0].weight_decay == 0.0
+
+
 def test_a_step_budget_knows_its_passes_exactly():
     # 100 steps of 64 x 50 characters over 80,000 characters: 4 passes, whatever the speed
     for speed in (1e3, 1e5):
@@ -85,8 +115,8 @@ def test_the_users_options_win():
 
 def test_the_phrase_says_what_and_why():
     choice = sizing.choose("auto", 1_003_854, 1800)
-    assert choice.why == (f"2×512, dropout {choice.dropout:g}: sized for 30 minutes on "
-                          "1 M characters")
+    assert choice.why == (f"2×512, dropout {choice.dropout:g}, weight decay 0.1: sized for 30 "
+                          "minutes on 1 M characters")
     assert sizing.choose("auto", 10**6).why.endswith("sized for an endless run on 1 M characters")
 
 
