@@ -386,7 +386,8 @@ _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 _SIZE_HELP = (
     f"The model's size: {sizing.describe()} The dropout grows with the passes the budget "
     f"makes over the text (none under one pass, at most {sizing.MAX_DROPOUT:g}), and from "
-    f"a dropout of {sizing.DECAY_FROM_DROPOUT:g} the weight decay is {sizing.WEIGHT_DECAY:g}. "
+    f"a dropout of {sizing.DECAY_FROM_DROPOUT:g} the weight decay is {sizing.WEIGHT_DECAY:g} "
+    f"(with {sizing.DECAY_OPTIMIZER}). "
     "--hidden-size, --num-layers, --dropout and --weight-decay override it; the choice and "
     "why are shown at the start and logged.")
 
@@ -439,8 +440,8 @@ def _train_options(f):
                       help="Clip the global gradient norm to this (0 = off)."),
         _train_option("weight_decay", type=FiniteRange(min=0),
                       help="Decoupled weight decay (as in AdamW, for every optimizer): each "
-                      "step takes lr × this of their value off the weight matrices, not the "
-                      "biases; lr × this must be below 1 (0 = off).",
+                      "step takes lr × this of their value off the weight matrices (the input "
+                      "table included), not the biases; lr × this must be below 1 (0 = off).",
                       show_default="by --size"),
         _train_option("max_steps", type=pos_int, help="Stop after this many steps in all."),
         _train_option("epochs", type=FiniteRange(min=0, min_open=True),

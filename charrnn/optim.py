@@ -62,8 +62,7 @@ class Optimizer:
                 raise ValueError(f"parameter {key!r} must be a float32 or float64 array")
         if not 0.0 <= weight_decay < math.inf:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
-        self._hyper = {k: float(v) for k, v in hyper.items()}
-        self._hyper["weight_decay"] = self.weight_decay = float(weight_decay)
+        self._hyper = {**{k: float(v) for k, v in hyper.items()}, "weight_decay": float(weight_decay)}
         self.t = 0
         self.state = {s: {k: np.zeros_like(p) for k, p in params.items()} for s in self.slots}
         self.scratch = {k: np.empty_like(p) for k, p in params.items()}
@@ -71,7 +70,7 @@ class Optimizer:
     def step(self, params, grads, lr):
         """Update every parameter in place with learning rate `lr`; t += 1 first (t = 1 on step one)."""
         self.t += 1
-        decay = float(lr) * self.weight_decay
+        decay = float(lr) * self._hyper["weight_decay"]
         for key, buf in self.scratch.items():
             p = params[key]
             if decay and p.ndim >= 2:  # decoupled weight decay: W -= lr * lambda * W

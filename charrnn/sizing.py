@@ -19,7 +19,8 @@ The rule (one table and one formula, calibrated by the runs in README, Performan
 
     dropout  = clip(0.5 · log10(pressure) − 0.38, 0, 0.5)
     pressure = passes · (units / 256)² · layers / 2   (the small size's passes, in effect)
-    weight decay = 0.1 once that dropout reaches 0.4, else 0   (decoupled, `optim.py`)
+    weight decay = 0.1 once that dropout reaches 0.4 and the optimizer is Adam, else 0
+                                                      (decoupled, `optim.py`)
     passes   = minutes · 60 · RATE[size] / chars      (or, for a step or epoch budget, the
                                                        characters it trains on / chars)
 
@@ -33,9 +34,12 @@ points: 2×256, 13 passes, 0.1 and 0.25 equal (1.482, 1.486); 2×384, 6.5 passes
 A corpus larger than the budget can read gets no dropout. Where the dropout is heavy the
 model overfits even so; there weight decay pays: 2×512 for 30 minutes with dropout 0.5
 reached 1.468 alone and 1.457 with weight decay 0.1 (0.3 learned slower: 1.460), and on the
-first 100 KB for 10 minutes 1.580 with it against 1.586. Options the
-user sets (--hidden-size, --num-layers, --dropout, --weight-decay, or a named --size) always
-win; the rule fills in only what is left (with --dropout given, it adds no weight decay).
+first 100 KB for 10 minutes 1.580 with it against 1.586. Those runs used Adam at its default
+rate; each step takes lr · λ of the weights away, so the same λ is another decay at another
+optimizer's rate (SGD's rate of 1 would take a tenth of every weight a step), and the rule
+adds it only with Adam. Options the user sets (--hidden-size, --num-layers, --dropout,
+--weight-decay, or a named --size) always win; the rule fills in only what is left (with
+--dropout given, it adds no weight decay).
 
 RATE is the characters per second each size trained at here (2 cores, numpy engine,
 evaluations included); budgets given in steps or epochs are converted with the small size's
@@ -65,7 +69,8 @@ PRESETS = {
 # auto: the first size whose row admits (minutes, chars); `large` takes the rest
 _AUTO = (("tiny", 0.25, 0), ("small", 5.0, 20_000), ("medium", 20.0, 200_000))
 MAX_DROPOUT = 0.5
-WEIGHT_DECAY, DECAY_FROM_DROPOUT = 0.1, 0.4  # the rule's weight decay, and the dropout it starts at
+# the rule's weight decay, the dropout it starts at, and the optimizer it was measured with
+WEIGHT_DECAY, DECAY_FROM_DROPOUT, DECAY_OPTIMIZER = 0.1, 0.4, "adam"
 # seconds one _gemm_probe took on the machine RATE was measured on
 _PROBE_SECONDS = 0.78e-3
 
@@ -122,7 +127,7 @@ class Choice:
                 "chars": self.chars, "why": self.why}
 
 
-def choose(size, chars, time_limit=None, work=None, given=None, speed=None):
+def choose(size, chars, time_limit=None, work=None, given=None, speed=None, optimizer="adam"):
     """The model for a run on `chars` training characters.
 
     size: a name of `config.SIZES` ("auto": the rule's table). time_limit: the budget in
@@ -130,7 +135,7 @@ def choose(size, chars, time_limit=None, work=None, given=None, speed=None):
     `speed` characters per second, default `estimate_speed()`; the passes over the text are
     then known exactly). No budget at all is an endless run. given: the TrainConfig fields
     among num_layers, hidden_size, dropout and weight_decay that the user set, by name; they
-    are kept.
+    are kept. optimizer: the run's; the rule's weight decay is for `DECAY_OPTIMIZER` only.
     """
     given = given or {}
     minutes = min([time_limit / 60.0] if time_limit is not None else [], default=math.inf)
@@ -143,7 +148,7 @@ def choose(size, chars, time_limit=None, work=None, given=None, speed=None):
     passes = min(epochs(name, time_limit / 60.0, chars) if time_limit is not None else math.inf,
                  work / max(chars, 1) if work is not None else math.inf)
     dropout = given.get("dropout", dropout_for(passes, layers, hidden))
-    heavy = "dropout" not in given and dropout >= DECAY_FROM_DROPOUT
+    heavy = "dropout" not in given and dropout >= DECAY_FROM_DROPOUT and optimizer == DECAY_OPTIMIZER
     weight_decay = given.get("weight_decay", WEIGHT_DECAY if heavy else 0.0)
     shape = f"{layers}×{hidden}, dropout {dropout:g}"
     shape += f", weight decay {weight_decay:g}" if weight_decay else ""

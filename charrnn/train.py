@@ -527,15 +527,19 @@ def _resumed_config(ckpt, overrides, notes):
 
 def _options_from_parent(parent, overrides):
     """The options of a new run that starts from checkpoint `parent`'s weights: its model's
-    shape and dropout, then the user's `overrides`, which must not set the shape."""
+    shape and dropout, and its weight decay if the new run uses the same optimizer (λ is a
+    fraction of that optimizer's rate), then the user's `overrides`, which must not set the
+    shape."""
     given = [f"--{k.replace('_', '-')}" for k in (*SHAPE_OPTIONS, *VOCAB_OPTIONS)
              if k in overrides]
     if given:
         raise CharRNNError(f"--init-from takes the model's shape and vocabulary from the run it "
                            f"starts from; drop {', '.join(given)}.")
-    c = parent.config
+    c, trained = parent.config, parent.training and parent.training.train_config
+    same = trained and trained.optimizer == overrides.get("optimizer", TrainConfig.optimizer)
     return {"cell": c.cell, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
-            "dtype": parent.model.dtype.name, "dropout": c.dropout, **overrides}
+            "dtype": parent.model.dtype.name, "dropout": c.dropout,
+            "weight_decay": trained.weight_decay if same else 0.0, **overrides}
 
 
 def _sized(cfg, overrides, chars, group=None):
@@ -555,7 +559,7 @@ def _sized(cfg, overrides, chars, group=None):
         speed = sizing.estimate_speed()
         if group is not None:
             speed = group.shared([speed])[0]
-    choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed)
+    choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed, cfg.optimizer)
     return replace(cfg, num_layers=choice.num_layers, hidden_size=choice.hidden_size,
                    dropout=choice.dropout, weight_decay=choice.weight_decay), choice
 
@@ -794,10 +798,6 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
     if cfg.patience and not cfg.val_fraction:
         raise CharRNNError("--patience counts evaluations on the validation split, which "
                            "--val-fraction 0 leaves empty; drop one of the two.")
-    if cfg.base_lr * cfg.weight_decay >= 1:
-        raise CharRNNError(f"--weight-decay {cfg.weight_decay:g} at learning rate {cfg.base_lr:g} "
-                           "would take all of each weight away in a step; give a weight decay "
-                           f"below {1 / cfg.base_lr:g} (1 / the learning rate).")
 
     text, corpus_record, description = _load_corpus(plan.corpus, plan.encoding)
     vocab, ids, limited = _vocabulary(plan, text, reporter)
@@ -812,6 +812,10 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
     sized = None
     if ckpt is None and plan.parent is None:
         cfg, sized = _sized(cfg, overrides, int(train_ids.size), placement.group)
+    if cfg.base_lr * cfg.weight_decay >= 1:
+        raise CharRNNError(f"--weight-decay {cfg.weight_decay:g} at learning rate {cfg.base_lr:g} "
+                           "would take all of each weight away in a step; give a weight decay "
+                           f"below {1 / cfg.base_lr:g} (1 / the learning rate).")
     check_memory(cfg, vocab.size)
     if val_ids.size > cfg.val_max_chars:
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "

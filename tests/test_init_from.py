@@ -96,6 +96,21 @@ def test_a_new_run_starts_from_the_parent_and_leaves_it_untouched(parent, tmp_pa
         np.testing.assert_allclose(b[:, : old.vocab.size], a, rtol=0, atol=1e-5)
 
 
+def test_the_new_run_keeps_the_parents_weight_decay_with_the_same_optimizer(tmp_path):
+    out = tmp_path / "runs"
+    result = train(make_corpus(tmp_path / "old.txt"), *TINY, "--max-steps", "2", "--out-dir",
+                   out, "--name", "decayed", "--weight-decay", "0.05", "-q")
+    assert result.exit_code == 0, result.output
+    corpus = new_text(tmp_path / "new.txt")
+    for name, more, decay in [("same", [], 0.05), ("given", ["--weight-decay", "0.2"], 0.2),
+                              ("sgd", ["--optimizer", "sgd"], 0.0)]:
+        result = train(corpus, "--init-from", "decayed", "--out-dir", out, "--name", name,
+                       "--max-steps", "1", "--batch-size", "4", "--seq-length", "16", *more, "-q")
+        assert result.exit_code == 0, result.output
+        assert events(out / name, "start")[0]["config"]["train"]["weight_decay"] == decay
+        assert load(out / name / "latest.npz").training.optimizer["weight_decay"] == decay
+
+
 def test_the_new_run_learns_and_samples_the_new_characters_and_resumes(parent, tmp_path):
     corpus = new_text(tmp_path / "tuned.txt")
     args = ["--init-from", parent / "parent" / "latest.npz", "--out-dir", parent, "--seed", "3",

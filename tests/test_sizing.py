@@ -76,6 +76,11 @@ def test_weight_decay_joins_a_heavy_dropout_unless_the_user_regularises():
     assert sizing.choose("auto", 10**6, 3600, given={"dropout": 0.5}).weight_decay == 0
     kept = sizing.choose("auto", 10**6, 600, given={"weight_decay": 0.02})
     assert kept.weight_decay == 0.02 and "--weight-decay as given" in kept.why
+    # measured with Adam: at another optimizer's rate the same lambda is another decay
+    for optimizer in ("rmsprop", "adagrad", "sgd"):
+        other = sizing.choose("auto", 1_003_854, 3600, optimizer=optimizer)
+        assert other.dropout == long.dropout and other.weight_decay == 0
+        assert "weight decay" not in other.why
 
 
 def test_train_sets_the_chosen_weight_decay_unless_given():
@@ -90,6 +95,8 @@ def test_train_sets_the_chosen_weight_decay_unless_given():
     cfg, choice = _sized(long, given, 5400)
     assert cfg.weight_decay == 0.0 and "--weight-decay as given" in choice.why
     assert _sized(TrainConfig(max_steps=1), {"max_steps": 1}, 5400)[0].weight_decay == 0.0
+    sgd = TrainConfig(max_steps=4000, optimizer="sgd")
+    assert _sized(sgd, {"max_steps": 4000, "optimizer": "sgd"}, 5400)[0].weight_decay == 0.0
 
 
 def test_a_step_budget_knows_its_passes_exactly():
