@@ -385,9 +385,8 @@ class CellChoice(click.Choice):
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 _SIZE_HELP = (
     f"The model's size: {sizing.describe()} The dropout grows with the passes the budget "
-    f"makes over the text (none under one pass, at most {sizing.MAX_DROPOUT:g}), and from "
-    f"a dropout of {sizing.DECAY_FROM_DROPOUT:g} the weight decay is {sizing.WEIGHT_DECAY:g} "
-    f"(with {sizing.DECAY_OPTIMIZER}). "
+    f"makes over the text (none under one pass, at most {sizing.MAX_DROPOUT:g}, where a "
+    f"weight decay of {sizing.WEIGHT_DECAY:g} takes over with {sizing.DECAY_OPTIMIZER}). "
     "--hidden-size, --num-layers, --dropout and --weight-decay override it; the choice and "
     "why are shown at the start and logged.")
 

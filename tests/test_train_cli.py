@@ -119,11 +119,11 @@ def test_weight_decay_that_would_erase_the_weights_is_refused(tmp_path, corpus):
 
 
 def test_weight_decay_chosen_by_the_size_rule_is_checked_too(tmp_path, corpus):
-    # 4,000 steps over a small text: the rule's heavy dropout brings weight decay 0.1
+    # 4,000 steps over a small text: the rule caps the dropout and adds weight decay 0.2
     result = train(corpus, "--lr", 10, "--max-steps", 4000, "--out-dir", tmp_path / "runs")
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.splitlines()[-1] == (
-        "Error: --weight-decay 0.1 at learning rate 10 would take all of each weight away in a "
+        "Error: --weight-decay 0.2 at learning rate 10 would take all of each weight away in a "
         "step; give a weight decay below 0.1 (1 / the learning rate).")
     assert not (tmp_path / "runs").exists()
 
