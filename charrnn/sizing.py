@@ -37,7 +37,7 @@ alone, 1.457 with weight decay 0.1 (0.3: 1.460, 0.2: 1.457) and 1.444 with dropo
 weight decay 0.2; on the first 100 KB for 10 minutes, dropout 0.4 with weight decay 0.2
 reached 1.582 (0.5 alone 1.586, 0.5 with 0.1 1.580). Those runs used Adam at its default
 rate; each step takes lr · λ of the weights away, so the same λ is another decay at another
-optimizer's rate (SGD's rate of 1 would take a tenth of every weight a step), and the rule
+optimizer's rate (SGD's rate of 1 would take a fifth of every weight a step), and the rule
 adds it only with Adam. Options the user sets (--hidden-size, --num-layers, --dropout,
 --weight-decay, or a named --size) always win; the rule fills in only what is left (with
 --dropout given, it adds no weight decay).
