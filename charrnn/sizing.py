@@ -196,10 +196,12 @@ def _fmt_minutes(minutes):
     if minutes == math.inf:
         return "an endless run"
     if minutes >= 90:
-        return f"{minutes / 60:.3g} hours"
-    if minutes >= 1:
-        return f"{minutes:.3g} minutes"
-    return f"{minutes * 60:.2g} seconds"
+        text = f"{minutes / 60:.3g} hours"
+    elif minutes >= 1:
+        text = f"{minutes:.3g} minutes"
+    else:
+        text = f"{minutes * 60:.2g} seconds"
+    return text[:-1] if text.startswith("1 ") else text  # "1 minute", not "1 minutes"
 
 
 def _fmt_chars(chars):

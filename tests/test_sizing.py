@@ -125,6 +125,8 @@ def test_the_phrase_says_what_and_why():
     assert choice.why == (f"2×512, dropout {choice.dropout:g}, weight decay 0.2: sized for 30 "
                           "minutes on 1 M characters")
     assert sizing.choose("auto", 10**6).why.endswith("sized for an endless run on 1 M characters")
+    for seconds, said in [(1, "1 second"), (60, "1 minute"), (5400, "1.5 hours"), (40, "40 seconds")]:
+        assert f"sized for {said} on" in sizing.choose("auto", 10**6, seconds).why
 
 
 def test_the_speed_estimate_is_a_positive_number():
