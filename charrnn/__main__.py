@@ -1,7 +1,7 @@
 """`python -m charrnn` runs the command line.
 
 Ctrl-C while the interpreter is still importing exits 130 in silence, as it does once a
-command runs (see `charrnn.cli.CharRNNGroup`), instead of a KeyboardInterrupt traceback.
+command runs (see `charrnn.cli.base.CharRNNGroup`), instead of a KeyboardInterrupt traceback.
 """
 
 import os

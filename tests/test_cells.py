@@ -8,7 +8,7 @@ import oracle
 import toy_cell
 from charrnn import cells, layers
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.parallel import Parallel
+from charrnn.engines.parallel import Parallel
 from charrnn.stepper import Stepper
 from gradcheck import numerical_grad, rel_error
 

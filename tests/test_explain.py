@@ -14,7 +14,7 @@ from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.explain import (ExplainError, Unit, explain, flow_starts, make_unit,
                              state_gradients)
-from charrnn.features import FEATURES, text_features
+from charrnn.explain.features import FEATURES, text_features
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.scoring import score
 from gradcheck import rel_error

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from charrnn import explain_html, explain_view
+from charrnn.explain import html as explain_html
+from charrnn.explain import view as explain_view
 from charrnn.charts import LineChart, Series
 from charrnn.cli import cli
 from test_sampling import HELLO, save_checkpoint

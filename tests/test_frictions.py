@@ -35,7 +35,7 @@ def corpus(tmp_path):
 
 
 def _stopped_by_default_time_limit(corpus, out, monkeypatch):
-    monkeypatch.setattr("charrnn.cli.DEFAULT_TIME_LIMIT", 0.3)
+    monkeypatch.setattr("charrnn.cli.train.DEFAULT_TIME_LIMIT", 0.3)
     assert train(corpus, *TINY, "--out-dir", out, "-q").exit_code == 0
     assert events(out / "c", "end")[-1]["reason"] == "time_limit"
 

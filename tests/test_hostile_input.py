@@ -420,7 +420,7 @@ CASES = [
      ERROR, ["explaining 4,0", "of memory"], small_memory(400_000)),
     ("explain a text too long for a page", ["explain", "model.npz", "corpus.txt", "--html",
                                             "p.html"], ERROR, ["explain at most"],
-     lambda monkeypatch: monkeypatch.setattr("charrnn.explain_html.PAGE_CODES", 10_000)),
+     lambda monkeypatch: monkeypatch.setattr("charrnn.explain.html.PAGE_CODES", 10_000)),
     # ----- info
     ("info unknown run", ["info", "nope"], ERROR, ["no run named 'nope'"]),
     ("info missing checkpoint file", ["info", "nope.npz"], ERROR, ["no run named 'nope.npz'"]),

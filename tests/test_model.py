@@ -6,7 +6,7 @@ import pytest
 import oracle
 from charrnn import layers
 from charrnn.model import CharRNN, ModelConfig, param_shapes
-from charrnn.parallel import Parallel
+from charrnn.engines.parallel import Parallel
 from charrnn.stepper import Stepper
 from gradcheck import numerical_grad, rel_error
 

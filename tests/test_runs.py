@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from charrnn import runs
+from charrnn import lock, runlog, runs
 from charrnn.errors import RunError
 
 CONFIG = {
@@ -75,13 +75,13 @@ def write_run(out_dir, name, records=None, tail="", checkpoint=True, **kwargs):
 def test_read_log_round_trips_records(tmp_path):
     records = make_records()
     run_dir = write_run(tmp_path, "a", records)
-    assert runs.read_log(run_dir / "log.jsonl") == records
+    assert runlog.read_log(run_dir / "log.jsonl") == records
 
 
 def test_read_log_skips_torn_last_line_silently(tmp_path):
     records = make_records(end=None)
     run_dir = write_run(tmp_path, "a", records, tail='{"event": "train", "step": 21')
-    contents = runs.read_log_with_problems(run_dir / "log.jsonl")
+    contents = runlog.read_log_with_problems(run_dir / "log.jsonl")
     assert contents.records == records
     assert contents.torn_tail and contents.bad_lines == 0
 
@@ -89,15 +89,15 @@ def test_read_log_skips_torn_last_line_silently(tmp_path):
 def test_log_writer_appends_lines_and_ends_a_torn_one(tmp_path):
     records = make_records(end=None)
     run_dir = write_run(tmp_path, "a", records, tail='{"event": "train", "step": 21')
-    with runs.LogWriter(run_dir) as log:
+    with runlog.LogWriter(run_dir) as log:
         log.end_torn_line()
         log.end_torn_line()  # the line is whole now: nothing more to end
         log.write({"event": "start", "step": 20})
-    contents = runs.read_log_with_problems(run_dir / "log.jsonl")
+    contents = runlog.read_log_with_problems(run_dir / "log.jsonl")
     assert contents.records == [*records, {"event": "start", "step": 20}]
     assert contents.bad_lines == 1 and not contents.torn_tail
     (tmp_path / "new").mkdir()
-    with runs.LogWriter(tmp_path / "new") as log:  # a new run: an empty log has nothing torn
+    with runlog.LogWriter(tmp_path / "new") as log:  # a new run: an empty log has nothing torn
         log.end_torn_line()
     assert (tmp_path / "new" / "log.jsonl").read_bytes() == b""
 
@@ -106,15 +106,15 @@ def test_read_log_counts_bad_lines_in_the_middle_and_skips_blank_ones(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_bytes(b'{"event": "start", "step": 0}\n\ngarbage\n[1, 2]\n\xff\xfe\n'
                      b'{"event": "end", "step": 1}\n\n')
-    contents = runs.read_log_with_problems(path)
+    contents = runlog.read_log_with_problems(path)
     assert [r["event"] for r in contents.records] == ["start", "end"]
     assert contents.bad_lines == 3 and not contents.torn_tail
 
 
 def test_read_log_missing_and_empty_files(tmp_path):
-    assert runs.read_log(tmp_path / "nope.jsonl") == []
+    assert runlog.read_log(tmp_path / "nope.jsonl") == []
     (tmp_path / "empty.jsonl").write_text("")
-    assert runs.read_log(tmp_path / "empty.jsonl") == []
+    assert runlog.read_log(tmp_path / "empty.jsonl") == []
 
 
 # ----------------------------------------------------------------------------- status
@@ -174,14 +174,14 @@ def test_summary_of_a_run_without_eval_or_records(tmp_path):
 
 def test_lock_marks_a_run_running_in_process(tmp_path):
     run_dir = write_run(tmp_path, "r", end=None)
-    with runs.RunLock(run_dir) as lock:
-        assert lock.held and runs.is_running(run_dir)
-        assert runs.lock_pid(run_dir) == os.getpid()
+    with lock.RunLock(run_dir) as held:
+        assert held.held and lock.is_running(run_dir)
+        assert lock.lock_pid(run_dir) == os.getpid()
         info = runs.summarize(run_dir)
         assert info.status == "running" and info.pid == os.getpid()
         with pytest.raises(RunError, match="already being trained"):
-            runs.RunLock(run_dir).acquire()
-    assert not runs.is_running(run_dir)
+            lock.RunLock(run_dir).acquire()
+    assert not lock.is_running(run_dir)
     assert runs.summarize(run_dir).status == "crashed"
 
 
@@ -189,7 +189,7 @@ def test_lock_held_by_another_process_then_released_by_its_death(tmp_path):
     run_dir = write_run(tmp_path, "r", end=None)
     code = textwrap.dedent(f"""
         import sys, time
-        from charrnn.runs import RunLock
+        from charrnn.lock import RunLock
         lock = RunLock({str(run_dir)!r}).acquire()
         print("locked", flush=True)
         sys.stdin.readline()
@@ -198,22 +198,22 @@ def test_lock_held_by_another_process_then_released_by_its_death(tmp_path):
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "locked"
-        assert runs.is_running(run_dir)
+        assert lock.is_running(run_dir)
         assert runs.summarize(run_dir).status == "running"
         with pytest.raises(RunError, match=rf"another charrnn process \(pid {child.pid}\)"):
-            runs.RunLock(run_dir).acquire()
-        assert runs.is_running(run_dir), "probing must not disturb the holder"
+            lock.RunLock(run_dir).acquire()
+        assert lock.is_running(run_dir), "probing must not disturb the holder"
     finally:
         child.kill()
         child.wait()
-    assert not runs.is_running(run_dir)
+    assert not lock.is_running(run_dir)
     assert runs.summarize(run_dir).status == "crashed"
-    with runs.RunLock(run_dir):  # a dead holder never leaves the lock stuck
+    with lock.RunLock(run_dir):  # a dead holder never leaves the lock stuck
         pass
 
 
 def test_lock_creates_the_run_directory(tmp_path):
-    with runs.RunLock(tmp_path / "new" / "run"):
+    with lock.RunLock(tmp_path / "new" / "run"):
         assert (tmp_path / "new" / "run" / ".lock").is_file()
 
 
@@ -285,10 +285,10 @@ def test_records_csv_columns_and_cells():
     records = [{"event": "train", "step": 1, "time": 0.5, "epoch": 0.1, "loss": 2.0},
                {"event": "eval", "step": 1, "time": 0.5, "epoch": 0.1, "val_loss": 2.1,
                 "extra": {"a": 1}, "none": None}]
-    assert runs.record_columns(records) == ["event", "step", "epoch", "time", "loss",
+    assert runlog.record_columns(records) == ["event", "step", "epoch", "time", "loss",
                                             "val_loss", "extra", "none"]
-    lines = runs.records_csv(records).splitlines()
+    lines = runlog.records_csv(records).splitlines()
     assert lines[1] == "train,1,0.1,0.5,2.0,,,"
     assert lines[2] == 'eval,1,0.1,0.5,,2.1,"{""a"": 1}",'
-    assert json.loads(runs.records_json(records)) == records
-    assert runs.records_json([]) == "[]"
+    assert json.loads(runlog.records_json(records)) == records
+    assert runlog.records_json([]) == "[]"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import workers
+from charrnn.engines import workers
 from charrnn.cells import CELLS
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.parallel import Parallel, default_threads
+from charrnn.engines.parallel import Parallel, default_threads
 
 pytestmark = pytest.mark.skipif(not workers.AVAILABLE, reason="worker processes need memfd (Linux)")
 
@@ -99,7 +99,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     code = (
         "import os, sys, time, numpy as np\n"
         "from charrnn.model import CharRNN, ModelConfig\n"
-        "from charrnn.parallel import Parallel\n"
+        "from charrnn.engines.parallel import Parallel\n"
         "m = CharRNN(ModelConfig('lstm', 5, 4, 1)); p = Parallel(m, threads=2)\n"
         "x = np.zeros((2, 2), dtype=int); p.loss(x, x, m.init_state(2))\n"
         "print(p.worker_pids[0], flush=True); time.sleep(60)\n"
@@ -162,7 +162,7 @@ def _is_worker_of(proc_dir, parent):
         stat = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return any(b"charrnn.workers" in arg for arg in cmd) and int(stat[1]) == parent \
+    return any(b"charrnn.engines.workers" in arg for arg in cmd) and int(stat[1]) == parent \
         and stat[0] != "Z"
 
 

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from charrnn.charts import HOLLOW_MARKERS, PALETTE, LineChart, Series
 from charrnn.data import format_chars
-from charrnn.explain import HORIZON_RATIO, SATURATION, unit_centre
+from charrnn.explain.core import HORIZON_RATIO, SATURATION, unit_centre
 
 BARS = "▁▂▃▄▅▆▇█"
 ASCII_BARS = "12345678"

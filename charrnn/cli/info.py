@@ -1,0 +1,84 @@
+"""`charrnn info`: a checkpoint's model, vocabulary and training state."""
+
+import click
+
+from charrnn.cli.base import _CKPT_ARG, _FORMAT, _OUT_DIR, _echo_json, _load_checkpoint, _print_fields
+
+
+def _training_summary(state):
+    """What `info` shows of a checkpoint's TrainingState (None: a bare model): the numbers it
+    holds and the run's options. The epoch is fractional, as the log and the table give it,
+    and `learning_rate` is the peak rate in force (the optimizer's default when none was set)."""
+    if state is None:
+        return {}
+    from dataclasses import asdict
+
+    config = state.train_config
+    summary = {"step": state.step,
+               "epoch": state.epoch_float if state.epoch_float is not None else state.epoch,
+               "best_val_loss": state.best_val_loss, "time": state.time,
+               "learning_rate": config.base_lr if config else None,
+               "train_config": asdict(config) if config else None}
+    return {k: v for k, v in summary.items() if v is not None}
+
+
+@click.command("info")
+@_CKPT_ARG
+@_FORMAT
+@_OUT_DIR
+def info_command(target, fmt, out_dir):
+    """Show a checkpoint's model, vocabulary and training state.
+
+    The model's config and parameter count, the file's format, the characters it knows,
+    and the steps, epochs, time, best validation loss and training options of its run.
+    RUN|CKPT as for `charrnn sample` (default: the newest run).
+
+    \b
+    Examples:
+      charrnn info                                    the newest run
+      charrnn info shakespeare --format json
+      charrnn info checkpoints/shakespeare/latest.npz
+    """
+    import math
+
+    from charrnn import checkpoint, ui
+    from charrnn.data import format_chars
+
+    path, ckpt = _load_checkpoint(target, out_dir)
+    meta = checkpoint.read_meta(path)
+    training, state = _training_summary(ckpt.training), ckpt.training
+    info = {
+        "checkpoint": str(path),
+        "file_size": path.stat().st_size,
+        "format_version": meta.get("format_version"),
+        "charrnn_version": meta.get("charrnn_version"),
+        "config": ckpt.config.to_json(),
+        "dtype": ckpt.model.dtype.name,
+        "num_params": int(ckpt.model.num_params),
+        "vocab_size": ckpt.vocab.size,
+        "chars": ckpt.vocab.chars,
+        "training": training,
+    }
+    if fmt == "json":
+        _echo_json(info)
+        return
+    c, best = ckpt.config, training.get("best_val_loss")
+    fields = [
+        ("checkpoint", path),
+        ("file", f"{ui.fmt_count(info['file_size'])}B, format {info['format_version']}, "
+                 f"written by charrnn {info['charrnn_version']}"),
+        ("model", f"{c.cell}, {c.num_layers} layer(s) x {c.hidden_size} units, "
+                  f"dropout {c.dropout:g}, {info['dtype']}"),
+        ("parameters", f"{info['num_params']:,}"),
+        ("vocabulary", f"{ckpt.vocab.size} characters"),
+        ("characters", format_chars(ckpt.vocab.chars, quoted=False)),
+        ("steps", ui.fmt_int(training.get("step"))),
+        ("epochs", ui.fmt_float(training.get("epoch"), 2)),
+        ("best val loss", "-" if best is None else
+            f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)"),
+        ("training time", ui.fmt_duration(training.get("time"))),
+    ]
+    if "train_config" in training:
+        options = {**training["train_config"], "learning_rate": training["learning_rate"]}
+        fields.append(("train config", ", ".join(f"{k}={v}" for k, v in options.items())))
+    _print_fields(fields)
