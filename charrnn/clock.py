@@ -1,8 +1,10 @@
 """Training time and signals: the run's clock (`Clock`, which leaves out time the process
-spends stopped, `ExcludingStops`), and SIGINT/SIGTERM as a flag the training loop checks
-between steps (`Interrupt`), so that a step or a checkpoint write is never cut in half.
+spends stopped, `ExcludingStops`), SIGINT/SIGTERM as a flag the training loop checks between
+steps (`Interrupt`), so that a step or a checkpoint write is never cut in half, and Ctrl-C
+around a whole training call (`CtrlCBeforeTraining`).
 """
 
+import os
 import signal
 import time
 
@@ -90,3 +92,46 @@ class ExcludingStops:
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGCONT, self._old)
+
+
+class CtrlCBeforeTraining:
+    """Ctrl-C around a whole `train()` call, for a command that reports and exits after it:
+
+        with CtrlCBeforeTraining(reporter) as guard:  # before `train(..., reporter=reporter)`
+            guard.result = train(..., reporter=reporter)
+
+    Before training starts (e.g. while the corpus is read), Ctrl-C raises KeyboardInterrupt at
+    once: there is nothing to save yet. During training, `train`'s own handler (`Interrupt`)
+    saves and stops. After an interrupted run (`guard.result.reason == "interrupted"`), Ctrl-C
+    is ignored until the process exits, interpreter shutdown included, so that a second one
+    cannot turn a clean stop into "Aborted!" or a death by SIGINT; otherwise the previous
+    handler is restored. A KeyboardInterrupt that lands in code that swallows exceptions (a
+    finalizer) is not lost: the signal is sent again once the training loop's own handler is
+    in place (the reporter's `start`), and the run stops at its first step.
+    """
+
+    def __init__(self, reporter):
+        self.reporter, self.result = reporter, None
+        self._started = self._requested = False
+        self._previous = None
+
+    def _start(self, info, report_start):
+        self._started = True
+        if self._requested:
+            os.kill(os.getpid(), signal.SIGINT)
+        report_start(info)
+
+    def _on_sigint(self, signum, frame):
+        if not self._started:
+            self._requested = True
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        report_start = self.reporter.start
+        self.reporter.start = lambda info: self._start(info, report_start)
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc):
+        interrupted = self.result is not None and self.result.reason == "interrupted"
+        signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted else self._previous)

@@ -11,7 +11,6 @@ and `best.npz`; while a process trains it, that process holds the run's lock
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import statistics
@@ -25,6 +24,7 @@ from charrnn.errors import CharRNNError, RunError
 from charrnn.jsonvalues import is_finite_number
 from charrnn.lock import is_running, lock_pid
 from charrnn.runlog import LOG_NAME, LogContents, read_log, read_log_with_problems
+from charrnn.units import bits
 
 BEST_NAME = "best.npz"  # a run's checkpoint with the lowest validation loss
 LATEST_NAME = "latest.npz"  # a run's newest checkpoint
@@ -204,7 +204,7 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
     if evals:
         best = min(evals, key=lambda r: r["val_loss"])
         info.best_val_loss = float(best["val_loss"])
-        info.best_val_bpc = info.best_val_loss / math.log(2)
+        info.best_val_bpc = bits(info.best_val_loss)
         info.best_val_step = _typed(best.get("step"), int)
     ends = [r for r in records if r.get("event") == "end"]
     if ends and info.status not in ("running", "crashed"):

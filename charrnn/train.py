@@ -30,6 +30,7 @@ from charrnn.planning import (apply_size_rule, file_identity, load_corpus, paren
 from charrnn.lock import RunLock
 from charrnn.runlog import LogWriter
 from charrnn.runs import BEST_NAME, LATEST_NAME
+from charrnn.units import bits
 
 MAX_DIVERGENCES = 3
 DIVERGED = (f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or gradients) "
@@ -129,7 +130,7 @@ class Rollback:
     def take(self, position):
         self.snapshot, self.count = (self.engine.snapshot(), position), 0
 
-    def back(self):
+    def restore(self):
         """Restore the engine; returns the data position (step, epoch, batch) of the state."""
         engine_snapshot, position = self.snapshot
         self.engine.restore(engine_snapshot)
@@ -236,7 +237,7 @@ class Trainer:
         self.best_val_loss = val if improved else self.best_val_loss
         self.bad_evals = 0 if improved else self.bad_evals + 1
         self.last_eval_step = self.step
-        self.log("eval", val_loss=val, val_bpc=val / math.log(2), best_val_loss=self.best_val_loss)
+        self.log("eval", val_loss=val, val_bpc=bits(val), best_val_loss=self.best_val_loss)
         self.reporter.evaluated(self.step, val, self.best_val_loss)
         if improved:
             self.save(BEST_NAME)
@@ -300,7 +301,7 @@ class Trainer:
         each checkpoint) in between.
         """
         failed = self.step + 1
-        self.step, self.epoch, self.batch = self.rollback.back()
+        self.step, self.epoch, self.batch = self.rollback.restore()
         stop = self.rollback.count >= MAX_DIVERGENCES
         if not stop:
             self.lr_scale *= 0.5

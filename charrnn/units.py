@@ -1,6 +1,7 @@
 """The units a model's loss is shown in: nats per character (natural log, what training
-minimises and the log records) and bits per character (log base 2), in one precision
-everywhere (`DIGITS`). Numpy-free, for the run table and the commands alike.
+minimises and the log records) and bits per character (log base 2). Every message and field
+that shows a loss shows it with `DIGITS` decimals, nats and bits alike; the compact run table
+and run panel of `charrnn logs` round both to 3 (`ui.fmt_float`). Numpy-free.
 """
 
 import math

@@ -233,7 +233,7 @@ def test_a_single_run_image_is_titled_with_its_run(tmp_path, monkeypatch):
     write_run(tmp_path, "shakespeare")
     drawn = {}
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", type("M", (), {}))
-    monkeypatch.setattr(charts, "save_png", lambda path, specs, x, title="":
+    monkeypatch.setattr(charts, "save_image", lambda path, specs, x, title="":
                         drawn.update(path=path, title=title))
     result = invoke("logs", "shakespeare", "--out-dir", tmp_path, "--plot", tmp_path / "a.png")
     assert result.exit_code == 0, result.output

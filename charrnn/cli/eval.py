@@ -7,6 +7,7 @@ import click
 
 from charrnn.cli.base import (_FORMAT, _OUT_DIR, _complete_runs, _echo_json, _load_checkpoint,
                               _print_fields)
+from charrnn.units import DIGITS
 
 
 @click.command("eval")
@@ -35,64 +36,37 @@ def eval_command(paths, encoding, fmt, out_dir):
     if len(paths) == 1 and _names_a_checkpoint(paths[0], out_dir):
         raise click.UsageError(f"{paths[0]} is a run or checkpoint: give the text file to score "
                                f"after it, e.g. charrnn eval {paths[0]} test.txt.")
-    import math
-
-    import numpy as np
     from tqdm import tqdm
 
-    from charrnn.data import REPLACEMENT, format_chars, read_text
-    from charrnn.scoring import score_steps
+    from charrnn.data import format_chars, read_text
+    from charrnn.scoring import encode_for_scoring, score_text
 
     target, file = (None, *paths) if len(paths) == 1 else paths
     path, ckpt = _load_checkpoint(target, out_dir)
     text = read_text(file, encoding)
-    vocab = ckpt.vocab
-    replace = vocab.replacement is not None  # U+FFFD stands for the characters it lacks
-    ids = vocab.encode(text, unknown="replace" if replace else "skip")
-    replaced = 0  # occurrences of unknown characters read as U+FFFD
-    if replace:
-        replaced = int(np.count_nonzero(ids == vocab.replacement)) - text.count(REPLACEMENT)
-    unknown = vocab.unknown_chars(text) if ids.size < len(text) or replaced else ""
-    total = scored = 0
-    try:
-        with tqdm(total=max(ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
-                  dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
-            for total, done in score_steps(ckpt.model, ids):
-                bar.update(done - scored)
-                scored = done
-    except KeyboardInterrupt:
-        if not scored:
-            raise
-    partial = scored < ids.size - 1
-    nats = total / scored
-    result = {
-        "checkpoint": str(path),
-        "file": str(file),
-        "nats_per_char": nats,
-        "bits_per_char": nats / math.log(2),
-        "perplexity": math.exp(nats),
-        "chars_scored": scored,
-        "chars_skipped": len(text) - ids.size,
-        "chars_replaced": replaced,
-        "unknown_chars": unknown,
-        "partial": partial,  # interrupted: the scores of the first chars_scored characters
-    }
+    encoded = encode_for_scoring(ckpt.vocab, text)
+    with tqdm(total=max(encoded.ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
+              dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
+        result = score_text(ckpt.model, ckpt.vocab, text, encoded, progress=bar.update)
     if fmt == "json":
-        _echo_json(result)
-        _exit_if_interrupted(partial)
+        _echo_json({"checkpoint": str(path), "file": str(file), **result.to_json()})
+        _exit_if_interrupted(result.partial)
         return
-    left_out = f"{replaced if replace else result['chars_skipped']:,}"
-    if unknown:
-        left_out += f" (unknown to the model: {format_chars(unknown, 40, quoted=False)})"
+    replace = ckpt.vocab.replacement is not None  # U+FFFD stands for the characters it lacks
+    left_out = f"{result.chars_replaced if replace else result.chars_skipped:,}"
+    if result.unknown_chars:
+        left_out += f" (unknown to the model: {format_chars(result.unknown_chars, 40, quoted=False)})"
     _print_fields([
         ("checkpoint", path), ("file", file),
-        ("nats/char", f"{nats:.4f}"), ("bits/char", f"{result['bits_per_char']:.4f}"),
-        ("perplexity", f"{result['perplexity']:.3f}"),
-        ("scored", f"{scored:,} characters"
-                   + (f" of {ids.size - 1:,}: partial, interrupted" if partial else "")),
+        ("nats/char", f"{result.nats_per_char:.{DIGITS}f}"),
+        ("bits/char", f"{result.bits_per_char:.{DIGITS}f}"),
+        ("perplexity", f"{result.perplexity:.3f}"),
+        ("scored", f"{result.chars_scored:,} characters"
+                   + (f" of {result.chars_to_score:,}: partial, interrupted"
+                      if result.partial else "")),
         ("read as U+FFFD" if replace else "skipped", left_out),
     ])
-    _exit_if_interrupted(partial)
+    _exit_if_interrupted(result.partial)
 
 
 def _names_a_checkpoint(arg, out_dir):

@@ -3,23 +3,7 @@
 import click
 
 from charrnn.cli.base import _CKPT_ARG, _FORMAT, _OUT_DIR, _echo_json, _load_checkpoint, _print_fields
-
-
-def _training_summary(state):
-    """What `info` shows of a checkpoint's TrainingState (None: a bare model): the numbers it
-    holds and the run's options. The epoch is fractional, as the log and the table give it,
-    and `learning_rate` is the peak rate in force (the optimizer's default when none was set)."""
-    if state is None:
-        return {}
-    from dataclasses import asdict
-
-    config = state.train_config
-    summary = {"step": state.step,
-               "epoch": state.epoch_float if state.epoch_float is not None else state.epoch,
-               "best_val_loss": state.best_val_loss, "time": state.time,
-               "learning_rate": config.base_lr if config else None,
-               "train_config": asdict(config) if config else None}
-    return {k: v for k, v in summary.items() if v is not None}
+from charrnn.units import fmt_loss
 
 
 @click.command("info")
@@ -39,14 +23,12 @@ def info_command(target, fmt, out_dir):
       charrnn info shakespeare --format json
       charrnn info checkpoints/shakespeare/latest.npz
     """
-    import math
-
     from charrnn import checkpoint, ui
     from charrnn.data import format_chars
 
     path, ckpt = _load_checkpoint(target, out_dir)
     meta = checkpoint.read_meta(path)
-    training, state = _training_summary(ckpt.training), ckpt.training
+    training = ckpt.training.summary() if ckpt.training else {}  # none: a bare model
     info = {
         "checkpoint": str(path),
         "file_size": path.stat().st_size,
@@ -74,8 +56,7 @@ def info_command(target, fmt, out_dir):
         ("characters", format_chars(ckpt.vocab.chars, quoted=False)),
         ("steps", ui.fmt_int(training.get("step"))),
         ("epochs", ui.fmt_float(training.get("epoch"), 2)),
-        ("best val loss", "-" if best is None else
-            f"{best:.4f} nats/char ({best / math.log(2):.4f} bits/char)"),
+        ("best val loss", "-" if best is None else fmt_loss(best)),
         ("training time", ui.fmt_duration(training.get("time"))),
     ]
     if "train_config" in training:

@@ -117,7 +117,7 @@ def logs_command(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, fo
             return
         if plot:
             specs = charts.chart_specs(records, x_axis, show_lr, show_grad_norm, height)
-            charts.save_png(plot, specs, x_axis, title=", ".join(n for n, _ in records))
+            charts.save_image(plot, specs, x_axis, title=", ".join(n for n, _ in records))
             click.echo(f"wrote the charts to {plot}", err=True)
 
         def render(loaded):

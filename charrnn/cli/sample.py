@@ -9,6 +9,9 @@ from charrnn.cli.base import (_CKPT_ARG, _OUT_DIR, FiniteRange, SectionedCommand
 from charrnn.config import DEFAULT_TEMPERATURE, UNKNOWN_CHOICES
 
 
+# how `sampling.check_beam` names the options in its errors
+BEAM_FLAGS = {"beam": "--beam", "temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p",
+              "num_samples": "--num-samples"}
 SAMPLE_SECTIONS = [
     ("Sampling", ["length", "temperature", "top_k", "top_p", "seed", "stop", "beam"]),
     ("Prime", ["prime", "prime_file", "encoding", "unknown"]),
@@ -87,17 +90,16 @@ def sample_command(ctx, target, temperature, length, prime, prime_file, encoding
     from tqdm import tqdm
 
     from charrnn.data import format_chars, read_text
-    from charrnn.sampling import generate
+    from charrnn.sampling import check_beam, generate
     from charrnn.stops import Stops
 
     if prime is not None and prime_file is not None:
         raise click.UsageError("give --prime or --prime-file, not both.")
-    if beam is not None and (temperature, top_k, top_p) != (None, None, None):
-        raise click.ClickException("--beam keeps the most probable continuations; it does not "
-                                   "combine with --temp, --top-k or --top-p.")
-    if beam is not None and num_samples > beam:
-        raise click.ClickException(f"--num-samples {num_samples} is more than --beam {beam} "
-                                   "keeps; ask for at most that many.")
+    if beam is not None:
+        try:
+            check_beam(beam, temperature, top_k, top_p, num_samples, BEAM_FLAGS)
+        except ValueError as exc:
+            raise click.ClickException(f"{exc}.") from None
     if prime_file is not None:
         prime = read_text(prime_file, encoding)
     prime = prime or ""

@@ -1,7 +1,5 @@
 """`charrnn train`: its options (one per `TrainConfig` field), and the command."""
 
-import math
-import os
 from dataclasses import fields
 
 import click
@@ -13,6 +11,7 @@ from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES
                             SIZES, TrainConfig)
 from charrnn.engines import DEVICES, ENGINES
 from charrnn.engines.distributed import is_secondary
+from charrnn.units import fmt_loss
 
 
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -169,6 +168,7 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
 
     from click.core import ParameterSource
 
+    from charrnn.clock import CtrlCBeforeTraining
     from charrnn.runs import CHECKPOINT_NAMES, LATEST_NAME
     from charrnn.train import Reporter, train
     from charrnn.ui import TrainProgress, fmt_duration, plural
@@ -178,38 +178,15 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
     secondary = is_secondary()  # a rank > 0 under torchrun: rank 0 shows the run
     quiet = quiet or secondary
     reporter = Reporter() if quiet else TrainProgress()
-    # Ctrl-C before training starts (e.g. while reading the corpus) stops at once; during
-    # training, the loop saves and stops; after that, when train() has restored this handler,
-    # a second Ctrl-C is ignored, so that it cannot turn a clean stop into "Aborted!" or a
-    # death by SIGINT while the command reports and exits. A KeyboardInterrupt that lands in
-    # code that swallows exceptions (a finalizer) is not lost: the signal is sent again once
-    # the training loop's own handler is in place, and the run stops at its first step.
-    report_start, started, requested = reporter.start, [], []
-
-    def start(info):
-        started.append(True)
-        if requested:
-            os.kill(os.getpid(), signal.SIGINT)
-        report_start(info)
-
-    def on_sigint(signum, frame):
-        if not started:
-            requested.append(signum)
-            raise KeyboardInterrupt
-
-    reporter.start = start
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    result = None
     try:
-        result = train(corpus, explicit, out_dir=out_dir, name=name, resume=resume,
-                       encoding=encoding, reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT,
-                       init_from=init_from, engine=engine, device=device)
+        with CtrlCBeforeTraining(reporter) as guard:
+            result = guard.result = train(
+                corpus, explicit, out_dir=out_dir, name=name, resume=resume, encoding=encoding,
+                reporter=reporter, default_time_limit=DEFAULT_TIME_LIMIT, init_from=init_from,
+                engine=engine, device=device)
     except KeyboardInterrupt:  # while reading the corpus: nothing to save yet
         click.echo("interrupted before training started.", err=True)
         ctx.exit(130)
-    finally:  # after an interruption, ignore Ctrl-C until the exit, interpreter shutdown included
-        interrupted = result is not None and result.reason == "interrupted"
-        signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted else previous)
     if result.reason == "diverged":
         raise click.ClickException(result.message)
     run = result.run_dir
@@ -220,9 +197,8 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
                    f"charrnn train --resume {run}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
-        best = "no validation loss yet" if result.best_val_loss is None else (
-            f"best validation loss {result.best_val_loss:.4f} nats/char "
-            f"({result.best_val_loss / math.log(2):.3f} bits/char)")
+        best = "no validation loss yet" if result.best_val_loss is None else \
+            f"best validation loss {fmt_loss(result.best_val_loss)}"
         saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
         click.echo(
             f"done ({result.reason.replace('_', ' ')}) after {plural(result.step, 'step')}, "

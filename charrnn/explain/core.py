@@ -24,7 +24,6 @@ the recurrence and through the layers above. See `state_gradients` for the deriv
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -34,6 +33,7 @@ from charrnn import layers
 from charrnn.errors import CharRNNError, refuse_oversized
 from charrnn.explain.features import FEATURES, text_features
 from charrnn.scoring import READ_CHUNK, read_stream
+from charrnn.units import bits
 
 SATURATION = (0.1, 0.9)  # a sigmoid gate below / above these is left- / right-saturated
 HORIZON_RATIO = 0.01  # the gradient-flow horizon: the first k where g_k < g_0 * this
@@ -125,7 +125,7 @@ class Explanation:
 
     @property
     def bits_per_char(self) -> float:
-        return self.nats_per_char / math.log(2)
+        return bits(self.nats_per_char)
 
     def surprising_spans(self, count=3, length=SPAN_LENGTH) -> list[tuple[int, int, float]]:
         """Up to `count` non-overlapping spans of `length` characters with the highest mean
