@@ -1,4 +1,5 @@
-"""Charts of training curves: braille line charts in the terminal and the same charts as a PNG.
+"""Charts of training curves: braille line charts in the terminal and the same charts as an
+image file (PNG, SVG, PDF, ...).
 
 What to draw (`ChartSpec`: a title and its `Series`) is computed once from the runs' log
 records; `LineChart` renders it with rich, `save_image` with matplotlib (an optional extra).

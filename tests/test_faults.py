@@ -21,8 +21,8 @@ import pytest
 import charrnn
 from charrnn import checkpoint, lock, runlog
 from charrnn import train as train_module
-from test_train_cli import _assert_clean_error
-from train_helpers import TINY, all_finite, events, load, make_corpus, train
+from test_cli_train import _assert_clean_error
+from helpers.train_helpers import TINY, all_finite, events, load, make_corpus, train
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
 # checkpoint at every step, so that kills often land during a write

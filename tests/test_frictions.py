@@ -19,7 +19,7 @@ from charrnn.cli import cli
 from charrnn.ui import TrainProgress
 from test_hostile_input import assert_refused
 from test_runs import make_records, write_run
-from train_helpers import TINY, events, files_snapshot, load, make_corpus, train
+from helpers.train_helpers import TINY, events, files_snapshot, load, make_corpus, train
 
 
 def invoke(*args, env=None):

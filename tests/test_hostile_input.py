@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
-from test_checkpoint_safety import CASES as BAD_CHECKPOINTS
-from train_helpers import TINY, files_snapshot, make_corpus
+from test_checkpoint import CASES as BAD_CHECKPOINTS
+from helpers.train_helpers import TINY, files_snapshot, make_corpus
 
 ERROR, USAGE = 1, 2
 
@@ -169,7 +169,7 @@ def template(tmp_path_factory):
 
 
 def ck(case):
-    """The path of one of test_checkpoint_safety's bad checkpoints in the working directory."""
+    """The path of one of test_checkpoint's bad checkpoints in the working directory."""
     return f"ck/{case.replace(' ', '-')}/bad.npz"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import charrnn
-import oracle
+from helpers import oracle
 from charrnn import checkpoint
 from charrnn.data import Vocab
 from charrnn.errors import CorpusError

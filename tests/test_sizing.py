@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from charrnn import sizing
 from charrnn.cli import cli
 from charrnn.config import SIZES
-from train_helpers import events, load, make_corpus, train
+from helpers.train_helpers import events, load, make_corpus, train
 
 ORDER = list(sizing.PRESETS)  # tiny < small < medium < large
 MINUTES = [0.1, 0.2, 0.25, 0.5, 1, 2, 4.9, 5, 10, 19.9, 20, 30, 60, 120, 600]

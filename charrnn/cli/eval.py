@@ -55,7 +55,8 @@ def eval_command(paths, encoding, fmt, out_dir):
     replace = ckpt.vocab.replacement is not None  # U+FFFD stands for the characters it lacks
     left_out = f"{result.chars_replaced if replace else result.chars_skipped:,}"
     if result.unknown_chars:
-        left_out += f" (unknown to the model: {format_chars(result.unknown_chars, 40, quoted=False)})"
+        shown = format_chars(result.unknown_chars, 40, quoted=False)
+        left_out += f" (unknown to the model: {shown})"
     _print_fields([
         ("checkpoint", path), ("file", file),
         ("nats/char", f"{result.nats_per_char:.{DIGITS}f}"),

@@ -2,7 +2,8 @@
 
 import click
 
-from charrnn.cli.base import _CKPT_ARG, _FORMAT, _OUT_DIR, _echo_json, _load_checkpoint, _print_fields
+from charrnn.cli.base import (_CKPT_ARG, _FORMAT, _OUT_DIR, _echo_json, _load_checkpoint,
+                              _print_fields)
 from charrnn.units import fmt_loss
 
 

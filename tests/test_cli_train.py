@@ -11,7 +11,8 @@ from charrnn import train as train_module
 from charrnn.model import CharRNN
 from charrnn.lock import RunLock
 from charrnn.ui import TrainProgress
-from train_helpers import (TINY, all_finite, events, files_snapshot, load, make_corpus, train)
+from helpers.train_helpers import (TINY, all_finite, events, files_snapshot, load, make_corpus,
+                                   train)
 
 
 @pytest.fixture

@@ -143,7 +143,7 @@ def test_default_threads_split_only_batches_with_enough_work(monkeypatch):
 def test_a_training_run_in_processes_equals_one_in_threads(tmp_path):
     """`charrnn train --threads 2`, with dropout: the run's weights, optimizer state and
     carried state come out the same, bit for bit, and no worker outlives the command."""
-    from train_helpers import TINY, assert_same_arrays, load, make_corpus, train
+    from helpers.train_helpers import TINY, assert_same_arrays, load, make_corpus, train
 
     corpus = make_corpus(tmp_path / "c.txt")
     args = [corpus, *TINY, "--threads", 2, "--dropout", 0.3, "--max-steps", 12,
@@ -170,7 +170,7 @@ def test_ctrl_c_with_workers_saves_and_leaves_no_process(tmp_path):
     """The workers run in their own session, so a terminal's Ctrl-C reaches only the trainer,
     which saves and exits 130 as always; its workers end with it."""
     from test_faults import EVERY_STEP, finish, spawn, wait_until
-    from train_helpers import make_corpus
+    from helpers.train_helpers import make_corpus
 
     corpus = make_corpus(tmp_path / "c.txt")
     run = tmp_path / "runs" / "w"

@@ -1,5 +1,5 @@
 """`charrnn explain` through the command line, its terminal rendering and its HTML page (as
-text; tests/test_explain_page.py opens the page in a browser). Bad input is in the table of
+text; tests/test_explain_html.py opens the page in a browser). Bad input is in the table of
 tests/test_hostile_input.py."""
 
 import json
