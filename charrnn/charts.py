@@ -3,7 +3,7 @@ image file (PNG, SVG, PDF, ...).
 
 What to draw (`ChartSpec`: a title and its `Series`) is computed once from the runs' log
 records; `LineChart` renders it with rich, `save_image` with matplotlib (an optional extra).
-`runs_view` is what `charrnn logs RUN...` shows: the runs' summary, then their charts.
+`RunsView` is what `charrnn logs RUN...` shows: the runs' summary, then their charts.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
 from charrnn.errors import CharRNNError
 from charrnn.jsonvalues import is_finite_number, printable
-from charrnn.ui import RunsTable, fmt_count, fmt_duration, run_panel
+from charrnn.ui import RunsTable, fmt_count, fmt_duration, packed, run_panel
 
 # Distinct colours that read on dark and light backgrounds (rich downgrades them as needed).
 PALETTE = ("#4e9cff", "#ff9f3a", "#3fc95a", "#ff5c5c", "#b48cff", "#d4b000", "#ff6fcf", "#22c3d6")
@@ -146,8 +146,11 @@ class LineChart:
         lw = max(len(s) for s in ylabels)
         W = max(10, width - lw - 2)
         # a whole number of rows between ticks, so that each tick sits on its own row
-        per_tick = max(1, round((H - 1) / max(1, len(yticks) - 1)))
-        H = per_tick * max(1, len(yticks) - 1) + 1
+        gaps = max(1, len(yticks) - 1)
+        per_tick = max(1, round((H - 1) / gaps))
+        if per_tick * gaps + 1 > H:  # never taller than asked (a view that must fit its rows)
+            per_tick = max(1, (H - 1) // gaps)
+        H = per_tick * gaps + 1
         DW, DH = 2 * W, 4 * H
 
         def col(x):
@@ -216,7 +219,7 @@ class LineChart:
         fmt = _time_label if self.x_kind == "time" else _step_label
         axis = ["─"] * W
         left = lw + 2  # the axis starts after the y labels and " └"
-        labels = [" "] * (left + W + 2)  # a label centred under a tick, in line columns
+        labels = [" "] * (left + W)  # a label centred under a tick, in line columns
         end = -1
         for value in xticks:
             c = col(value) // 2
@@ -232,16 +235,17 @@ class LineChart:
         name = self.x_name or ("time (training)" if self.x_kind == "time" else "step")
         yield Text("".join(labels).rstrip(), style="dim")
         yield Text(f"{name:^{W + lw + 2}}".rstrip(), style="dim")
-        yield self._legend(color)
+        yield from self._legend(color, width)
 
-    def _legend(self, color: bool) -> Text:
-        legend = Text(" ")
+    def _legend(self, color: bool, width: int) -> list[Text]:
+        """The series' line glyphs and labels, in as many lines as `width` needs."""
+        items = []
         for s in self.series:
             glyph = s.marker or (None if color else s.plain_marker)
-            line = f"─{glyph}─" if glyph else "━━━"
-            legend.append(line, style=s.color if color else "")
-            legend.append(f" {s.label}   ")
-        return legend
+            item = Text(f"─{glyph}─" if glyph else "━━━", style=s.color if color else "")
+            item.append(f" {s.label}")
+            items.append(item)
+        return packed(items, width, Text(" "))
 
 
 def run_series(runs: list[tuple[str, list[dict]]], key: str, x: str = "step",
@@ -310,15 +314,38 @@ def chart_specs(runs: list[tuple[str, list[dict]]], x: str = "step", lr: bool = 
     return specs
 
 
-def runs_view(infos, runs: list[tuple[str, list[dict]]], x: str = "step", lr: bool = False,
-              grad_norm: bool = False, height: int = 14) -> Group:
+class RunsView:
     """What `charrnn logs RUN...` shows: the summary (a panel, or a table for several runs)
-    and the charts."""
-    parts = [run_panel(infos[0]) if len(infos) == 1 else RunsTable(infos)]
-    for spec in chart_specs(runs, x, lr, grad_norm, height):
-        parts.append(Text(""))
-        parts.append(LineChart(spec.series, spec.title, x, spec.height))
-    return Group(*parts)
+    and the charts. With `fit_height` (`logs --follow`, redrawn in place) the charts share
+    the terminal's rows left under the summary, so that the whole view, and with it the
+    latest values, stays on screen; otherwise the loss chart is `height` lines high."""
+
+    def __init__(self, infos, runs: list[tuple[str, list[dict]]], x: str = "step",
+                 lr: bool = False, grad_norm: bool = False, height: int = 14,
+                 fit_height: bool = False):
+        self.summary = run_panel(infos[0]) if len(infos) == 1 else RunsTable(infos)
+        self.runs, self.x, self.lr, self.grad_norm = runs, x, lr, grad_norm
+        self.height, self.fit_height = height, fit_height
+
+    def _chart_height(self, console: Console, options: ConsoleOptions) -> int:
+        """The loss chart's height: as asked, or what the terminal's rows leave for it."""
+        if not self.fit_height:
+            return self.height
+        specs = chart_specs(self.runs, self.x, self.lr, self.grad_norm, self.height)
+        used = len(console.render_lines(self.summary, options, pad=False))
+        for spec in specs:  # a blank line, the title, the axis, its labels and name, a legend
+            legend = packed([Text(f"━━━ {s.label}") for s in spec.series], options.max_width)
+            used += 5 + len(legend)
+        rows = console.size.height - used - 1  # the cursor's line
+        loss_share = 2 / (2 + len(specs) - 1)  # the other charts are half as high
+        return max(4, min(self.height, int(rows * loss_share)))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.summary
+        for spec in chart_specs(self.runs, self.x, self.lr, self.grad_norm,
+                                self._chart_height(console, options)):
+            yield Text("")
+            yield LineChart(spec.series, spec.title, self.x, spec.height)
 
 
 IMAGE_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff",

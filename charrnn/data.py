@@ -21,14 +21,15 @@ _DEMO_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib",
                    "turtledemo", "__pycache__"}
 
 
-def read_text(path, encoding="utf-8"):
+def read_text(path, encoding="utf-8", empty="charrnn needs text to learn from"):
     """Read a whole text file and return it as one str.
 
     The bytes are read once and decoded once with `encoding` (strict), without newline
     translation, so `\\r\\n` stays as it is in the file. One leading byte-order mark (U+FEFF)
     is dropped: it marks the encoding and is not part of the text.
     Every problem (missing, directory, unreadable, empty, binary, undecodable file, unknown
-    encoding) raises CorpusError with one sentence naming the path.
+    encoding) raises CorpusError with one sentence naming the path; `empty` says, for an
+    empty file, what the file was for.
     """
     codec = text_codec(encoding)
     name = str(path)
@@ -68,7 +69,7 @@ def read_text(path, encoding="utf-8"):
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text:
-        raise CorpusError(f"{name} is empty; charrnn needs text to learn from.")
+        raise CorpusError(f"{name} is empty; {empty}.")
     return text
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from charrnn import files
 from charrnn.errors import CharRNNError, RunError
-from charrnn.jsonvalues import json_printable, printable
+from charrnn.jsonvalues import is_finite_number, json_printable, printable
 
 LOG_NAME = "log.jsonl"
 
@@ -23,7 +23,7 @@ class LogContents:
     """What `read_log_with_problems` found in a log file."""
 
     records: list[dict]  # the parsed lines, in file order
-    bad_lines: int = 0  # unparseable lines before the last one (a real problem: warn about it)
+    bad_lines: int = 0  # unparseable or senseless lines (a real problem: warn about it)
     torn_tail: bool = False  # the last line was cut short (a killed run): expected, silent
 
 
@@ -31,7 +31,8 @@ def read_log_with_problems(path: str | os.PathLike) -> LogContents:
     """Read a `log.jsonl` tolerantly: skip blank and unparseable lines and say how many.
 
     A torn last line (the writer was killed mid-line) is skipped and reported as `torn_tail`;
-    unparseable lines elsewhere (deeply nested JSON included) are counted in `bad_lines`. A
+    unparseable lines elsewhere (deeply nested JSON included) and records whose numbers make
+    no sense (`sensible`: a step of -5, a time of NaN) are counted in `bad_lines`. A
     missing file reads as empty. The file is read without following a symbolic link, and
     refused (RunError) if it is not a regular file or too large for this machine's memory.
     """
@@ -59,13 +60,34 @@ def read_log_with_problems(path: str | os.PathLike) -> LogContents:
             record = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             record = None
-        if isinstance(record, dict):
+        if isinstance(record, dict) and sensible(record):
             contents.records.append(record)
-        elif i == last:
-            contents.torn_tail = True
-        else:
+        elif isinstance(record, dict) or i != last:
             contents.bad_lines += 1
+        else:
+            contents.torn_tail = True
     return contents
+
+
+# What a record's numbers may be, where present and not null: a step is a count (an int from 0
+# to 2**63 - 1), times, epochs, speeds, losses, rates and norms are finite and from 0 to
+# MAX_AMOUNT (a loss of 1e308 nats/char or a training time of a million years is an edited or
+# damaged line, not a measurement).
+MAX_AMOUNT = 1e15
+AMOUNTS = ("time", "epoch", "chars_per_sec", "loss", "val_loss", "val_bpc", "best_val_loss",
+           "lr", "grad_norm")
+
+
+def sensible(record: dict) -> bool:
+    """Whether `record`'s step and amounts (AMOUNTS) hold values a run could have logged;
+    a record that fails is skipped and counted as a bad line, as an unparseable one is."""
+    step = record.get("step")
+    if step is not None and (not is_finite_number(step) or not isinstance(step, int)
+                             or not 0 <= step < 2**63):
+        return False
+    return all(record.get(key) is None or (is_finite_number(record[key])
+                                           and 0 <= record[key] <= MAX_AMOUNT)
+               for key in AMOUNTS)
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:
@@ -143,11 +165,23 @@ def record_columns(records: list[dict]) -> list[str]:
 
 
 def records_json(records: list[dict]) -> str:
-    """The records as a JSON array, one record a line, control characters escaped."""
+    """The records as a JSON array, one record a line, control characters escaped; a NaN or
+    infinity (which Python reads from a log, but JSON has not) becomes null."""
     if not records:
         return "[]"
-    return "[\n" + ",\n".join(json_printable(json.dumps(r, ensure_ascii=False))
+    return "[\n" + ",\n".join(json_printable(json.dumps(_finite(r), ensure_ascii=False))
                                for r in records) + "\n]"
+
+
+def _finite(value):
+    """`value` with every NaN and infinity in it (at any depth) replaced by None."""
+    if isinstance(value, float) and not is_finite_number(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def records_csv(records: list[dict]) -> str:

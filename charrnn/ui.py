@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from charrnn import terminal
 from charrnn.jsonvalues import printable
 from charrnn.units import DIGITS, bits
 
@@ -31,6 +32,24 @@ STATUS_STYLES = {
 def make_console(stderr: bool = False) -> Console:
     """A Console on stdout (or stderr) that honours NO_COLOR and plain, non-terminal output."""
     return Console(stderr=stderr, highlight=False)
+
+
+def packed(items, width: int, lead: Text | None = None, gap: int = 3) -> list[Text]:
+    """`items` (Texts that must not be broken, e.g. a legend's swatch and its label) laid out
+    in lines of at most `width` cells, `gap` spaces apart, after `lead` (a title: alone on
+    its line(s), which rich wraps at spaces, when no item fits beside it)."""
+    lines, line = [], Text() if lead is None else lead.copy()
+    for item in items:
+        sep = " " * gap if line.plain.strip() else ""
+        if line.plain.strip() and line.cell_len + len(sep) + item.cell_len > width:
+            lines.append(line)
+            line, sep = Text(), ""
+        line.append(sep)
+        line.append_text(item)
+    lines.append(line)
+    for text in lines:
+        text.rstrip()
+    return lines
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -69,7 +88,11 @@ def fmt_duration(seconds, compact: bool = False) -> str:
 
 
 def fmt_float(value, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    """2.5 -> '2.500'; beyond a million in 3 significant digits ('1.23e+07'), so that no
+    number is wider than a table's column."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def fmt_when(when: datetime | None, short: bool = False) -> str:
@@ -142,6 +165,10 @@ class RunsTable:
             if Measurement.get(console, wide, table).maximum <= options.max_width:
                 break
         yield table
+        if n:
+            left_out = ", ".join(name.replace("\n", " ") for name in DROP_ORDER[:n])
+            yield Text(f"left out for want of width: {left_out} (see them in a wider "
+                       "terminal, or with --format json)", style="dim")
 
 
 def run_panel(run) -> Panel:
@@ -235,6 +262,7 @@ class TrainProgress:
         self.loss = None  # exponential moving average of the training loss
         self.speed = None
         self.by_time = False
+        self._restore_echo = None
 
     def start(self, info):
         from tqdm import tqdm
@@ -247,7 +275,7 @@ class TrainProgress:
                   f"{info['epochs']:g} epochs" if info["epochs"] else "",
                   fmt_duration(info["time_limit"]) if info["time_limit"] else ""]
         self.header([
-            f"{verb} run '{info['name']}' in {info['run_dir']}",
+            f"{verb} run '{info['name']}' in {terminal.shown_path(info['run_dir'])}",
             f"model   {cfg.cell} {cfg.num_layers}×{cfg.hidden_size}, "
             f"{fmt_count(info['num_params'])} parameters, batch {cfg.batch_size} × "
             f"{cfg.seq_length} characters",
@@ -269,16 +297,13 @@ class TrainProgress:
                         dynamic_ncols=True, disable=None, unit="step", desc="train",
                         bar_format=fmt, mininterval=0.5, leave=True)
         self.step = info["step"]
+        if not self.bar.disable:
+            self._restore_echo = terminal.quiet_control_echo()
 
     def header(self, lines):
         """Print `lines`, each wrapped at word boundaries to the terminal's width."""
-        import shutil
-        import textwrap
-
-        width = max(40, shutil.get_terminal_size().columns - 1)
         for line in lines:
-            self.message(textwrap.fill(line, width, subsequent_indent="        ",
-                                       break_on_hyphens=False, break_long_words=False))
+            self.message(terminal.wrap(line, terminal.columns(self.file), indent="        "))
 
     def update(self, step, loss, chars_per_sec, lr, elapsed):
         self.loss = loss if self.loss is None or step < 2 else 0.95 * self.loss + 0.05 * loss
@@ -317,3 +342,6 @@ class TrainProgress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+        if self._restore_echo is not None:
+            self._restore_echo()
+            self._restore_echo = None

@@ -76,3 +76,58 @@ def test_help_does_not_import_numpy():
                               text=True, env=env, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "Usage:" in done.stdout and done.stdout.rstrip().endswith("False"), args
+
+
+# ----------------------------------------------------------------------------- issue 29: messages
+
+
+def _invoke(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def test_a_path_too_long_is_blamed_on_the_path_not_on_stdout(tmp_path):
+    """Item 23: only stdout's own errors say stdout."""
+    from test_sampling import HELLO, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "hello.npz", HELLO, cell="gru")
+    text = tmp_path / "hello.txt"
+    text.write_text(HELLO * 5)
+    long_name, long_path = "a" * 300, "/tmp/" + "b" * 200 + "/" + "c" * 4000
+    for args in (("info", long_name), ("logs", long_name), ("sample", long_path),
+                 ("explain", ckpt, text, "--html", long_name + ".html"),
+                 ("train", text, "--out-dir", long_path, "--max-steps", 1)):
+        result = _invoke(*args, "--out-dir", tmp_path) if args[0] in ("info", "logs") \
+            else _invoke(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "stdout" not in result.stderr, (args, result.stderr)
+        assert "File name too long" in result.stderr and result.stderr.count("\n") == 1, \
+            (args, result.stderr)
+        assert len(result.stderr) < 200  # the path is shortened, not printed whole
+
+
+def test_completion_run_by_hand_is_one_line():
+    """Item 21: without COMP_WORDS and COMP_CWORD, one line instead of click's KeyError."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COMP_WORDS", "COMP_CWORD")}
+    env.update(_CHARRNN_COMPLETE="bash_complete", PYTHONPATH=str(Path(__file__).parents[1]))
+    result = subprocess.run([sys.executable, "-m", "charrnn"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "COMP_WORDS" in result.stderr, result.stderr
+    assert "bash_source" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_lone_surrogate_stop_text_is_refused_as_a_stop_text(tmp_path):
+    """Item 25: the stop text itself is refused, not stdout's encoding."""
+    from test_sampling import HELLO, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "hello.npz", HELLO, cell="gru")
+    for fmt in ("text", "jsonl"):
+        result = _invoke("sample", ckpt, "--stop", "\\uD800", "-n", 5, "--format", fmt)
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Error: --stop: ") and "lone surrogate" in result.stderr
+        assert "stdout" not in result.stderr and result.stderr.count("\n") == 1

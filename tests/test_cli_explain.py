@@ -165,3 +165,35 @@ def test_a_log_scale_chart_has_ticks_at_powers_of_ten():
     console.print(LineChart(series, "norms", log_y=True, x_name="k"))
     labels = re.findall(r"^ *(\S+) ┤", console.export_text(), re.M)
     assert labels == ["1", "0.1", "0.01", "0.001", "1e-4", "1e-5"]
+
+
+# ----------------------------------------------------------------------------- issue 29, item 4
+
+
+def test_one_argument_naming_a_run_says_the_text_is_missing(tmp_path):
+    run_dir = tmp_path / "runs" / "hello"
+    run_dir.mkdir(parents=True)
+    save_checkpoint(run_dir / "best.npz", HELLO, cell="gru")
+    for target in ("hello", str(run_dir)):
+        result = run("explain", target, "--find", "--out-dir", tmp_path / "runs")
+        assert result.exit_code == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "is a run: give the text to explain after it" in result.stderr
+        assert "--text TEXT" in result.stderr and "does not exist" not in result.stderr
+    missing = run("explain", "nothing", "--find", "--out-dir", tmp_path / "runs")
+    assert missing.exit_code == 1 and "nothing does not exist" in missing.stderr
+
+
+def test_analyses_show_only_their_tables_unless_with_text(ckpt, text_file):
+    for option, title in (("--find", "units that track a feature"),
+                          ("--saturation", "gate saturation"),
+                          ("--gradient-flow", "gradient flow")):
+        extra = ("--window", "20", "--windows", "3") if option == "--gradient-flow" else ()
+        alone = run("explain", ckpt, text_file, option, *extra)
+        assert alone.exit_code == 0, alone.stderr
+        assert alone.stdout.startswith(title), alone.stdout[:200]
+        assert "hello world" not in alone.stdout and "nats/char, " not in alone.stdout
+        both = run("explain", ckpt, text_file, option, *extra, "--with-text")
+        assert both.exit_code == 0, both.stderr
+        assert both.stdout.startswith("hello world, ") and title in both.stdout
+        assert "nats/char, " in both.stdout

@@ -4,6 +4,7 @@
 import csv
 import io
 import json
+import re
 import sys
 import time
 
@@ -74,7 +75,8 @@ def test_table_fits_a_narrow_terminal_by_dropping_columns(tmp_path):
     result = logs("--out-dir", tmp_path, env={"COLUMNS": "60"})
     assert all(len(line) <= 60 for line in result.stdout.splitlines())
     assert "shakespeare" in result.stdout and "finished" in result.stdout
-    assert "started" not in result.stdout
+    table, note = result.stdout.split("left out for want of width: ")
+    assert "started" not in table and note.startswith("started, ")  # and says so
 
 
 def test_no_runs_and_missing_out_dir(tmp_path):
@@ -300,3 +302,49 @@ def test_odd_values_in_a_log_never_give_a_traceback(tmp_path):
         assert result.exit_code == 0, result.output
         assert "odd" in result.stdout and "finished" in result.stdout
     assert "[bold]x[/bold]" in logs("--out-dir", tmp_path, "odd").stdout  # not read as markup
+
+
+# ----------------------------------------------------------------------------- issue 29, item 22
+
+
+def _hostile_log(tmp_path):
+    records = make_records()
+    odd = [
+        {"event": "train", "step": 12, "time": float("nan"), "epoch": 0.1, "loss": 2.4},
+        {"event": "train", "step": -5, "time": 1.0, "epoch": 0.1, "loss": 2.4},
+        {"event": "train", "step": 1e30, "time": 1.0, "epoch": 0.1, "loss": 2.4},
+        {"event": "eval", "step": 14, "time": 1.0, "epoch": 0.1, "val_loss": -1e308},
+        {"event": "eval", "step": 16, "time": 1.0, "epoch": 0.1, "val_loss": 1e308},
+    ]
+    run_dir = write_run(tmp_path, "hostile", records[:4])
+    with open(run_dir / "log.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in odd + records[4:]))
+    return run_dir
+
+
+def test_senseless_numbers_in_a_log_are_skipped_with_one_note(tmp_path):
+    _hostile_log(tmp_path)
+    for args in ((), ("hostile",), ("hostile", "--x", "time", "--lr", "--grad-norm")):
+        result = logs("--out-dir", tmp_path, *args, env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        assert "Traceback" not in result.output and "e+307" not in result.stdout
+        assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+        assert "hostile" in result.stdout and "finished" in result.stdout
+        assert not re.search(r"\d{20}", result.stdout)  # no 309-digit number
+    result = logs("--out-dir", tmp_path, "hostile")
+    assert result.stderr.count("skipped 5 unreadable line(s)") == 1, result.stderr
+
+
+def test_json_export_is_valid_json_whatever_the_log_holds(tmp_path):
+    run_dir = _hostile_log(tmp_path)
+    with open(run_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps({"event": "sample", "step": 20, "text": "x", "extra": float("inf"),
+                            "nested": [float("nan")]}) + "\n")
+    for args in (("hostile",), ()):
+        result = logs("--out-dir", tmp_path, *args, "--format", "json")
+        assert result.exit_code == 0, result.output
+
+        def refuse(constant):
+            raise ValueError(f"{constant} is not JSON")
+
+        json.loads(result.stdout, parse_constant=refuse)

@@ -68,3 +68,22 @@ def test_records_csv_columns_and_cells():
     assert lines[2] == 'eval,1,0.1,0.5,,2.1,"{""a"": 1}",'
     assert json.loads(runlog.records_json(records)) == records
     assert runlog.records_json([]) == "[]"
+
+
+def test_records_whose_numbers_make_no_sense_are_counted_as_bad_lines(tmp_path):
+    import json
+
+    lines = [{"event": "train", "step": 1, "time": 0.5, "loss": 2.0},
+             {"event": "train", "step": -5, "loss": 2.0},
+             {"event": "train", "step": 2**63, "loss": 2.0},
+             {"event": "train", "step": True},
+             {"event": "train", "step": 3, "time": float("nan")},
+             {"event": "eval", "step": 4, "val_loss": -1e308},
+             {"event": "eval", "step": 4, "val_loss": 1e308},
+             {"event": "eval", "step": 4, "val_loss": None, "lr": "fast"},
+             {"event": "eval", "step": 5, "val_loss": 1.5, "epoch": None}]
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    contents = runlog.read_log_with_problems(path)
+    assert [r["step"] for r in contents.records] == [1, 5]
+    assert contents.bad_lines == 7 and not contents.torn_tail

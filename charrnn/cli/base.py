@@ -19,7 +19,9 @@ import click
 from charrnn import cells
 from charrnn._version import __version__
 from charrnn.errors import CharRNNError
+from charrnn.jsonvalues import printable
 from charrnn.runs import DEFAULT_OUT_DIR, OUT_DIR_ENV
+from charrnn.terminal import fit, shown_path
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -32,7 +34,25 @@ class CharRNNGroup(click.Group):
     the text); Ctrl-C exits 130 without click's "Aborted!". A pipe closed by its reader
     (`charrnn logs | head`) stays quiet, as click makes it."""
 
+    def _main_shell_completion(self, ctx_args, prog_name, complete_var=None):
+        """Shell completion, as click does it; run by hand, without the variables the shell
+        sets (COMP_WORDS, COMP_CWORD), one line saying how to use it instead of a KeyError."""
+        try:
+            super()._main_shell_completion(ctx_args, prog_name, complete_var)
+        except KeyError as exc:
+            click.echo(f"Error: shell completion needs the variable {exc.args[0]} that the "
+                       "shell sets; install it with: eval \"$(_CHARRNN_COMPLETE=bash_source "
+                       "charrnn)\" (zsh_source, fish_source for zsh and fish).", err=True)
+            sys.exit(1)
+
     def invoke(self, ctx):
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:  # click adds "Error: "; wrapped to the terminal
+            exc.message = fit(f"Error: {exc.message}")[len("Error: "):]
+            raise
+
+    def _invoke(self, ctx):
         _guard_closed_stdout()
         try:
             result = super().invoke(ctx)
@@ -56,9 +76,21 @@ class CharRNNGroup(click.Group):
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise  # click quiets a closed pipe
+            if exc.filename is not None:  # a path the user gave (stdout's errors name none)
+                raise click.ClickException(
+                    f"cannot use {_cut_path(exc.filename)}: {exc.strerror or exc}.") from None
             _drop_stdout()
             raise click.ClickException(f"cannot write to stdout: {exc.strerror or exc}.") \
                 from None
+
+
+def _cut_path(path, keep=60):
+    """A path as an error names it: escaped, relative where shorter, its middle left out when
+    it is longer than `keep` characters (it may be thousands), with its length."""
+    text = shown_path(os.fsdecode(path))
+    if len(text) <= keep:
+        return text
+    return f"{text[:keep // 2]}…{text[-keep // 2:]} ({len(text):,} characters)"
 
 
 class _ClosedStdout(io.TextIOBase):
@@ -227,6 +259,11 @@ class StopText(click.ParamType):
             raise click.ClickException(f"{param.opts[0]}: {exc}.") from None
         if not text:
             raise click.ClickException(f"{param.opts[0]}: a stop text cannot be empty.")
+        lone = next((c for c in text if 0xD800 <= ord(c) <= 0xDFFF), None)
+        if lone is not None:  # no text holds one: it is half of a UTF-16 pair, not a character
+            raise click.ClickException(
+                f"{param.opts[0]}: '{printable(value)}' holds a lone surrogate (\\u{ord(lone):04x}), which "
+                "is half of a UTF-16 pair and no character; give the character itself.")
         return text
 
 
@@ -248,8 +285,13 @@ def _load_checkpoint(target, out_dir, note=""):
 
     path = runs.resolve_checkpoint(target, out_dir)
     ckpt = checkpoint.load(path)
-    click.echo(f"using {path}{note}", err=True)
+    note_line(f"using {shown_path(path)}{note}")
     return path, ckpt
+
+
+def note_line(text):
+    """A note for the user on stderr, wrapped at spaces to the terminal's width."""
+    click.echo(fit(text), err=True)
 
 
 def _print_fields(fields):

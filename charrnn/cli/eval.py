@@ -43,7 +43,7 @@ def eval_command(paths, encoding, fmt, out_dir):
 
     target, file = (None, *paths) if len(paths) == 1 else paths
     path, ckpt = _load_checkpoint(target, out_dir)
-    text = read_text(file, encoding)
+    text = read_text(file, encoding, empty="there is nothing to score")
     encoded = encode_for_scoring(ckpt.vocab, text)
     with tqdm(total=max(encoded.ids.size - 1, 0), unit="char", unit_scale=True, leave=False,
               dynamic_ncols=True, file=sys.stderr, disable=None) as bar:

@@ -3,7 +3,11 @@
 import click
 
 from charrnn import cells
-from charrnn.cli.base import _OUT_DIR, SectionedCommand, _echo_json, _load_checkpoint
+from charrnn.cli.base import (_OUT_DIR, SectionedCommand, _echo_json, _load_checkpoint,
+                              note_line)
+from charrnn.errors import CharRNNError
+from charrnn.jsonvalues import printable
+from charrnn.terminal import shown_path
 
 
 class ExplainCommand(SectionedCommand):
@@ -27,6 +31,23 @@ def _pair(value, option, metavar):
                                  param_hint=option) from None
 
 
+def _refuse_a_run_as_file(path, out_dir):
+    """A single argument that is no file but names a run: the text is what is missing."""
+    import os
+
+    from charrnn import runs
+
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return
+    try:
+        runs.resolve_run(path, out_dir)
+    except CharRNNError:
+        return  # not a run either: reading it as FILE says it does not exist
+    raise click.ClickException(
+        f"'{printable(path)}' is a run: give the text to explain after it (charrnn explain "
+        f"{printable(path)} FILE) or with --text TEXT.")
+
+
 def _arrays_by_cell(kind):
     """'h, c (lstm); h (gru); ...': the states or gates of each cell of the table, for --help."""
     return "; ".join(f"{', '.join(getattr(c, kind))} ({c.name})" for c in cells.CELLS.values())
@@ -36,7 +57,8 @@ EXPLAIN_SECTIONS = [
     ("Text", ["text_arg", "encoding"]),
     ("Surprise view (the default)", ["top_k", "span"]),
     ("Neuron view", ["unit", "state", "gate"]),
-    ("Analyses", ["find", "find_top", "saturation", "gradient_flow", "window", "windows"]),
+    ("Analyses", ["find", "find_top", "saturation", "gradient_flow", "with_text", "window",
+                  "windows"]),
     ("Output", ["html", "fmt", "out_dir"]),
 ]
 
@@ -65,6 +87,9 @@ EXPLAIN_SECTIONS = [
 @click.option("--gradient-flow", is_flag=True,
               help="How far back the gradient reaches: ||dL_T / dh_(T-k)|| per layer for the "
                    "loss of a window's last position, charted, and where it falls below 1/100.")
+@click.option("--with-text", is_flag=True,
+              help="With --find, --saturation or --gradient-flow: show the coloured text and "
+                   "its summary too (by default they show only their own tables).")
 @click.option("--window", type=click.IntRange(min=1), default=100,
               help="Characters per gradient-flow window.")
 @click.option("--windows", type=click.IntRange(min=1), default=64,
@@ -76,13 +101,15 @@ EXPLAIN_SECTIONS = [
               help="json: the numbers as one JSON object on stdout (with --html: also).")
 @_OUT_DIR
 def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, find, find_top,
-                    saturation, gradient_flow, window, windows, html, fmt, out_dir):
+                    saturation, gradient_flow, with_text, window, windows, html, fmt, out_dir):
     """Look inside a model: what surprised it, what its units do, how far back it learns.
 
     The model reads the text as `charrnn eval` does (one stream from the zero state), and the
     text is shown with each character's background coloured by its surprise in nats, -ln p
     (the first character is not predicted); then nats/char, bits/char and the most
     surprising spans. With --unit, the text is coloured by that unit's activation instead.
+    --find, --saturation and --gradient-flow show only their tables (--with-text: the text
+    too).
     RUN|CKPT as for `charrnn sample` (default: the newest run). Characters the model does not
     know are skipped, with a note.
 
@@ -91,6 +118,7 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
       charrnn explain test.txt                         surprise, newest run
       charrnn explain shakespeare --text "ROMEO: Art thou" --top-k 5
       charrnn explain shakespeare test.txt --find      units that track quotes, lines, ...
+      charrnn explain shakespeare test.txt --find --with-text    and the coloured text
       charrnn explain shakespeare test.txt --unit 1:17 --gate f
       charrnn explain shakespeare test.txt --gradient-flow --window 200
       charrnn explain shakespeare test.txt --html page.html     everything, in a browser
@@ -116,7 +144,9 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
         explain_html.check_writable(html)
     if text_arg is None:
         target, file = (None, *paths) if len(paths) == 1 else paths
-        text = read_text(file, encoding)
+        if len(paths) == 1:
+            _refuse_a_run_as_file(file, out_dir)
+        text = read_text(file, encoding, empty="there is nothing to explain")
     else:
         target, text = (paths or (None,))[0], text_arg
     path, ckpt = _load_checkpoint(target, out_dir)
@@ -133,15 +163,16 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
               file=sys.stderr, disable=None) as bar:
         result = explain.explain(model, vocab, text, progress=bar.update, **options)
     if result.skipped:
-        click.echo(f"skipped {result.skipped:,} character(s) the model does not know: "
-                   f"{format_chars(result.unknown_chars, 20)}", err=True)
+        note_line(f"skipped {result.skipped:,} character(s) the model does not know: "
+                  f"{format_chars(result.unknown_chars, 20)}")
     if html:
         c = model.config
         explain_html.write(html, explain_html.render(
             result, f"charrnn explain: {path}",
             f"{c.cell}, {c.num_layers} layer(s) × {c.hidden_size} units, {vocab.size} characters"))
-        click.echo(f"wrote {html}", err=True)
+        note_line(f"wrote {shown_path(html)}")
     if fmt == "json":
         _echo_json({"checkpoint": str(path), **result.to_json()})
     elif not html:
-        ui.make_console().print(explain_view.terminal_view(result))
+        text_view = with_text or not (find or saturation or gradient_flow)
+        ui.make_console().print(explain_view.terminal_view(result, text=text_view))

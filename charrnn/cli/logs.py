@@ -4,8 +4,9 @@ import os
 
 import click
 
-from charrnn.cli.base import _OUT_DIR, _complete_runs
+from charrnn.cli.base import _OUT_DIR, _complete_runs, note_line
 from charrnn.runs import OUT_DIR_ENV
+from charrnn.terminal import shown_path
 
 
 @click.command("logs")
@@ -17,7 +18,8 @@ from charrnn.runs import OUT_DIR_ENV
 @click.option("--grad-norm", "show_grad_norm", is_flag=True,
               help="Also chart the gradient norm (before clipping).")
 @click.option("--height", type=click.IntRange(4, 200), default=14,
-              help="Height of the loss chart in lines.")
+              help="Height of the loss chart in lines (with --follow: at most, so that the "
+                   "view fits the terminal).")
 @click.option("-f", "--follow", is_flag=True,
               help="Redraw every second as training appends to the log, until the run ends.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
@@ -49,7 +51,6 @@ def logs_command(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, fo
     import time
 
     from charrnn import charts, runlog, runs, ui
-    from charrnn.jsonvalues import printable
 
     if follow and fmt != "table":
         raise click.UsageError("--follow works only with --format table.")
@@ -79,9 +80,9 @@ def logs_command(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, fo
             return
         if not infos and not follow:
             missing = "" if os.path.isdir(out_dir) else " (it does not exist)"
-            click.echo(f"no runs in {out_dir}/ yet{missing}; point --out-dir or "
-                       f"{OUT_DIR_ENV} at the directory that holds your runs, or start one "
-                       "with: charrnn train corpus.txt", err=True)
+            note_line(f"no runs in {shown_path(out_dir)}/ yet{missing}; point --out-dir or "
+                      f"{OUT_DIR_ENV} at the directory that holds your runs, or start one "
+                      "with: charrnn train corpus.txt")
             return
 
         def load():
@@ -101,8 +102,9 @@ def logs_command(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, fo
                 contents = runlog.read_log_with_problems(run_dir / runlog.LOG_NAME)
                 if contents.bad_lines and run_dir not in warned:
                     warned.add(run_dir)
-                    click.echo(f"warning: skipped {contents.bad_lines} unreadable line(s) in "
-                               f"{printable(str(run_dir / runlog.LOG_NAME))}", err=True)
+                    note_line(f"warning: skipped {contents.bad_lines} unreadable line(s) (damaged, or "
+                              "with values no run logs) in "
+                              f"{shown_path(run_dir / runlog.LOG_NAME)}")
                 infos.append(runs.summarize(run_dir, contents))
                 records.append((run_dir.name, contents.records))
             return infos, records
@@ -118,11 +120,11 @@ def logs_command(run_names, out_dir, x_axis, show_lr, show_grad_norm, height, fo
         if plot:
             specs = charts.chart_specs(records, x_axis, show_lr, show_grad_norm, height)
             charts.save_image(plot, specs, x_axis, title=", ".join(n for n, _ in records))
-            click.echo(f"wrote the charts to {plot}", err=True)
+            note_line(f"wrote the charts to {shown_path(plot)}")
 
         def render(loaded):
-            return charts.runs_view(*loaded, x=x_axis, lr=show_lr, grad_norm=show_grad_norm,
-                                    height=height)
+            return charts.RunsView(*loaded, x=x_axis, lr=show_lr, grad_norm=show_grad_norm,
+                                   height=height, fit_height=follow and out.is_terminal)
 
         shown = (infos, records)
     if not follow:

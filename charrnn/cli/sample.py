@@ -101,7 +101,8 @@ def sample_command(ctx, target, temperature, length, prime, prime_file, encoding
         except ValueError as exc:
             raise click.ClickException(f"{exc}.") from None
     if prime_file is not None:
-        prime = read_text(prime_file, encoding)
+        prime = read_text(prime_file, encoding, empty="a prime file holds the text to start "
+                          "from (without --prime-file, samples start from a new line)")
     prime = prime or ""
     if seed is None and beam is None:
         seed = secrets.randbits(32)

@@ -170,6 +170,7 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
 
     from charrnn.clock import CtrlCBeforeTraining
     from charrnn.runs import CHECKPOINT_NAMES, LATEST_NAME
+    from charrnn.terminal import fit, shown_path
     from charrnn.train import Reporter, train
     from charrnn.ui import TrainProgress, fmt_duration, plural
 
@@ -193,17 +194,17 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
     if result.reason == "interrupted":
         if secondary:
             ctx.exit(128 + (result.signal or signal.SIGINT))
-        click.echo(f"interrupted at step {result.step}; {LATEST_NAME} saved. Resume with: "
-                   f"charrnn train --resume {run}", err=True)
+        click.echo(fit(f"interrupted at step {result.step}; {LATEST_NAME} saved. Resume "
+                       f"with: charrnn train --resume {shown_path(run)}"), err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
         best = "no validation loss yet" if result.best_val_loss is None else \
             f"best validation loss {fmt_loss(result.best_val_loss)}"
-        saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
-        click.echo(
+        saved = " and ".join(f for f in CHECKPOINT_NAMES if (run / f).exists())
+        click.echo(fit(
             f"done ({result.reason.replace('_', ' ')}) after {plural(result.step, 'step')}, "
             f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"
-            f"checkpoints: {saved}\n"
-            f"next: charrnn sample {run}",
+            f"checkpoints: {saved} in {shown_path(run)}\n"
+            f"next: charrnn sample {shown_path(run)}"),
             err=True,
         )

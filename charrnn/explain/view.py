@@ -23,6 +23,7 @@ from rich.text import Text
 from charrnn.charts import HOLLOW_MARKERS, PALETTE, LineChart, Series
 from charrnn.data import format_chars
 from charrnn.explain.core import HORIZON_RATIO, SATURATION, unit_centre
+from charrnn.ui import packed
 from charrnn.units import DIGITS
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -139,21 +140,25 @@ class Legend:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         color = console.color_system is not None and not console.no_color
         bars = ASCII_BARS if options.ascii_only else BARS
-        line = Text(f"{self.scale.title}: ", style="dim")
+        items = []
         for k, (c, name) in enumerate(zip(self.scale.colors, self.scale.labels)):
+            item = Text()
             if color:
-                line.append("  " if c else "··", style=Style(bgcolor=c) if c else "dim")
+                item.append("  " if c else "··", style=Style(bgcolor=c) if c else "dim")
             else:
-                line.append(bars[k])
-            line.append(f" {name}  ")
-        yield line
+                item.append(bars[k])
+            item.append(f" {name}")
+            items.append(item)
+        yield from packed(items, options.max_width, Text(f"{self.scale.title}:", style="dim"),
+                          gap=2)
 
 
-def terminal_view(e) -> Group:
+def terminal_view(e, text=True) -> Group:
     """What `charrnn explain` prints: the text coloured by surprise (or by each unit kept in
-    e.units), the summary, then each analysis the Explanation holds."""
-    parts = [unit_view(e, u) for u in e.units] or [surprise_view(e)]
-    parts.append(summary(e))
+    e.units) and the summary (unless not `text`), then each analysis the Explanation holds."""
+    parts = ([unit_view(e, u) for u in e.units] or [surprise_view(e)]) if text else []
+    if text:
+        parts.append(summary(e))
     if e.top_ids.shape[1]:
         parts += [Text(""), top_k_table(e)]
     if e.finder is not None:
@@ -162,7 +167,7 @@ def terminal_view(e) -> Group:
         parts += [Text(""), saturation_table(e)]
     if e.gradient_flow is not None:
         parts += [Text(""), gradient_flow_view(e)]
-    return Group(*parts)
+    return Group(*(parts[1:] if parts and not text else parts))
 
 
 def surprise_view(e) -> Group:
@@ -267,8 +272,8 @@ def gradient_flow_view(e, height=14) -> Group:
     series = [Series(f"layer {layer} {s}", list(range(T)), list(g), PALETTE[k % len(PALETTE)],
                      plain_marker=HOLLOW_MARKERS[k % len(HOLLOW_MARKERS)])
               for k, ((layer, s), g) in enumerate(flow.norms.items())]
-    title = (f"gradient flow: ||dL_T / ds_(T-k)||, mean over {flow.starts.size} windows of "
-             f"{T} characters (log scale)")
+    title = (f"gradient flow ||dL_T/ds_(T-k)||: mean over {flow.starts.size} windows of {T} "
+             "characters")
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in ("layer", "state", "k = 0", f"k = {T - 1}", f"k where < 1/{1 / HORIZON_RATIO:g}"):
         table.add_column(name, justify="left" if name == "state" else "right")
