@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
+from charrnn import files
 from charrnn.errors import CharRNNError
 from charrnn.jsonvalues import is_finite_number, printable
 from charrnn.ui import RunsTable, fmt_count, fmt_duration, run_panel
@@ -328,7 +330,6 @@ def check_image_path(path) -> None:
     """Raise CharRNNError, before anything is drawn, unless an image can be written at `path`:
     an extension matplotlib knows, in an existing, writable folder."""
     import os
-    from pathlib import Path
 
     path = Path(path)
     if path.suffix.lower().lstrip(".") not in IMAGE_FORMATS:
@@ -341,6 +342,7 @@ def check_image_path(path) -> None:
     if not os.access(folder, os.W_OK):
         raise CharRNNError(f"cannot write the charts to {path}: the folder {folder} is not "
                            "writable.")
+    files.check_target(path, "chart image")
 
 
 def save_png(path, specs: list[ChartSpec], x: str = "step", title: str = "") -> None:
@@ -370,8 +372,9 @@ def save_png(path, specs: list[ChartSpec], x: str = "step", title: str = "") -> 
         fig.suptitle(printable(title), fontsize=11)
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=120)
-    except (OSError, ValueError) as exc:
+        with files.atomic_writer(path, "chart image") as f:
+            fig.savefig(f, dpi=120, format=Path(path).suffix.lower().lstrip("."))
+    except ValueError as exc:
         raise CharRNNError(f"cannot write the charts to {path}: "
                            f"{getattr(exc, 'strerror', None) or exc}.") from None
     finally:

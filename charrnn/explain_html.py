@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn import files
 from charrnn.charts import PALETTE
 from charrnn.explain import SATURATION, ExplainError, unit_centre
 from charrnn.explain_view import DIVERGING, SURPRISE
@@ -59,6 +60,7 @@ def check_writable(path):
         raise ExplainError(f"cannot write {path}: the folder {folder} does not exist.")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ExplainError(f"cannot write {path}: permission denied.")
+    files.check_target(path, "page", ExplainError)
 
 
 def _script_json(obj):
@@ -115,12 +117,7 @@ def render(e, title, model_line):
 
 
 def write(path, page):
-    """Write the page atomically: a temporary file beside it, renamed over it when complete."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExplainError(f"cannot write {path}: {exc.strerror or exc}.") from None
+    """Write the page atomically (`files.atomic_writer`): only a new name or a regular file is
+    replaced, and nothing is left behind if the write fails or is interrupted."""
+    with files.atomic_writer(path, "page", "w", "utf-8", ExplainError) as f:
+        f.write(page)
