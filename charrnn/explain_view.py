@@ -178,6 +178,8 @@ def summary(e) -> Text:
     line.append(f" bits/char over {e.ids.size - 1:,} predicted characters")
     if e.skipped:
         line.append(f" ({e.skipped:,} unknown skipped)")
+    if e.replaced:
+        line.append(f" ({e.replaced:,} unknown read as U+FFFD)")
     spans = e.surprising_spans()
     if spans:
         line.append("; most surprising: ")

@@ -5,9 +5,20 @@ two read a text alike."""
 import numpy as np
 
 from charrnn.blas import single_threaded_blas
+from charrnn.data import REPLACEMENT
 from charrnn.errors import CorpusError
 
 READ_CHUNK = 256  # characters a text is read in, one window at a time, by `score` and explain
+
+
+def encode(vocab, text):
+    """The ids a text is read as, by eval and explain alike, and how many of its characters
+    were read as U+FFFD: a vocabulary with U+FFFD (`--min-count`, `--max-vocab`) reads every
+    character it lacks as U+FFFD, as it was trained; one without skips them. (ids, replaced)."""
+    if vocab.replacement is None:
+        return vocab.encode(text, unknown="skip"), 0
+    ids = vocab.encode(text, unknown="replace")
+    return ids, int(np.count_nonzero(ids == vocab.replacement)) - text.count(REPLACEMENT)
 
 
 def read_stream(model, n, read, chunk=READ_CHUNK):
