@@ -15,7 +15,6 @@ never a directory, FIFO or device, which the rename would silently turn into a r
 import contextlib
 import errno
 import os
-import secrets
 import signal
 import stat
 import threading
@@ -149,7 +148,7 @@ def _create_temporary(path):
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
         | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        tmp = path.with_name(f"{TMP_PREFIX}{path.stem}-{secrets.token_hex(4)}{path.suffix}")
+        tmp = path.with_name(f"{TMP_PREFIX}{path.stem}-{os.urandom(4).hex()}{path.suffix}")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
