@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def page(text, H, L, out):
-    from charrnn import explain, explain_html
+    from charrnn import explain
+    from charrnn.explain import html as explain_html
     from charrnn.data import Vocab
     from charrnn.model import CharRNN, ModelConfig
 

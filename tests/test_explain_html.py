@@ -1,83 +1,156 @@
-"""The size of `charrnn explain --html`'s page (charrnn/explain_html.py): bounded per character
-and per unit, so that 10,000 characters of the default model (the size rule's 10-minute
-choice) make a page of at most 8 MB (it was 21 MB, and 12.6 MB for 2,000 characters), and a
-short text gets a page without the gradient-flow panel instead of an error."""
+"""The page of `charrnn explain --html` in a real browser: Debian's chromium, headless, driven by
+Playwright for Python (`pip install '.[test]'`; `playwright install` is never needed, nor run:
+the browser is the system's, `apt-get install chromium`, which .ci/run does when it is missing).
 
-import numpy as np
+The page loads from file:// with no console error and no request but its own file, shows the
+text as text (markup in it stays characters), hovering a character shows five predictions,
+and picking a unit, or one of the finder's, recolours the text; a page made with --unit opens
+on that unit. A screenshot is saved in the test's temporary folder.
+"""
+
+import os
+import re
+
 import pytest
+from click.testing import CliRunner
 
-from charrnn import explain, explain_html, sizing
-from charrnn.data import Vocab
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.cli import cli
+from test_sampling import save_checkpoint
 
-TEXT = "the quick brown fox jumps over the lazy dog; THE QUICK BROWN FOX!\n"
-PER_CHAR = 100  # bytes a page holds per character besides activations: nats, top 5, text
-PER_VALUE = 4 / 3 / 2  # bytes per activation value: 4 bits, in base64
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TRICKY = 'He said "</script><b>hi</b>" & (left) 12.\n  x = y;\n'
+
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed: pip install '.[test]'")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no {CHROMIUM}: apt-get install chromium")
 
 
-def page_bytes(model, vocab, n):
-    text = (TEXT * (n // len(TEXT) + 1))[:n]
-    e = explain.explain(model, vocab, text, **explain_html.page_options(model.config, n))
-    return len(explain_html.render(e, "t", "m").encode("utf-8")), e
+@pytest.fixture(scope="module")
+def page_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("page")
+    ckpt = save_checkpoint(root / "m.npz", TRICKY)
+    text = root / "text.txt"
+    text.write_text(TRICKY * 40, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["explain", str(ckpt), str(text), "--html",
+                                      str(root / "page.html")])
+    assert result.exit_code == 0, result.stderr
+    return root / "page.html"
 
 
-@pytest.mark.parametrize("cell, H, L", [("lstm", 48, 2), ("gru", 40, 1)])
-def test_a_page_over_its_budget_grows_by_its_h_arrays_per_character(monkeypatch, cell, H, L):
-    """Past the budget (0 here, as for 10,000 characters of the default model) a page embeds
-    h of each layer in full and of the rest only the finder's units: its growth per character
-    is bounded by PER_CHAR + PER_VALUE per unit of each layer."""
+def test_the_page_in_a_browser(page_file, tmp_path):
+    unit_page = tmp_path / "unit.html"
+    result = CliRunner().invoke(cli, ["explain", str(page_file.parent / "m.npz"),
+                                      str(page_file.parent / "text.txt"), "--html",
+                                      str(unit_page), "--unit", "0:5", "--gate", "f"])
+    assert result.exit_code == 0, result.stderr
+    errors, requests = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_file.as_uri(), wait_until="load")
+
+            shown = page.eval_on_selector("#text", "e => e.textContent")
+            assert shown == (TRICKY * 40).replace("\n", "\u21b5\n")
+            assert page.locator("#text b").count() == 0  # the text's markup stayed text
+            n = len(TRICKY * 40)
+            assert page.locator("#text span").count() == n
+
+            page.hover("#text span[data-i='9']")
+            assert page.locator("#tip").is_visible()
+            assert page.locator("#tip li").count() == 5
+            assert page.locator("#tip li").first.inner_text().endswith("%")
+
+            classes = "() => Array.from(document.querySelectorAll('#text span'), s => s.className)"
+            surprise = page.evaluate(classes)
+            assert {c.replace(" cur", "") for c in surprise} <= {"", *(f"s{k}" for k in range(8))}
+            page.select_option("#layer", "1")
+            page.select_option("#array", "c")
+            page.fill("#index", "3")
+            page.dispatch_event("#index", "change")
+            unit = [c.replace(" cur", "") for c in page.evaluate(classes)]
+            assert all(c.startswith("u") for c in unit) and len(set(unit)) > 1
+            assert page.locator("#legend").inner_text().startswith("layer 1 c[3]")
+
+            best = page.locator("button.best-unit").last  # the finder's units: one click
+            layer, array, index = re.match(r"layer (\d+) (\w+)\[(\d+)\]",
+                                           best.inner_text()).groups()
+            best.click()
+            assert [page.input_value(f"#{k}") for k in ("layer", "array", "index")] == [
+                layer, array, index]
+            legend = page.locator("#legend").inner_text()
+            assert legend.startswith(f"layer {layer} {array}[{index}]")
+
+            page.hover("#text span[data-i='40']")
+            page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
+            page.goto(unit_page.as_uri(), wait_until="load")  # --unit: the page opens on it
+            assert page.locator("#legend").inner_text().startswith("layer 0 f[5]")
+        finally:
+            browser.close()
+    assert errors == []
+    assert requests == [page_file.as_uri(), unit_page.as_uri()]
+    assert (tmp_path / "explain.png").stat().st_size > 10_000
+
+
+def test_a_page_without_c_and_gates_still_shows_every_units_state(tmp_path, monkeypatch):
+    """A page over its budget (PAGE_BUDGET 0 here; 10,000 characters of the default model in
+    use) embeds h of every layer in full, 4 bits a value, and of the other arrays only the
+    finder's units: any h unit the reader picks shows values equal to the model's within the
+    quantisation step (1/15 of the unit's range, half of it rounded), a finder's c unit still
+    works, and another c unit says it was left out."""
+    import numpy as np
+
+    from charrnn import checkpoint, explain
+    from charrnn.explain import html as explain_html
+
     monkeypatch.setattr(explain_html, "PAGE_BUDGET", 0)
-    vocab = Vocab(TEXT)
-    model = CharRNN(ModelConfig(cell, vocab.size, H, L), seed=1)
-    (small, _), (large, e) = page_bytes(model, vocab, 300), page_bytes(model, vocab, 1500)
-    slope = (large - small) / 1200
-    assert slope <= PER_CHAR + PER_VALUE * L * H + 1, slope
-    assert explain_html.embedded(e) == [(layer, "h") for layer in range(L)]
-    assert slope >= PER_VALUE * L * H  # every h unit is in it
+    ckpt = save_checkpoint(tmp_path / "m.npz", TRICKY)
+    text = TRICKY + TRICKY[:40]  # shorter than a gradient-flow window: no flow panel
+    out = tmp_path / "small.html"
+    result = CliRunner().invoke(cli, ["explain", str(ckpt), "--text", text, "--html", str(out)])
+    assert result.exit_code == 0, result.stderr
+    loaded = checkpoint.load(ckpt)
+    e = explain.explain(loaded.model, loaded.vocab, text, arrays="all", find=True)
+    h = e.activations[1, "h"][:, 3]
+    finder_c = next(u for m in e.finder for u, _ in m.units if u.array == "c")
+    missing = next(i for i in range(loaded.model.config.hidden_size)
+                   if all((u.layer, u.array, u.index) != (0, "c", i)
+                          for m in e.finder for u, _ in m.units))
+    errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(out.as_uri(), wait_until="load")
+            assert page.locator("#flow-note").inner_text().startswith("Not measured")
+            page.select_option("#layer", "1")
+            page.select_option("#array", "h")
+            page.fill("#index", "3")
+            page.dispatch_event("#index", "change")
+            assert page.locator("#legend").inner_text().startswith("layer 1 h[3]")
+            classes = page.evaluate(
+                "() => Array.from(document.querySelectorAll('#text span'), s => s.className)")
+            assert all(c.startswith("u") for c in classes) and len(set(classes)) > 1
+            shown = np.array(page.evaluate("() => Array.from(unitValues(1, 'h', 3))"))
+            assert shown.shape == h.shape
+            assert np.abs(shown - h).max() <= (h.max() - h.min()) / 30 + 1e-5
 
-
-def test_within_the_budget_every_array_is_embedded():
-    vocab = Vocab(TEXT)
-    model = CharRNN(ModelConfig("lstm", vocab.size, 16, 2), seed=1)
-    _, e = page_bytes(model, vocab, 300)
-    assert len(explain_html.embedded(e)) == 2 * (2 + 4)
-
-
-class Sized:
-    """What `embedded` reads of an Explanation: the config, the text's length, the arrays."""
-
-    def __init__(self, config, n):
-        self.config, self.text = config, " " * n
-        self.activations = dict.fromkeys(explain.array_names(config, "all"))
-
-
-@pytest.mark.parametrize("size", ["medium", "large"])
-def test_10000_characters_of_the_default_model_make_at_most_8_mb(size):
-    """The default model of a 10-minute run (medium: LSTM 2×384) and the next size up."""
-    assert sizing.auto_size(10, 1_000_000) == "medium"
-    preset = sizing.PRESETS[size]
-    cfg = ModelConfig("lstm", 65, preset.hidden_size, preset.num_layers)
-    n = 10_000
-    explain_html.page_options(cfg, n)  # not refused
-    arrays = explain_html.embedded(Sized(cfg, n))
-    assert arrays == [(layer, "h") for layer in range(preset.num_layers)]
-    assert n * (PER_CHAR + PER_VALUE * len(arrays) * preset.hidden_size) <= 8e6
-
-
-def test_a_short_text_gets_a_page_without_gradient_flow():
-    vocab = Vocab(TEXT)
-    model = CharRNN(ModelConfig("lstm", vocab.size, 8, 1), seed=1)
-    options = explain_html.page_options(model.config, 7)
-    assert options["gradient_flow"] is False
-    e = explain.explain(model, vocab, "the fox", **options)
-    page = explain_html.render(e, "t", "m")
-    assert '"flow":null' in page
-    assert explain_html.page_options(model.config, 101)["gradient_flow"] is True
-
-
-def test_the_codes_are_four_bits_a_value_unit_by_unit():
-    values = np.array([[0.0, -1.0], [1.0, 1.0], [0.6, 0.2]], dtype=np.float32)  # (n=3, H=2)
-    lo, hi, packed = explain_html._codes(values)
-    assert lo.tolist() == [0.0, -1.0] and hi.tolist() == [1.0, 1.0]
-    flat = np.stack([packed & 15, packed >> 4], axis=1).ravel()[:6]
-    assert flat.tolist() == [0, 15, 9, 0, 15, 9]  # unit 0's three values, then unit 1's
+            page.locator("button.best-unit", has_text=f"layer {finder_c.layer} c"
+                         f"[{finder_c.index}]").first.click()
+            assert page.locator("#legend").inner_text().startswith(
+                f"layer {finder_c.layer} c[{finder_c.index}]")
+            page.select_option("#layer", "0")
+            page.select_option("#array", "c")
+            page.fill("#index", str(missing))
+            page.dispatch_event("#index", "change")
+            assert "is not in this page" in page.locator("#unit-range").inner_text()
+        finally:
+            browser.close()
+    assert errors == []

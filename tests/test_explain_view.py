@@ -1,4 +1,4 @@
-"""The terminal view of `charrnn explain` (charrnn/explain_view.py) is bounded by default: a
+"""The terminal view of `charrnn explain` (charrnn/explain/view.py) is bounded by default: a
 long text shows its first screenfuls and its most surprising spans, not every character (a
 10 MB text printed 40 MB); and the library reports its progress as it reads (the CLI prints
 it on stderr)."""
@@ -8,7 +8,8 @@ import re
 import numpy as np
 from rich.console import Console
 
-from charrnn import explain, explain_view
+from charrnn import explain
+from charrnn.explain import view as explain_view
 from charrnn.data import Vocab
 from charrnn.model import CharRNN, ModelConfig
 

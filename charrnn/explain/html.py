@@ -1,6 +1,6 @@
 """The HTML rendering of an `Explanation`: one self-contained page (`charrnn explain --html`).
 
-The page is the template `explain_page.html` (inline CSS and JavaScript) with the numbers
+The page is the template `page.html` (inline CSS and JavaScript) with the numbers
 embedded: a JSON object in a <script type="application/json"> element, and the activations of
 each (layer, array) as base64 text in a <script type="text/plain"> element of its own, decoded
 only when that array is first shown. Nothing is fetched (its Content-Security-Policy forbids
@@ -31,8 +31,8 @@ import numpy as np
 
 from charrnn import files
 from charrnn.charts import PALETTE
-from charrnn.explain import SATURATION, ExplainError, unit_centre
-from charrnn.explain_view import DIVERGING, SURPRISE
+from charrnn.explain.core import SATURATION, ExplainError, unit_centre
+from charrnn.explain.view import DIVERGING, SURPRISE
 
 PAGE_CODES = 48 * 2**20  # bytes of 4-bit codes a page embeds at most (~64 MB of base64)
 PAGE_BUDGET = 4 * 2**20  # the arrays beyond h are embedded while the codes stay within this
@@ -167,7 +167,7 @@ def render(e, title, model_line, arrays="auto"):
                    "diverging": DIVERGING},
         "palette": PALETTE,
     }
-    template = resources.files("charrnn").joinpath("explain_page.html").read_text("utf-8")
+    template = resources.files("charrnn.explain").joinpath("page.html").read_text("utf-8")
     head, _, rest = template.partition("__CHARRNN_DATA__")
     middle, _, tail = rest.partition("__CHARRNN_ARRAYS__")
     return head + _script_json(page) + middle + "\n".join(scripts) + tail
