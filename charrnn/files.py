@@ -9,7 +9,8 @@ Everything here fails with one sentence (`CharRNNError`) instead of hanging, fil
 memory or writing outside the run. A file charrnn writes (a checkpoint, a page, a chart
 image) is written to a temporary file beside it and renamed over it when complete: the name
 must be new or a regular file (or a symbolic link to one, which is replaced, not followed),
-never a directory, FIFO or device, which the rename would silently turn into a regular file. Standard library only: `charrnn logs` uses it without numpy.
+never a directory, FIFO or device, which the rename would silently turn into a regular file.
+Standard library only: `charrnn logs` uses it without numpy.
 """
 
 import contextlib
@@ -109,8 +110,9 @@ def describe(exc):
 
 def check_target(path, what, error=CharRNNError):
     """`error`, before any work, unless `path` is a name charrnn may write a `what` (a noun:
-    "page", "checkpoint") to: a new name in an existing, writable folder, or a regular file that may be
-    replaced (or a symbolic link to one). A directory, FIFO, socket or device is refused."""
+    "page", "checkpoint") to: a new name in an existing, writable folder, or a regular file
+    that may be replaced (or a symbolic link to one). A directory, FIFO, socket or device is
+    refused."""
     path = Path(path)
     try:
         kind = os.stat(path).st_mode

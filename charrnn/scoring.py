@@ -16,16 +16,6 @@ from charrnn.units import bits
 READ_CHUNK = 256  # characters a text is read in, one window at a time, by `score` and explain
 
 
-def encode(vocab, text):
-    """The ids a text is read as, by eval and explain alike, and how many of its characters
-    were read as U+FFFD: a vocabulary with U+FFFD (`--min-count`, `--max-vocab`) reads every
-    character it lacks as U+FFFD, as it was trained; one without skips them. (ids, replaced)."""
-    if vocab.replacement is None:
-        return vocab.encode(text, unknown="skip"), 0
-    ids = vocab.encode(text, unknown="replace")
-    return ids, int(np.count_nonzero(ids == vocab.replacement)) - text.count(REPLACEMENT)
-
-
 def read_stream(model, n, read, chunk=READ_CHUNK):
     """Read n positions of one stream through `model` from the zero state, in windows of
     `chunk`: `read(start, stop, state)` runs positions start .. stop - 1 from `state` and

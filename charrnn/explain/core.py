@@ -32,7 +32,7 @@ import numpy as np
 from charrnn import layers
 from charrnn.errors import CharRNNError, refuse_oversized
 from charrnn.explain.features import FEATURES, text_features
-from charrnn.scoring import READ_CHUNK, encode, read_stream
+from charrnn.scoring import READ_CHUNK, encode_for_scoring, read_stream
 from charrnn.units import bits
 
 SATURATION = (0.1, 0.9)  # a sigmoid gate below / above these is left- / right-saturated
@@ -447,13 +447,13 @@ def explain(model, vocab, text, *, top_k=0, span=None, arrays=(), units=(), find
     how often each gate saturates. gradient_flow: gradient norms through time over at most
     `max_windows` windows of `window` characters (see `gradient_flow`). progress(n) is called
     as characters are read. Characters the model does not know are read as `charrnn eval`
-    reads them (`scoring.encode`): as U+FFFD by a model that has it, else skipped (counted in
-    the result). Every option is checked, and the memory needed, before any work.
+    reads them (`scoring.encode_for_scoring`): as U+FFFD by a model that has it, else
+    skipped (counted in the result). Every option is checked, and the memory needed, before any work.
     """
     cfg = model.config
     if not text:
         raise ExplainError("the text is empty; give a text to explain.")
-    ids, replaced = encode(vocab, text)
+    ids, replaced = encode_for_scoring(vocab, text)
     ids = ids.astype(np.int64)
     unknown = vocab.unknown_chars(text) if ids.size < len(text) or replaced else ""
     n = ids.size
