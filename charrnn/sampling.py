@@ -154,8 +154,8 @@ def check_size(model, length, num_samples=1, beam=None, records=False):
     memory, seconds = search_cost(model, beam, length)
     what = f"beam search with --beam {beam:,} over {length:,} characters"
     refuse_oversized(memory_needed(model, beam, 0) + memory, what, advice)
-    raise CharRNNError(f"{what} would take about {_duration(seconds)}, more than the "
-                       f"{_duration(BEAM_TIME_LIMIT)} limit; {advice}")
+    raise CharRNNError(f"{what} would take about {_duration(seconds)}, more than the limit "
+                       f"of {_duration(BEAM_TIME_LIMIT)}; {advice}")
 
 
 def _duration(seconds):

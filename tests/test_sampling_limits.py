@@ -27,7 +27,7 @@ def test_a_beam_of_three_million_for_50_characters_is_refused_with_the_largest_t
         sampling.generate(model, vocab, 50, beam=3_000_000)
     message = str(err.value)
     assert message.startswith("beam search with --beam 3,000,000 over 50 characters would take "
-                              "about ") and "more than the 10 minutes limit" in message
+                              "about ") and "more than the limit of 10 minutes" in message
     most = int(message.rsplit("the largest --beam that fits is ", 1)[1].rstrip(".")
                .replace(",", ""))
     assert 1 <= most < 3_000_000 and "\n" not in message
