@@ -197,3 +197,27 @@ def test_analyses_show_only_their_tables_unless_with_text(ckpt, text_file):
         assert both.exit_code == 0, both.stderr
         assert both.stdout.startswith("hello world, ") and title in both.stdout
         assert "nats/char, " in both.stdout
+
+
+def test_a_long_text_is_bounded_in_the_terminal_unless_all_text(ckpt, tmp_path):
+    """Item 17 (command line): the bounded view says how to see all of it."""
+    long_text = tmp_path / "long.txt"
+    long_text.write_text(HELLO * 400, encoding="utf-8")  # 5,200 characters
+    bounded = run("explain", ckpt, long_text)
+    assert bounded.exit_code == 0, bounded.stderr
+    assert "the first 2,000 of 5,200 characters" in bounded.stdout
+    assert "--all-text shows all of it." in " ".join(bounded.stdout.split())
+    whole = run("explain", ckpt, long_text, "--all-text")
+    assert whole.exit_code == 0 and "the first 2,000" not in whole.stdout
+    assert whole.stdout.count("hello") == 400 > bounded.stdout.count("hello")
+
+
+def test_explain_shows_its_progress_on_the_terminal(ckpt, tmp_path):
+    from tests.helpers.terminal import run_in_terminal, too_wide
+
+    long_text = tmp_path / "long.txt"
+    long_text.write_text(HELLO * 400, encoding="utf-8")
+    code, out = run_in_terminal(["explain", str(ckpt), str(long_text)], cwd=str(tmp_path))
+    assert code == 0, out
+    assert re.search(r"\d+%\|.*\| *[\d.]+k?/5\.20k \[", out), out[-500:]  # on stderr
+    assert too_wide(out) == []

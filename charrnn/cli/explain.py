@@ -54,7 +54,7 @@ def _arrays_by_cell(kind):
 
 
 EXPLAIN_SECTIONS = [
-    ("Text", ["text_arg", "encoding"]),
+    ("Text", ["text_arg", "encoding", "all_text"]),
     ("Surprise view (the default)", ["top_k", "span"]),
     ("Neuron view", ["unit", "state", "gate"]),
     ("Analyses", ["find", "find_top", "saturation", "gradient_flow", "with_text", "window",
@@ -90,6 +90,9 @@ EXPLAIN_SECTIONS = [
 @click.option("--with-text", is_flag=True,
               help="With --find, --saturation or --gradient-flow: show the coloured text and "
                    "its summary too (by default they show only their own tables).")
+@click.option("--all-text", is_flag=True,
+              help="Show the whole text; by default a text longer than 2,000 characters "
+                   "shows its first 2,000 and its most surprising spans.")
 @click.option("--window", type=click.IntRange(min=1), default=100,
               help="Characters per gradient-flow window.")
 @click.option("--windows", type=click.IntRange(min=1), default=64,
@@ -101,7 +104,8 @@ EXPLAIN_SECTIONS = [
               help="json: the numbers as one JSON object on stdout (with --html: also).")
 @_OUT_DIR
 def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, find, find_top,
-                    saturation, gradient_flow, with_text, window, windows, html, fmt, out_dir):
+                    saturation, gradient_flow, with_text, all_text, window, windows, html, fmt,
+                    out_dir):
     """Look inside a model: what surprised it, what its units do, how far back it learns.
 
     The model reads the text as `charrnn eval` does (one stream from the zero state), and the
@@ -131,6 +135,7 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
     from charrnn.explain import html as explain_html
     from charrnn.explain import view as explain_view
     from charrnn.data import format_chars, read_text
+    from charrnn.scoring import encode_for_scoring
 
     if text_arg is not None and len(paths) > 1:
         raise click.UsageError("with --text, give at most RUN|CKPT.")
@@ -155,7 +160,7 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
                "saturation": saturation, "gradient_flow": gradient_flow, "window": window,
                "max_windows": windows,
                "units": [explain.make_unit(model.config, *unit, state, gate)] if unit else []}
-    known = vocab.encode(text, unknown="skip").size
+    known = encode_for_scoring(vocab, text)[0].size  # what the model reads, as eval does
     if html:
         options.update(explain_html.page_options(model.config, known),
                        top_k=max(options["top_k"], explain_html.TOP_K))
@@ -175,4 +180,6 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
         _echo_json({"checkpoint": str(path), **result.to_json()})
     elif not html:
         text_view = with_text or not (find or saturation or gradient_flow)
-        ui.make_console().print(explain_view.terminal_view(result, text=text_view))
+        ui.make_console().print(explain_view.terminal_view(
+            result, head=None if all_text else explain_view.HEAD_CHARS,
+            hint="--all-text shows all of it.", text=text_view))
