@@ -210,12 +210,12 @@ def run_panel(run) -> Panel:
             progress.append(fmt_duration(run.train_time))
         if run.chars_per_sec is not None:
             progress.append(f"{fmt_count(run.chars_per_sec)} chars/s")
-        add("progress", ", ".join(progress))
+        add("progress", ", ".join(progress) + " (the run's end, latest.npz)")
     if run.best_val_loss is not None:
         at = f" at step {fmt_int(run.best_val_step)}" if run.best_val_step is not None else ""
         add("best val", Text.assemble(
             (f"{run.best_val_loss:.3f}", "bold"), " nats/char  ",
-            (f"{run.best_val_bpc:.3f}", "bold"), f" bits/char{at}"))
+            (f"{run.best_val_bpc:.3f}", "bold"), f" bits/char{at} (best.npz)"))
     else:
         add("best val", Text("no evaluation yet", style="dim"))
     if run.last_train_loss is not None:

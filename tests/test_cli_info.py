@@ -32,3 +32,34 @@ def test_info_table_escapes_control_characters(tmp_path):
     assert result.exit_code == 0, result.output
     assert "\\x00\\t\\n" in result.stdout and "[]abder" in result.stdout
     assert "1h 02m" in result.stdout and "12" in result.stdout
+
+
+def test_info_says_which_state_it_describes_and_names_the_file_once(runs):
+    """Issue 29, item 5: best.npz is not the run's end; the path is shown once."""
+    from charrnn import checkpoint
+
+    hello = runs / "hello"
+    latest = checkpoint.load(hello / "best.npz")
+    latest.training.step = 300
+    checkpoint.save(hello / "latest.npz", latest)
+    result = run("info", "hello")
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.split())
+    assert "describes the state with the lowest validation loss (step 250), not the run's " \
+           "end (latest.npz, step 300; charrnn logs checkpoints/hello shows the whole run)" in words
+    assert result.stderr == "" and words.count("best.npz") == 1
+    newest = run("info", str(hello / "latest.npz"))
+    assert "describes the run's newest saved step" in " ".join(newest.stdout.split())
+
+
+def test_info_escapes_control_characters_in_the_path(tmp_path):
+    from test_sampling import HELLO, save_checkpoint
+
+    folder = tmp_path / "\x1b[31mred"
+    folder.mkdir()
+    ckpt = save_checkpoint(folder / "best.npz", HELLO)
+    for args in (("info", ckpt), ("explain", ckpt, "--text", HELLO), ("logs", folder),
+                 ("explain", folder / "missing.txt")):
+        result = run(*args)
+        assert "\x1b" not in result.output, (args, result.output)
+        assert "\\x1b[31mred" in result.output, (args, result.output)

@@ -348,3 +348,13 @@ def test_json_export_is_valid_json_whatever_the_log_holds(tmp_path):
             raise ValueError(f"{constant} is not JSON")
 
         json.loads(result.stdout, parse_constant=refuse)
+
+
+def test_the_panel_says_which_numbers_are_the_runs_end_and_which_best_npz(tmp_path):
+    """Issue 29, item 5: logs shows the run's end, info best.npz; each says so."""
+    write_run(tmp_path, "r")
+    result = logs("--out-dir", tmp_path, "r", env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.split())
+    assert re.search(r"progress [\d,]+ steps, .* \(the run's end, latest\.npz\)", words)
+    assert re.search(r"best val .* at step [\d,]+ \(best\.npz\)", words)

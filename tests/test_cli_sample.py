@@ -191,3 +191,12 @@ def test_beam_search_prints_the_most_probable_continuations(runs):
     assert all(r["seed"] is None and r["beam"] == 4 for r in records)
     stopped = run("sample", "hello", "--beam", "4", "--prime", "hel", "--stop", "w", "-n", "30")
     assert stopped.stdout == "hello \n"
+
+
+def test_an_empty_prime_file_says_it_is_the_prime_file(runs):
+    """Issue 29, item 28: not "charrnn needs text to learn from"."""
+    Path("empty.txt").write_text("")
+    result = run("sample", "hello", "--prime-file", "empty.txt")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "empty.txt is empty; a prime file holds the text to start from" in result.stderr
+    assert "learn" not in result.stderr and result.stderr.count("\n") == 1

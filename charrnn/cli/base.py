@@ -48,8 +48,8 @@ class CharRNNGroup(click.Group):
     def invoke(self, ctx):
         try:
             return self._invoke(ctx)
-        except click.ClickException as exc:  # click adds "Error: "; wrapped to the terminal
-            exc.message = fit(f"Error: {exc.message}")[len("Error: "):]
+        except click.ClickException as exc:  # click adds "Error: "; no escape sequences, wrapped
+            exc.message = fit(f"Error: {printable(exc.message)}")[len("Error: "):]
             raise
 
     def _invoke(self, ctx):
@@ -279,13 +279,15 @@ class CellChoice(click.Choice):
         return tuple(cells.CELLS)
 
 
-def _load_checkpoint(target, out_dir, note=""):
-    """(path, Checkpoint) for a RUN|CKPT argument; says on stderr which file is used."""
+def _load_checkpoint(target, out_dir, note="", announce=True):
+    """(path, Checkpoint) for a RUN|CKPT argument; says on stderr which file is used (unless
+    not `announce`: a command whose output names it)."""
     from charrnn import checkpoint, runs
 
     path = runs.resolve_checkpoint(target, out_dir)
     ckpt = checkpoint.load(path)
-    note_line(f"using {shown_path(path)}{note}")
+    if announce:
+        note_line(f"using {shown_path(path)}{note}")
     return path, ckpt
 
 

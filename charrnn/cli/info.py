@@ -4,7 +4,32 @@ import click
 
 from charrnn.cli.base import (_CKPT_ARG, _FORMAT, _OUT_DIR, _echo_json, _load_checkpoint,
                               _print_fields)
+from charrnn.terminal import shown_path
 from charrnn.units import fmt_loss
+
+
+def _describes(path, training):
+    """Which state of its run a checkpoint holds, so that its numbers are not taken for the
+    run's end (what `charrnn logs` shows): best.npz is the lowest validation loss, latest.npz
+    the newest step; None for any other file."""
+    from charrnn import checkpoint
+    from charrnn.errors import CharRNNError
+    from charrnn.runs import BEST_NAME, LATEST_NAME
+
+    if path.name == LATEST_NAME:
+        return (f"the run's newest saved step (charrnn logs {shown_path(path.parent)} shows "
+                "the whole run)")
+    if path.name != BEST_NAME:
+        return None
+    latest = path.parent / LATEST_NAME
+    try:
+        newest = checkpoint.read_training(latest) if latest.is_file() else None
+    except CharRNNError:
+        newest = None
+    end = f", step {newest.step:,}" if newest is not None and newest.step is not None else ""
+    at = f" (step {training['step']:,})" if training.get("step") is not None else ""
+    return (f"the state with the lowest validation loss{at}, not the run's end ({LATEST_NAME}"
+            f"{end}; charrnn logs {shown_path(path.parent)} shows the whole run)")
 
 
 @click.command("info")
@@ -27,7 +52,7 @@ def info_command(target, fmt, out_dir):
     from charrnn import checkpoint, ui
     from charrnn.data import format_chars
 
-    path, ckpt = _load_checkpoint(target, out_dir)
+    path, ckpt = _load_checkpoint(target, out_dir, announce=False)  # its table names it
     meta = checkpoint.read_meta(path)
     training = ckpt.training.summary() if ckpt.training else {}  # none: a bare model
     info = {
@@ -47,7 +72,8 @@ def info_command(target, fmt, out_dir):
         return
     c, best = ckpt.config, training.get("best_val_loss")
     fields = [
-        ("checkpoint", path),
+        ("checkpoint", shown_path(path)),
+        *([("describes", what)] if (what := _describes(path, training)) else []),
         ("file", f"{ui.fmt_count(info['file_size'])}B, format {info['format_version']}, "
                  f"written by charrnn {info['charrnn_version']}"),
         ("model", f"{c.cell}, {c.num_layers} layer(s) x {c.hidden_size} units, "
