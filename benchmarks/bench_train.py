@@ -15,7 +15,7 @@ checks, against plain PyTorch's nn module and torch.optim).
 
     python benchmarks/bench_train.py --kinds ours,engine  # without plain PyTorch
 
-torch is optional (`pip install 'charrnn[torch]'`); without it only the numpy engine is measured.
+torch is optional (`pip install '.[torch]'` from the clone, or `pip install torch`); without it only the numpy engine is measured.
 """
 
 import argparse

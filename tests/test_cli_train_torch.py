@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from charrnn.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-NO_TORCH = "Error: --engine torch needs PyTorch: pip install 'charrnn[torch]'\n"
+NO_TORCH = "Error: --engine torch needs PyTorch: pip install torch\n"
 SMALL = ["--hidden-size", "8", "--batch-size", "4", "--seq-length", "8", "--eval-every", "5",
          "--checkpoint-every", "5", "--seed", "1", "--dtype", "float64", "--dropout", "0.1",
          "--lr-schedule", "constant", "--warmup-steps", "2", "--threads", "1"]

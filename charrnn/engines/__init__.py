@@ -38,7 +38,7 @@ from charrnn.errors import CharRNNError
 
 ENGINES = ("numpy", "torch")  # the --engine choices; numpy is the default and always there
 DEVICES = "auto|cpu|cuda|cuda:N|mps"  # the --device forms (`engines.torch.resolve_device`)
-NO_TORCH = "--engine torch needs PyTorch: pip install 'charrnn[torch]'"
+NO_TORCH = "--engine torch needs PyTorch: pip install torch"
 
 
 class Placement:
