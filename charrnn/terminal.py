@@ -106,14 +106,14 @@ def quiet_control_echo(stream=None):
     """While a progress bar is drawn on the terminal: stop the terminal from echoing control
     keys as '^C' (the echo lands after the bar, spills onto the next line at full width, and
     the redraw then leaves a stray '^' and a second copy of the bar). Returns a function that
-    restores the terminal's setting; a no-op where `stream` (default stdin) is not the
-    terminal of a foreground process."""
-    stream = sys.stdin if stream is None else stream
+    restores the terminal's setting; a no-op where `stream` (default: stdin, else stderr,
+    whichever is a terminal) is not the terminal of a foreground process."""
     try:
         import termios
 
-        fd = stream.fileno()
-        if not os.isatty(fd) or os.tcgetpgrp(fd) != os.getpgrp():
+        streams = [stream] if stream is not None else [sys.stdin, sys.stderr]
+        fd = next((s.fileno() for s in streams if s is not None and s.isatty()), None)
+        if fd is None or os.tcgetpgrp(fd) != os.getpgrp():
             return lambda: None
         old = termios.tcgetattr(fd)
         if not old[3] & termios.ECHOCTL:

@@ -123,3 +123,20 @@ def test_logs_list_says_which_columns_it_left_out(runs):
     text = " ".join(screen_lines(out))
     assert "left out for want of width: started" in text
     assert too_wide(out, 60) == []
+
+
+def test_the_last_x_label_of_a_chart_stays_inside_its_width():
+    from rich.console import Console
+
+    from charrnn.charts import LineChart, Series
+
+    xs = [float(x) for x in range(0, 5401, 60)]  # ends on a tick labelled 1h30m
+    chart = LineChart([Series("train", xs, [1 + 1 / (1 + x) for x in xs], "#4e9cff")],
+                      "loss", x_kind="time")
+    console = Console(width=80, file=None, color_system=None, record=True)
+    with console.capture() as capture:
+        console.print(chart)
+    lines = capture.get().splitlines()
+    assert any(line.split()[-2:] == ["1h", "1h30m"] for line in lines if line.strip()), \
+        "\n".join(lines)  # the last label on the line of the others, not wrapped below
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
