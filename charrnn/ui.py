@@ -191,7 +191,7 @@ def run_panel(run) -> Panel:
     if run.sized:
         add("size", run.sized)
     if run.corpus:
-        add("corpus", str(run.corpus))
+        add("corpus", terminal.shown_path(run.corpus))  # relative where shorter
     if train:
         parts = [str(train["optimizer"])] if train.get("optimizer") else []
         if train.get("learning_rate") is not None:
