@@ -70,12 +70,13 @@ def read_log_with_problems(path: str | os.PathLike) -> LogContents:
 
 
 # What a record's numbers may be, where present and not null: a step is a count (an int from 0
-# to 2**63 - 1), times, epochs, speeds, losses, rates and norms are finite and from 0 to
-# MAX_AMOUNT (a loss of 1e308 nats/char or a training time of a million years is an edited or
-# damaged line, not a measurement).
+# to 2**63 - 1); every amount is finite and not negative, and a time, epoch or speed is at
+# most MAX_AMOUNT (a training time of thirty million years is an edited or damaged line, not
+# a measurement; a diverging run's loss, rate or gradient norm may be huge, and is kept).
 MAX_AMOUNT = 1e15
 AMOUNTS = ("time", "epoch", "chars_per_sec", "loss", "val_loss", "val_bpc", "best_val_loss",
            "lr", "grad_norm")
+BOUNDED = ("time", "epoch", "chars_per_sec")
 
 
 def sensible(record: dict) -> bool:
@@ -85,9 +86,9 @@ def sensible(record: dict) -> bool:
     if step is not None and (not is_finite_number(step) or not isinstance(step, int)
                              or not 0 <= step < 2**63):
         return False
-    return all(record.get(key) is None or (is_finite_number(record[key])
-                                           and 0 <= record[key] <= MAX_AMOUNT)
-               for key in AMOUNTS)
+    return all(record.get(key) is None or (
+        is_finite_number(record[key]) and 0 <= record[key]
+        and (key not in BOUNDED or record[key] <= MAX_AMOUNT)) for key in AMOUNTS)
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:

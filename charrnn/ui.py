@@ -214,12 +214,12 @@ def run_panel(run) -> Panel:
     if run.best_val_loss is not None:
         at = f" at step {fmt_int(run.best_val_step)}" if run.best_val_step is not None else ""
         add("best val", Text.assemble(
-            (f"{run.best_val_loss:.3f}", "bold"), " nats/char  ",
-            (f"{run.best_val_bpc:.3f}", "bold"), f" bits/char{at} (best.npz)"))
+            (fmt_float(run.best_val_loss), "bold"), " nats/char  ",
+            (fmt_float(run.best_val_bpc), "bold"), f" bits/char{at} (best.npz)"))
     else:
         add("best val", Text("no evaluation yet", style="dim"))
     if run.last_train_loss is not None:
-        add("last train", f"{run.last_train_loss:.3f} nats/char")
+        add("last train", f"{fmt_float(run.last_train_loss)} nats/char")
     started = fmt_when(run.started_at)
     if run.resumes:
         started += f" (resumed {run.resumes}×)"

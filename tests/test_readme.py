@@ -66,3 +66,21 @@ def test_quick_start_commands_work_in_a_fresh_directory(tmp_path):
         elif command == "logs":  # the run, listed as finished
             assert re.search(r"^\s*demo\s+finished\b", result.stdout, re.M), result.stdout
     assert {"train", "sample", "logs"} <= ran
+
+
+def test_what_it_looks_like_is_todays_output_at_80_columns():
+    """Issue 29, item 7: the captures fit 80 columns, name no path of the machine that made
+    them, show today's panel (its size and engine rows) and say how they were made."""
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^## What it looks like\n(.*?)(?=^## )", text, re.S | re.M).group(1)
+    blocks = re.findall(r"^```text\n(.*?)^```", section, re.S | re.M)
+    assert len(blocks) >= 4  # train, sample, the runs table, one run's panel and chart
+    for block in blocks:
+        for line in block.splitlines():
+            assert len(line) <= 80, line
+            assert not re.search(r"(^|[\s(])/(work|tmp|home|root|Users)/", line), line
+    panel = next(block for block in blocks if "╭─" in block)
+    rows = re.findall(r"^│ (\w[\w ]*?)  ", panel, re.M)
+    assert "size" in rows and "engine" in rows, rows
+    assert "done (" in blocks[0] and "checkpoints: best.npz and latest.npz in" in blocks[0]
+    assert "80 columns" in section and "Xeon" in section

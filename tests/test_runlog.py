@@ -79,11 +79,12 @@ def test_records_whose_numbers_make_no_sense_are_counted_as_bad_lines(tmp_path):
              {"event": "train", "step": True},
              {"event": "train", "step": 3, "time": float("nan")},
              {"event": "eval", "step": 4, "val_loss": -1e308},
-             {"event": "eval", "step": 4, "val_loss": 1e308},
+             {"event": "train", "step": 4, "time": 1e300},
              {"event": "eval", "step": 4, "val_loss": None, "lr": "fast"},
-             {"event": "eval", "step": 5, "val_loss": 1.5, "epoch": None}]
+             {"event": "eval", "step": 5, "val_loss": 1.5, "epoch": None},
+             {"event": "diverged", "step": 6, "lr": 1e30, "loss": 1e308}]
     path = tmp_path / "log.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     contents = runlog.read_log_with_problems(path)
-    assert [r["step"] for r in contents.records] == [1, 5]
+    assert [r["step"] for r in contents.records] == [1, 5, 6]  # huge, not senseless: kept
     assert contents.bad_lines == 7 and not contents.torn_tail
