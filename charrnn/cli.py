@@ -1138,3 +1138,7 @@ def info_command(target, fmt, out_dir):
         options = {**training["train_config"], "learning_rate": training["learning_rate"]}
         fields.append(("train config", ", ".join(f"{k}={v}" for k, v in options.items())))
     _print_fields(fields)
+
+
+from charrnn.cli_export import make_export_command  # noqa: E402  (cli/export.py after the layout)
+cli.add_command(make_export_command(_CKPT_ARG, _OUT_DIR, _load_checkpoint))
