@@ -24,7 +24,7 @@ def _kind(path):
     """'missing', 'file', 'dir' or 'other' (device, FIFO, socket) for what `path` names."""
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return "missing"
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}.") from None
@@ -33,6 +33,8 @@ def _kind(path):
 
 def _check_folder(path):
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"cannot write {path}: {folder} is not a folder.")
     if not folder.is_dir():
         raise ExportError(f"cannot write {path}: the folder {folder} does not exist.")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -119,8 +121,8 @@ def write_folder(path, files):
             os.mkdir(folder)
         for name, data in files.items():
             tmp = folder / name if fresh else _temporary(folder, name)
+            written.append((tmp, folder / name))  # removed on failure, even half-written
             _write_new(tmp, data)
-            written.append((tmp, folder / name))
         if fresh:
             os.rename(folder, path)
         else:
