@@ -6,6 +6,7 @@ what to install."""
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +122,27 @@ def test_without_the_onnx_package_one_line_names_the_install(tmp_path, monkeypat
     assert listing(tmp_path) == ["m.npz"]
     result = cli_run("export", path, "--format", "onnx", "-o", tmp_path / "m.onnx", "--half")
     assert result.exit_code == 2 and "--half applies to --format web" in result.stderr
+
+
+def test_the_readmes_onnxruntime_loop_runs(tmp_path):
+    """The Python block of the README's ONNX section, run as shown next to a shakespeare.onnx
+    (a tiny model of a text that has the characters of its prime)."""
+    import re
+    import subprocess
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    section = re.search(r"^### ONNX\n(.*?)(?=^##)", readme, re.S | re.M).group(1)
+    code = re.search(r"^```python\n(.*?)^```", section, re.S | re.M).group(1)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("ROMEO: the quick brown fox.\nJULIET: a lazy dog.\n" * 40, "utf-8")
+    result = cli_run("train", corpus, "--hidden-size", 16, "--num-layers", 2, "--max-steps", 20,
+                     "--batch-size", 4, "--seq-length", 16, "--out-dir", tmp_path, "--name",
+                     "shakespeare", "-q", "--dropout", 0, "--warmup-steps", 0)
+    assert result.exit_code == 0, result.stderr
+    export(tmp_path / "shakespeare", "onnx", tmp_path / "shakespeare.onnx")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.rstrip("\n")
+    assert text.startswith("ROMEO:") and len(text) == 206
+    assert set(text) <= set(corpus.read_text("utf-8"))
