@@ -92,6 +92,10 @@ def test_seeded_sampling_repeats_and_seeds_differ(runs, pages, browser):
     assert len(one) == 200 and set(one) <= vocab
     nucleus = {"prime": PRIME, "length": 200, "temperature": 1.3, "topK": 5, "topP": 0.9, "seed": 3}
     assert page.evaluate(opts, nucleus) == page.evaluate(opts, nucleus)
+    streamed = page.evaluate("""async () => { const pieces = [];
+        const text = await charrnn.generate({length: 2000, seed: 1, onText: p => pieces.push(p)});
+        return [text, pieces.join("")]; }""")
+    assert streamed[0] == streamed[1] and len(streamed[0]) == 2000  # onText gets all of it
     error = page.evaluate("() => charrnn.generate({topP: 2}).catch(e => e.message)")
     assert error == "topP must be in (0, 1]"
 
