@@ -133,7 +133,7 @@ def test_the_page_shows_the_model_and_streams_text_it_writes(runs, pages):
     page.fill("#length", "300")
     page.fill("#temperature", "0")
     page.click("#go")
-    page.wait_for_function("document.querySelector('#status').textContent.includes('characters/s')")
+    page.locator("#status", has_text="characters/s").wait_for(timeout=60_000)
     assert page.inner_text("#output") == sample(runs["gru"][0], PRIME, 300).rstrip("\n")
     assert page.is_enabled("#go") and not page.is_enabled("#stop")
 
