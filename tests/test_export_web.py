@@ -216,3 +216,19 @@ def test_a_cell_without_a_javascript_step_is_refused(tmp_path):
             f"the exporter has no {'ONNX nodes' if fmt == 'onnx' else 'JavaScript step'} for "
             "that cell (it has lstm, gru, rnn).")
     assert listing(tmp_path) == ["toy.npz"]
+
+
+def test_a_bare_model_reads_the_start_character_or_the_prime_from_zeros(browser, tmp_path):
+    """A checkpoint without training state has no context: an empty prime reads the start
+    character (the newline), any other prime is read from the zero state, as in sampling."""
+    model = CharRNN(ModelConfig("gru", 6, 12, 2), seed=4)
+    path = tmp_path / "bare.npz"
+    checkpoint.save(path, checkpoint.Checkpoint(model=model, vocab=Vocab("abcde\n")))
+    page = browser.open(export(path, "web", tmp_path / "bare.html").as_uri())
+    ckpt = checkpoint.load(path)
+    for text in ["", "abc", "", "e\nd"]:  # the kept state of the start character stays intact
+        np.testing.assert_allclose(np.array(page.evaluate(NEXT, text)), numpy_probs(ckpt, text),
+                                   rtol=0, atol=1e-5)
+    for prime in ["", "cab"]:
+        assert prime + page.evaluate(GREEDY, {"prime": prime, "n": 100}) + "\n" == \
+            sample(path, prime, 100)

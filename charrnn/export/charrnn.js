@@ -214,12 +214,22 @@
   };
 
   /** Read the training context, then the prime (or, with neither, the start character), from
-   *  the zero state, as charrnn sample does; returns the logits after the last character. */
+   *  the zero state, as charrnn sample does; returns the logits after the last character.
+   *  The state after the context is the same every time: it is computed once and kept. */
   Model.prototype.prime = function (prime) {
-    const context = this.encode(this.meta.context || "", true);
-    const ids = context.concat(prime ? this.encode(prime) : context.length ? [] : [this.meta.start]);
-    this.reset();
-    let logits = null;
+    const ids = prime ? this.encode(prime) : [];
+    if (!this._afterContext) {
+      const context = this.encode(this.meta.context || "", true);
+      this.reset();
+      for (const id of context.length ? context : [this.meta.start]) this.step(id);
+      this._afterContext = {state: this.state.map((arrays) => arrays.map((a) => a.slice())),
+                            logits: this.logits.slice(), empty: !context.length};
+    }
+    const kept = this._afterContext;
+    if (kept.empty && ids.length) this.reset();  // no context: the prime alone, from zeros
+    else this.state = kept.state.map((arrays) => arrays.map((a) => a.slice()));
+    this.logits.set(kept.logits);
+    let logits = this.logits;
     for (const id of ids) logits = this.step(id);
     return logits;
   };
