@@ -80,6 +80,7 @@ def page_speed(page, length, seed):
 
 
 def machine():
+    import numpy  # noqa: F401  (loads the BLAS that threadpoolctl describes)
     from threadpoolctl import threadpool_info
 
     cpu = platform.processor()
