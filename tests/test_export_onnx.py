@@ -146,3 +146,9 @@ def test_the_readmes_onnxruntime_loop_runs(tmp_path):
     text = done.stdout.rstrip("\n")
     assert text.startswith("ROMEO:") and len(text) == 206
     assert set(text) <= set(corpus.read_text("utf-8"))
+
+
+def test_the_onnx_builders_are_the_exporters_registry():
+    from charrnn.export import REGISTRY
+
+    assert {cell: f.__name__ for cell, f in onnx_export.LAYERS.items()} == REGISTRY["onnx"]

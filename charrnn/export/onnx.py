@@ -25,7 +25,7 @@ import json
 import numpy as np
 
 from charrnn._version import __version__
-from charrnn.export import ExportError
+from charrnn.export.registry import ExportError
 from charrnn.sampling import prime_ids
 
 OPSET = 17  # ONNX operator set: Split takes its sizes as an input, as from opset 13

@@ -15,7 +15,7 @@ import stat
 import sys
 from pathlib import Path
 
-from charrnn.export import ExportError
+from charrnn.export.registry import ExportError
 
 STDOUT = "-"
 
