@@ -16,7 +16,7 @@ import pytest
 from charrnn import checkpoint
 from charrnn.data import Vocab
 from charrnn.model import CharRNN, ModelConfig
-from export_helpers import cli_run, export, listing
+from helpers.export_helpers import cli_run, export, listing
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = [("web", "m.html"), ("web-dir", "site"), ("onnx", "m.onnx")]

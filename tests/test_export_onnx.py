@@ -16,7 +16,7 @@ from charrnn.data import Vocab
 from charrnn.export import onnx as onnx_export
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.stepper import Stepper
-from export_helpers import CELLS, PRIME, cli_run, export, listing, load, sample, train_run
+from helpers.export_helpers import CELLS, PRIME, cli_run, export, listing, load, sample, train_run
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed: pip install '.[test]'")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install '.[test]'")

@@ -20,7 +20,7 @@ from charrnn.data import Vocab
 from charrnn.export import REGISTRY
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.sampling import Picker
-from export_helpers import (CELLS, CHROMIUM, PRIME, Browser, Server, cli_run, export, listing,
+from helpers.export_helpers import (CELLS, CHROMIUM, PRIME, Browser, Server, cli_run, export, listing,
                             load, numpy_probs, sample, train_run)
 
 sync_api = pytest.importorskip("playwright.sync_api",
@@ -203,7 +203,7 @@ def test_web_dir_serves_the_same_model_and_explains_file_urls(runs, browser, tmp
 
 
 def test_a_cell_without_a_javascript_step_is_refused(tmp_path):
-    import toy_cell
+    from helpers import toy_cell
 
     model = CharRNN(ModelConfig(toy_cell.TOY.name, 5, 8, 1), seed=0)
     path = tmp_path / "toy.npz"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from charrnn import checkpoint
 from charrnn.cli import cli
 from charrnn.sampling import _primed
-from train_helpers import TINY, make_corpus, train
+from helpers.train_helpers import TINY, make_corpus, train
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

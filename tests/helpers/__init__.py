@@ -1,0 +1,5 @@
+"""What several test modules share: `gradcheck` (finite differences), `oracle` (slow, plainly
+right versions of the fast paths), `toy_cell` (a cell added by the recipe of `charrnn.cells`),
+`train_helpers` (tiny runs through the command line), `export_helpers` (what the export tests
+share: tiny runs, the numpy reference, a browser that may fetch nothing) and
+`make_fixture_checkpoints` (the script that wrote tests/fixtures/)."""
