@@ -27,7 +27,7 @@ def export(ckpt, fmt, out, half=False, name="model"):
         from charrnn.export import onnx as onnx_export
         from charrnn.export.output import write_file
 
-        return write_file(out, onnx_export.build(ckpt).SerializeToString())
+        return write_file(out, onnx_export.build(ckpt).SerializeToString(), "ONNX graph")
     from charrnn.export import web
 
     if fmt == "web":

@@ -1,8 +1,8 @@
 """Writing what `charrnn export` makes: a file, a folder of files, or stdout, never half of one.
 
-A file is written under a temporary name in its target's folder, flushed and fsync'ed, then
-renamed over the target, so that the target is either what it was or complete; a failure
-removes the temporary file. A folder that does not exist yet is built the same way, as a
+A file is written by `files.atomic_writer`: under a temporary name in its target's folder,
+flushed and fsync'ed, then renamed over the target, so that the target is either what it was
+or complete; a failure removes the temporary file. A folder that does not exist yet is built the same way, as a
 temporary folder renamed into place; in an existing folder every file is written under a
 temporary name first and the renames come last. A target that exists and is not a regular
 file (a folder where a file is meant, a device, a FIFO) is refused before anything is made.
@@ -15,6 +15,7 @@ import stat
 import sys
 from pathlib import Path
 
+from charrnn import files
 from charrnn.export.registry import ExportError
 
 STDOUT = "-"
@@ -71,7 +72,7 @@ def check_dir_target(path):
 
 
 def _temporary(folder, name):
-    return Path(folder) / f".tmp-{name}-{secrets.token_hex(4)}"
+    return Path(folder) / f"{files.TMP_PREFIX}{name}-{secrets.token_hex(4)}"
 
 
 def _write_new(path, data):
@@ -89,27 +90,19 @@ def _failed(path, exc):
     return None
 
 
-def write_file(path, data):
-    """Write the bytes `data` to `path` atomically ("-": to stdout); returns len(data)."""
+def write_file(path, data, what="file"):
+    """Write the bytes `data` to `path` atomically (`files.atomic_writer`; "-": to stdout);
+    `what` names the file in messages ("page"). Returns len(data)."""
     if str(path) == STDOUT:
         return write_stdout(data)
-    path = Path(path)
     check_file_target(path)
-    tmp = _temporary(path.parent, path.name)
-    try:
-        _write_new(tmp, data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        error = _failed(path, exc)
-        if error is None:
-            raise
-        raise error from None
+    with files.atomic_writer(path, what, error=ExportError) as f:
+        f.write(data)
     return len(data)
 
 
-def write_folder(path, files):
-    """Write `files` ({file name: bytes}) into the folder `path`, created if missing, none of
+def write_folder(path, contents):
+    """Write `contents` ({file name: bytes}) into the folder `path`, created if missing, none of
     them half-written; returns the bytes written."""
     path = Path(path)
     check_dir_target(path)
@@ -119,7 +112,7 @@ def write_folder(path, files):
     try:
         if fresh:
             os.mkdir(folder)
-        for name, data in files.items():
+        for name, data in contents.items():
             tmp = folder / name if fresh else _temporary(folder, name)
             written.append((tmp, folder / name))  # removed on failure, even half-written
             _write_new(tmp, data)
@@ -140,7 +133,8 @@ def write_folder(path, files):
         if error is None:
             raise
         raise error from None
-    return sum(len(d) for d in files.values())
+    files.fsync_dir(path.parent if fresh else path)
+    return sum(len(d) for d in contents.values())
 
 
 def write_stdout(data):

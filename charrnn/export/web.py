@@ -101,7 +101,7 @@ def page(ckpt, half=False, name="model"):
 def write_page(path, ckpt, half=False, name="model"):
     """Write `page(...)` to `path` atomically ("-": stdout); returns the bytes written."""
     check_file_target(path)
-    return write_file(path, page(ckpt, half, name).encode("utf-8"))
+    return write_file(path, page(ckpt, half, name).encode("utf-8"), "page")
 
 
 def write_dir(path, ckpt, half=False, name="model"):
