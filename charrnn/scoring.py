@@ -223,9 +223,9 @@ def _drain(steps, progress=None, keep_partial=False):
     total = scored = 0
     try:
         for total, done in steps:
+            new, scored = done - scored, done  # before progress: a Ctrl-C there keeps the pair
             if progress is not None:
-                progress(done - scored)
-            scored = done
+                progress(new)
     except KeyboardInterrupt:
         if not (keep_partial and scored):
             raise

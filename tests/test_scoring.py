@@ -7,7 +7,8 @@ import pytest
 
 from charrnn.errors import CharRNNError, CorpusError
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.scoring import score, score_windows, window_steps
+from charrnn.scoring import (WINDOW_CHUNK_CHARS, score, score_text_windows, score_windows,
+                             window_steps)
 
 
 def _model(cell="lstm", vocab=7, seed=3):
@@ -96,3 +97,29 @@ def test_bad_sizes_are_one_sentence_errors(T, count, n, error, words):
         score_windows(_model(), _ids(n), T, count, np.random.default_rng(0))
     message = str(raised.value)
     assert words in message and "\n" not in message and message.endswith(".")
+
+
+def test_ctrl_c_keeps_the_windows_scored_before_it():
+    """`score_text_windows` (eval --windows): a KeyboardInterrupt while the second chunk is
+    reported returns the mean of the two chunks scored (their sum over their count), marked
+    partial."""
+    model, ids = _model(), _ids()
+    calls = []
+
+    def progress(chars):
+        calls.append(chars)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    cut = score_text_windows(model, ids, 10, 7000, seed=1, progress=progress)
+    whole = score_text_windows(model, ids, 10, 7000, seed=1)
+    per_chunk = WINDOW_CHUNK_CHARS // 10  # whole windows in a chunk
+    assert cut.partial and not whole.partial
+    assert cut.chars_scored == 2 * per_chunk * 10 < whole.chars_scored == 70_000
+    # the first 2 chunks' windows are the first starts of the same draw
+    first = score_windows(model, ids, 10, 2 * per_chunk, np.random.default_rng(1))
+    assert cut.nats_per_char == pytest.approx(first, rel=1e-12)
+    assert whole.to_json() == {"nats_per_char": whole.nats_per_char,
+                               "bits_per_char": whole.nats_per_char / np.log(2), "length": 10,
+                               "count": 7000, "seed": 1, "chars_scored": 70_000,
+                               "partial": False}
