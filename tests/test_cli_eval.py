@@ -120,3 +120,35 @@ def test_bad_window_options_are_usage_errors(runs, args):
     Path("test.txt").write_text(TEXT, encoding="utf-8")
     result = run("eval", "hello", "test.txt", *args)
     assert result.exit_code == 2 and result.stdout == ""
+
+
+@pytest.mark.parametrize("cut_at", [0, 2])
+def test_ctrl_c_during_the_windows_keeps_the_full_pass(runs, monkeypatch, cut_at):
+    """Ctrl-C while the windows are read (here: a KeyboardInterrupt before chunk `cut_at`)
+    still shows the full pass, and the windows scored so far (none for chunk 0), exit 130."""
+    from charrnn import scoring
+
+    real = scoring.window_steps
+
+    def cut(*args, **kwargs):
+        for i, step in enumerate(real(*args, **kwargs)):
+            if i == cut_at:
+                raise KeyboardInterrupt
+            yield step
+
+    monkeypatch.setattr(scoring, "window_steps", cut)
+    Path("test.txt").write_text(TEXT, encoding="utf-8")
+    args = ["eval", "hello", "test.txt", "--windows", 100, "--count", 500]  # 81 windows a chunk
+    result = run(*args, "--format", "json")
+    assert result.exit_code == 130 and "Aborted" not in result.stderr, result.output
+    report = json.loads(result.stdout)
+    assert report["partial"] is False and report["chars_scored"] == len(TEXT) - 1
+    if cut_at:
+        assert report["windows"]["partial"] is True
+        assert report["windows"]["chars_scored"] == 2 * 81 * 100
+    else:
+        assert report["windows"] is None
+    table = run(*args)
+    assert table.exit_code == 130 and "nats/char" in table.stdout
+    assert ("162 scored: partial, interrupted" if cut_at else "none scored: interrupted") \
+        in " ".join(table.stdout.split())
