@@ -19,8 +19,8 @@ DEFAULT_WINDOWS = 12_800  # --count: nanoGPT's evaluation, 200 batches of 64 win
               metavar="T", help="Also score random windows of T characters, each read from the "
               "zero state (nanoGPT's protocol: 256).")
 @click.option("--count", type=click.IntRange(min=1), default=None,
-              show_default=f"{DEFAULT_WINDOWS:,} (nanoGPT's 200 x 64)",
-              help="How many windows --windows scores.")
+              show_default=f"{DEFAULT_WINDOWS:,}",
+              help="How many windows --windows scores (nanoGPT's: 200 batches of 64).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, show_default="0",
               help="Seed of the windows' random starts.")
 @_FORMAT
