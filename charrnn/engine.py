@@ -34,12 +34,10 @@ import math
 import numpy as np
 
 from charrnn.engines import ENGINES, EngineBase
+from charrnn.engines.auto import load_torch
 from charrnn.errors import CharRNNError
 from charrnn.optim import clip_grad_norm, make_optimizer
 from charrnn.parallel import Parallel, default_threads
-
-
-NO_TORCH = "--engine torch needs PyTorch: pip install 'charrnn[torch]'"
 
 
 class Placement:
@@ -73,10 +71,7 @@ def prepare(name, device="auto"):
             raise CharRNNError("the numpy engine trains in one process; under torchrun use "
                                "--engine torch.")
         return Placement("numpy", "cpu")
-    try:
-        from charrnn.engines import torch as torch_engine
-    except ImportError:
-        raise CharRNNError(NO_TORCH) from None
+    torch_engine = load_torch()
     if env is None:
         return Placement("torch", torch_engine.resolve_device(device))
     rank, size, local_rank = env
@@ -105,11 +100,7 @@ def make_engine(name, model, cfg, device="auto", group=None):
         _check_numpy_device(device)
         return NumpyEngine(model, cfg)
     if name == "torch":
-        try:
-            from charrnn.engines import torch as torch_engine
-        except ImportError:
-            raise CharRNNError(NO_TORCH) from None
-        return torch_engine.TorchEngine(model, cfg, device, group)
+        return load_torch().TorchEngine(model, cfg, device, group)
     raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")
 
 
