@@ -3,7 +3,7 @@
 auto is, in order: the numpy engine when PyTorch does not import (no measurement: the plain
 install); the torch engine under torchrun and on a GPU; on a CPU, whichever engine trained
 this model faster in a short measurement of both (`measure`: one warm-up step and a few timed
-ones each, about a second per engine; the median step). Which engine wins depends on the CPU,
+ones each, about half a second per engine; the median step). Which engine wins depends on the CPU,
 its BLAS, PyTorch's kernels and the model (README, Performance), so it is measured, not
 guessed. A measurement is remembered per machine, model shape, batch and thread count in
 `cache_path()` ($XDG_CACHE_HOME/charrnn/engine-speed.json, else ~/.cache/...), written
@@ -27,7 +27,7 @@ from pathlib import Path
 from charrnn.errors import CharRNNError
 
 NO_TORCH = "--engine torch needs PyTorch: pip install 'charrnn[torch]'"
-MEASURE_SECONDS = 1.0  # per engine, after its warm-up step
+MEASURE_SECONDS = 0.5  # per engine, after its warm-up step (at least 2 steps)
 _torch_failure = []  # the CharRNNError of a failed import, so that it is tried once
 
 
