@@ -34,7 +34,7 @@ class Measure:
     def __init__(self, **speeds):
         self.speeds, self.calls = speeds, []
 
-    def __call__(self, name, cfg, vocab_size):
+    def __call__(self, name, cfg, vocab_size, device="cpu"):
         self.calls.append((name, cfg.hidden_size, vocab_size))
         speed = self.speeds[name]
         if isinstance(speed, Exception):
@@ -252,3 +252,22 @@ def test_torch_out_of_memory_in_training_is_one_line(tmp_path, monkeypatch):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: training ran out of memory at step 0")
     assert "Traceback" not in result.stderr and "RuntimeError" not in result.stderr
+
+
+@needs_torch
+def test_the_size_rule_reads_the_faster_engines_reference_speed(cache):
+    from charrnn import sizing
+
+    measure = Measure(numpy=20_000.0, torch=30_000.0)
+    speed, label = auto.reference_speed(CFG, 30, "auto", measure=measure, cache=cache)
+    assert (speed, label) == (30_000.0, "torch engine, cpu")
+    ref = sizing.PRESETS[sizing.REFERENCE]
+    assert {(h, v) for _, h, v in measure.calls} == {(ref.hidden_size, 30)}
+    assert auto.reference_speed(CFG, 30, "numpy", measure=measure, cache=cache) == \
+        (20_000.0, "numpy engine")
+    broken = Measure(numpy=20_000.0, torch=RuntimeError("boom"))
+    fresh = auto.SpeedCache(cache.path.with_name("other.json"))
+    assert auto.reference_speed(CFG, 30, "auto", measure=broken, cache=fresh) == \
+        (20_000.0, "numpy engine")
+    with pytest.raises(CharRNNError, match="the torch engine failed: RuntimeError: boom"):
+        auto.reference_speed(CFG, 30, "torch", measure=broken, cache=fresh)

@@ -3,9 +3,9 @@
 auto is, in order: the numpy engine when PyTorch does not import (no measurement: the plain
 install); the torch engine under torchrun and on a GPU; on a CPU, whichever engine trained
 this model faster in a short measurement of both (`measure`: one warm-up step and a few timed
-ones each, about half a second per engine; the median step). Which engine wins depends on the CPU,
-its BLAS, PyTorch's kernels and the model (README, Performance), so it is measured, not
-guessed. A measurement is remembered per machine, model shape, batch and thread count in
+ones each, about half a second per engine; the median step). Which engine wins depends on
+the CPU, its BLAS, PyTorch's kernels and the model (README, Performance), so it is measured,
+not guessed. A measurement is remembered per machine, model shape, batch and thread count in
 `cache_path()` ($XDG_CACHE_HOME/charrnn/engine-speed.json, else ~/.cache/...), written
 atomically; a damaged or unreadable cache is ignored and rewritten. The same measurements give
 the size rule (`sizing`) this machine's speed.
@@ -21,7 +21,7 @@ import platform
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
@@ -129,19 +129,38 @@ class TorchFailed(Exception):
         self.cause, self.seconds = cause, seconds
 
 
-def measured(cfg, vocab_size, engines, measure=None, cache=None):
+def reference_speed(cfg, vocab_size, engine, device="cpu", measure=None, cache=None):
+    """(characters/second, what measured it): the speed of the size rule's reference preset
+    (`sizing.REFERENCE`, with `cfg`'s cell, batch and threads, no dropout) with `engine` here
+    ("auto": the faster of both, numpy alone if the torch engine fails), for `sizing.choose`."""
+    from charrnn import sizing
+
+    ref = sizing.PRESETS[sizing.REFERENCE]
+    ref_cfg = replace(cfg, num_layers=ref.num_layers, hidden_size=ref.hidden_size, dropout=0.0)
+    engines = ("numpy", "torch") if engine == "auto" else (engine,)
+    try:
+        speeds, _ = measured(ref_cfg, vocab_size, engines, measure, cache, device)
+    except TorchFailed as exc:
+        if engine != "auto":
+            raise CharRNNError(f"the torch engine failed: {exc.cause}") from None
+        speeds, _ = measured(ref_cfg, vocab_size, ("numpy",), measure, cache)
+    best = max(speeds, key=speeds.get)
+    return speeds[best], f"{best} engine" + (f", {device}" if best == "torch" else "")
+
+
+def measured(cfg, vocab_size, engines, measure=None, cache=None, device="cpu"):
     """({engine: characters/second}, seconds spent measuring now) for `engines` on `cfg`'s
-    model and batch, from `cache` where it has them. Raises TorchFailed when the torch engine
-    raised (anything but a CharRNNError, a KeyboardInterrupt or a MemoryError)."""
+    model and batch on `device`, from `cache` where it has them. Raises TorchFailed when the
+    torch engine raised (anything but a CharRNNError, a KeyboardInterrupt or a MemoryError)."""
     measure = measure or globals()["measure"]
     cache = SpeedCache(cache_path()) if cache is None else cache
     speeds, start = {}, time.perf_counter()
     for name in engines:
-        key = cache_key(name, cfg, vocab_size)
+        key = cache_key(name, cfg, vocab_size, device)
         speed = cache.get(key)
         if speed is None:
             try:
-                speed = float(measure(name, cfg, vocab_size))
+                speed = float(measure(name, cfg, vocab_size, device))
             except (CharRNNError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of PyTorch's
@@ -153,8 +172,8 @@ def measured(cfg, vocab_size, engines, measure=None, cache=None):
     return speeds, time.perf_counter() - start
 
 
-def measure(name, cfg, vocab_size, seconds=MEASURE_SECONDS):
-    """Characters per second that engine `name` trains `cfg`'s model at here, on the CPU: the
+def measure(name, cfg, vocab_size, device="cpu", seconds=MEASURE_SECONDS):
+    """Characters per second that engine `name` trains `cfg`'s model at here, on `device`: the
     median of at least 2 timed steps (more while under `seconds`, at most 8) after a warm-up
     step, on random ids, with the run's batch, sequence length, dropout and threads."""
     import numpy as np
@@ -163,7 +182,7 @@ def measure(name, cfg, vocab_size, seconds=MEASURE_SECONDS):
     from charrnn.model import CharRNN
 
     model = CharRNN(cfg.model_config(vocab_size), seed=0, dtype=np.dtype(cfg.dtype))
-    engine = make_engine(name, model, cfg, "cpu")
+    engine = make_engine(name, model, cfg, device)
     try:
         rng = np.random.default_rng(0)
         x, y = (rng.integers(0, vocab_size, (cfg.batch_size, cfg.seq_length)) for _ in "xy")
@@ -178,14 +197,17 @@ def measure(name, cfg, vocab_size, seconds=MEASURE_SECONDS):
         engine.close()
 
 
-def cache_key(name, cfg, vocab_size):
-    """What a measured speed depends on: the machine, the libraries, the model's shape, the
-    batch and the threads."""
+def cache_key(name, cfg, vocab_size, device="cpu"):
+    """What a measured speed depends on: the machine (and GPU), the libraries, the model's
+    shape, the batch and the threads."""
     import numpy as np
 
     versions = f"numpy {np.__version__}"
     if name == "torch":
-        versions += f" torch {load_torch().torch.__version__}"
+        torch = load_torch().torch
+        versions += f" torch {torch.__version__} on {device}"
+        if str(device).startswith("cuda"):
+            versions += f" ({torch.cuda.get_device_name(torch.device(device))})"
     shape = (f"{cfg.cell} {cfg.num_layers}x{cfg.hidden_size} V{vocab_size} {cfg.dtype} "
              f"N{cfg.batch_size} T{cfg.seq_length} dropout {cfg.dropout:g}")
     return f"{name} | {machine()} | {versions} | {shape} | threads {cfg.threads or 'auto'}"
