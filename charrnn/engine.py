@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from charrnn.engines import ENGINES, EngineBase
+from charrnn.engines import auto
 from charrnn.engines.auto import load_torch
 from charrnn.errors import CharRNNError
 from charrnn.optim import clip_grad_norm, make_optimizer
@@ -42,10 +43,19 @@ from charrnn.parallel import Parallel, default_threads
 
 class Placement:
     """Where a session trains: the engine's name, the device (a torch.device for the torch
-    engine, "cpu" for numpy) and the process group under torchrun (else None)."""
+    engine, "cpu" for numpy) and the process group under torchrun (else None); for --engine
+    auto, `choice` (an `auto.Choice`), and until the model's shape is known engine "auto"
+    (see `settle`)."""
 
-    def __init__(self, engine, device, group=None):
-        self.engine, self.device, self.group = engine, device, group
+    def __init__(self, engine, device, group=None, choice=None):
+        self.engine, self.device, self.group, self.choice = engine, device, group, choice
+
+    def settle(self, cfg, vocab_size):
+        """For engine "auto" on a CPU: measure both engines on the model and batch of `cfg`
+        (`auto.choose`) and take the faster."""
+        if self.engine == "auto":
+            self.choice = auto.choose(cfg, vocab_size)
+            self.engine, self.device = self.choice.engine, self.choice.device
 
     @property
     def writer(self):
@@ -59,12 +69,20 @@ class Placement:
 def prepare(name, device="auto"):
     """Check engine `name` and `device` and, under torchrun, join the process group; a
     `Placement`. Raises CharRNNError (nothing created yet) for a missing PyTorch, a device
-    that is not here, or an engine that cannot run there."""
+    that is not here, or an engine that cannot run there. "auto" (`engines.auto`) leaves a
+    measurement for `Placement.settle`, once the model's shape is known."""
     from charrnn.engines import distributed
 
     if name not in ENGINES:
         raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")
     env = distributed.environment()
+    if name == "auto":  # the torch engine under torchrun; else what auto decides now, or later
+        choice = auto.decide(device, distributed=env is not None)
+        if choice is None:
+            return Placement("auto", "cpu")
+        placement = prepare(choice.engine, device)
+        placement.choice = choice
+        return placement
     if name == "numpy":
         _check_numpy_device(device)
         if env is not None:

@@ -56,13 +56,10 @@ adds it only with Adam. Options the user sets (--hidden-size, --num-layers, --dr
 
 A preset's rate is the characters per second it trained at on the calibration machine (2
 cores, numpy engine, evaluations included). Without a measured speed (`choose`'s default),
-the rule reads the calibration machine's; `estimate_speed` scales it by a matrix product's
-time, a cheap stand-in for a measurement.
+the rule reads the calibration machine's.
 """
 
-import functools
 import math
-import time
 from dataclasses import dataclass
 
 
@@ -93,8 +90,6 @@ REFERENCE = "small"  # the preset whose measured speed the rule reads (`choose`'
 MAX_DROPOUT = 0.4
 # the weight decay that takes over at MAX_DROPOUT, and the optimizer it was measured with
 WEIGHT_DECAY, DECAY_OPTIMIZER = 0.2, "adam"
-# seconds one _gemm_probe took on the machine RATE was measured on
-_PROBE_SECONDS = 0.78e-3
 
 
 def rate(size, speed=None):
@@ -223,36 +218,6 @@ def _budget(size, time_limit, work, speed, passes, chars):
     if work is None or (time_limit is not None and time_limit * rate(size, speed) <= work):
         return f"a budget of {_fmt_minutes(time_limit / 60.0)}"
     return f"{passes:.2g} passes over {_fmt_chars(chars)} characters"
-
-
-def _gemm_probe():
-    """Seconds for the matrix product at the heart of a 2×256 LSTM step, (64, 512) @ (512, 1024)
-    in float32 on one core: the best of a few tries (the least disturbed by other work),
-    within about 0.2 s."""
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((64, 512), dtype=np.float32)
-    b = rng.standard_normal((512, 1024), dtype=np.float32)
-    out = np.empty((64, 1024), dtype=np.float32)
-    best, start = math.inf, time.perf_counter()
-    with threadpool_limits(1):
-        for _ in range(20):
-            t = time.perf_counter()
-            np.matmul(a, b, out=out)
-            best = min(best, time.perf_counter() - t)
-            if t - start > 0.2:
-                break
-    return best
-
-
-@functools.cache
-def estimate_speed():
-    """Characters per second the small size would train at on this machine: its rate here,
-    scaled by how fast one core of this machine multiplies matrices compared with the one it
-    was measured on."""
-    return PRESETS["small"].rate * _PROBE_SECONDS / max(_gemm_probe(), 1e-9)
 
 
 def _fmt_minutes(minutes):

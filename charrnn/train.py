@@ -23,6 +23,7 @@ from charrnn import cells, checkpoint, data, runs, sampling, sizing
 from charrnn.errors import CharRNNError, RunError, refuse_oversized
 from charrnn.config import TrainConfig
 from charrnn.engine import make_engine, prepare
+from charrnn.engines.auto import reference_speed
 from charrnn.engines.distributed import PeerLost
 from charrnn.model import CharRNN, grow_vocabulary
 from charrnn.optim import LRSchedule
@@ -542,24 +543,27 @@ def _options_from_parent(parent, overrides):
             "weight_decay": trained.weight_decay if same else 0.0, **overrides}
 
 
-def _sized(cfg, overrides, chars, group=None):
+def _sized(cfg, overrides, chars, group=None, engine="numpy", vocab_size=65, device="cpu"):
     """(cfg, choice): a new run's config with its size, dropout and weight decay chosen by
     `sizing` from the budget and the `chars` training characters, where the user's `overrides`
     left them open; choice is the `sizing.Choice` made (None when the user set the shape and
-    the dropout). Under torchrun (`group`), every rank sizes by rank 0's measurement of the
-    machine's speed."""
+    the dropout). A time budget is read at `engine`'s measured speed on `device` for
+    `vocab_size` characters (`auto.reference_speed`); under torchrun (`group`), every rank
+    sizes by rank 0's measurement."""
     shape = ("num_layers", "hidden_size", "dropout")
     given = {k: overrides[k] for k in (*shape, "weight_decay") if k in overrides}
     if all(k in given for k in shape) and cfg.size == "auto":
         return cfg, None
     works = [w for w in (cfg.max_steps and cfg.max_steps * cfg.batch_size * cfg.seq_length,
                          cfg.epochs and cfg.epochs * chars) if w]
-    work, speed = min(works, default=None), None
-    if work is not None:
-        speed = sizing.estimate_speed()
+    work, speed, measured = min(works, default=None), None, None
+    if cfg.time_limit is not None:
+        if group is None or group.writer:
+            speed, measured = reference_speed(cfg, vocab_size, engine, device)
         if group is not None:
-            speed = group.shared([speed])[0]
-    choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed, cfg.optimizer)
+            speed, measured = group.shared([speed, measured])
+    choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed, cfg.optimizer,
+                           measured)
     return replace(cfg, num_layers=choice.num_layers, hidden_size=choice.hidden_size,
                    dropout=choice.dropout, weight_decay=choice.weight_decay), choice
 
@@ -640,7 +644,7 @@ class _NoLog:
 
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
           encoding=None, reporter=None, default_time_limit=None, init_from=None,
-          engine="numpy", device="auto"):
+          engine="auto", device="auto"):
     """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
 
     corpus: a text file path, or None for the built-in demo corpus (on resume: None means the
@@ -811,7 +815,11 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
         cfg = replace(cfg, batch_size=batch_size, seq_length=seq_length)
     sized = None
     if ckpt is None and plan.parent is None:
-        cfg, sized = _sized(cfg, overrides, int(train_ids.size), placement.group)
+        cfg, sized = _sized(cfg, overrides, int(train_ids.size), placement.group,
+                            placement.engine, vocab.size, placement.device)
+    placement.settle(cfg, vocab.size)
+    if placement.choice is not None and placement.choice.note:
+        reporter.message(placement.choice.note)
     if cfg.base_lr * cfg.weight_decay >= 1:
         raise CharRNNError(f"--weight-decay {cfg.weight_decay:g} at learning rate {cfg.base_lr:g} "
                            "would take all of each weight away in a step; give a weight decay "
@@ -857,6 +865,7 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             **({"parent": plan.branch} if plan.branch else {}),
             pid=os.getpid(),
             engine=engine.name, device=engine.device,
+            **({"engine_choice": placement.choice.to_json()} if placement.choice else {}),
             **({"processes": placement.group.size} if placement.group else {}),
             config={"model": model.config.to_json(), "train": asdict(cfg), "corpus": corpus_record,
                     "encoding": plan.encoding, "num_params": model.num_params,
@@ -874,6 +883,7 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             "elapsed": trainer.clock.before, "steps_per_epoch": trainer.stream.steps_per_epoch,
             "epochs": cfg.epochs, "num_params": model.num_params, "resumed": ckpt is not None,
             "config": cfg, "sizing": sized and sized.why,
+            "engine": placement.choice and placement.choice.why,
         })
         try:
             with excluding_stops(trainer.clock):

@@ -140,11 +140,6 @@ def test_the_phrase_says_what_and_why():
     assert measured.why.endswith("2×256 training at 31.4 k characters/s (torch engine, cpu)")
 
 
-def test_the_speed_estimate_is_a_positive_number():
-    speed = sizing.estimate_speed()
-    assert math.isfinite(speed) and speed > 0
-
-
 # ---- through the command line
 
 

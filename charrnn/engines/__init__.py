@@ -1,11 +1,13 @@
 """Optional engines beside the numpy one (`charrnn.engine`): the PyTorch engine and what it
-needs. Only `layout` and `distributed`'s environment helpers import without PyTorch; `torch`
-and `torch_optim` are imported by `charrnn.engine.make_engine` when `--engine torch` asks.
+needs, and `auto`, which picks one. Only `layout`, `auto` and `distributed`'s environment
+helpers import without PyTorch; `torch` and `torch_optim` are imported through
+`auto.load_torch` when an engine needs them.
 """
 
 from charrnn.errors import CharRNNError
 
-ENGINES = ("numpy", "torch")  # the --engine choices; numpy is the default and always there
+ENGINES = ("auto", "numpy", "torch")  # the --engine choices; auto the default (`auto`),
+# numpy always there
 DEVICES = "auto|cpu|cuda|cuda:N|mps"  # the --device forms (`engines.torch.resolve_device`)
 
 

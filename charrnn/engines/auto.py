@@ -88,7 +88,7 @@ def decide(device="auto", distributed=False):
     CPU with PyTorch). Raises CharRNNError for a --device that is not here."""
     torch_engine, failure = torch_status()
     if torch_engine is None:
-        if device not in ("auto", "cpu"):
+        if device not in ("auto", "cpu") or distributed:
             raise failure
         note = None if str(failure) == NO_TORCH else f"note: {failure}; training with the numpy engine."
         return Choice("numpy", "cpu", "numpy: PyTorch is not installed" if note is None
