@@ -271,3 +271,88 @@ def test_the_size_rule_reads_the_faster_engines_reference_speed(cache):
         (20_000.0, "numpy engine")
     with pytest.raises(CharRNNError, match="the torch engine failed: RuntimeError: boom"):
         auto.reference_speed(CFG, 30, "torch", measure=broken, cache=fresh)
+
+
+# ---- through the command line
+
+SHAPE = ["--hidden-size", "8", "--num-layers", "1", "--dropout", "0", "--batch-size", "4",
+         "--seq-length", "8", "--max-steps", "2", "--threads", "1"]
+
+
+def _start_event(run):
+    return next(json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()
+                if '"start"' in line)
+
+
+@needs_torch
+@pytest.mark.parametrize("numpy_speed,torch_speed,engine", [(1.0, 3.0, "torch"),
+                                                            (3.0, 1.0, "numpy")])
+def test_train_uses_and_records_the_measured_choice(tmp_path, monkeypatch, numpy_speed,
+                                                    torch_speed, engine):
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+
+    measure = Measure(numpy=numpy_speed, torch=torch_speed)
+    monkeypatch.setattr(auto, "measure", measure)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = CliRunner().invoke(cli, ["train", str(_corpus(tmp_path)), *SHAPE,
+                                      "--out-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    other = "the numpy engine" if engine == "torch" else "the torch engine"
+    why = f"{engine}{' (cpu)' if engine == 'torch' else ''}: 3× {other} for this model here"
+    assert f"engine  {why}\n" in result.stderr
+    start = _start_event(tmp_path / "runs" / "c")
+    assert (start["engine"], start["device"]) == (engine, "cpu")
+    assert start["engine_choice"]["engine"] == engine and start["engine_choice"]["why"] == why
+    assert sorted(name for name, *_ in measure.calls) == ["numpy", "torch"]
+    assert {h for _, h, _ in measure.calls} == {8}  # the run's own shape
+
+
+@needs_torch
+def test_train_falls_back_to_numpy_when_torch_fails_in_the_measurement(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+
+    monkeypatch.setattr(auto, "measure", Measure(numpy=1.0, torch=RuntimeError("bad kernel")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = CliRunner().invoke(cli, ["train", str(_corpus(tmp_path)), *SHAPE,
+                                      "--out-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: the torch")]
+    assert notes == ["note: the torch engine failed while measuring its speed (RuntimeError: "
+                     "bad kernel); training with the numpy engine."]
+    assert "engine  numpy: the torch engine failed here" in result.stderr
+    assert _start_event(tmp_path / "runs" / "c")["engine"] == "numpy"
+
+
+def test_train_without_pytorch_is_numpy_and_measures_nothing(tmp_path):
+    code = BLOCK.format(error="ModuleNotFoundError(\"No module named 'torch'\", name='torch')") \
+        + "from charrnn.engines import auto\nauto.measure = None  # would fail if called\n" + CLI
+    done = _run(code, "train", str(_corpus(tmp_path)), *SHAPE, "--out-dir",
+                str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    assert "engine  numpy: PyTorch is not installed\n" in done.stderr
+    assert "note:" not in done.stderr
+    start = _start_event(tmp_path / "runs" / "c")
+    assert start["engine"] == "numpy"
+    assert start["engine_choice"] == {"engine": "numpy", "why": "numpy: PyTorch is not installed",
+                                      "seconds": 0.0}
+
+
+def test_a_time_budget_is_sized_at_the_measured_speed(tmp_path, monkeypatch):
+    from charrnn.train import _sized
+
+    measure = Measure(numpy=6.0e5, torch=RuntimeError("no"))
+    monkeypatch.setattr(auto, "measure", measure)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg, choice = _sized(TrainConfig(time_limit=60), {"time_limit": 60}, 250_000, None,
+                         "numpy", 26, "cpu")
+    # a minute at 600 k characters/s reads 20 M characters at 2×512: the large size
+    assert (choice.size, cfg.num_layers, cfg.hidden_size) == ("large", 2, 512)
+    assert "2×256 training at 600 k characters/s (numpy engine)" in choice.why
+    assert measure.calls == [("numpy", 256, 26)]  # the reference size, with the run's engine
+    # a step budget needs no speed: nothing measured
+    _sized(TrainConfig(max_steps=10), {"max_steps": 10}, 250_000, None, "numpy", 26, "cpu")
+    assert len(measure.calls) == 1
