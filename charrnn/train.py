@@ -817,14 +817,14 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
     if ckpt is None and plan.parent is None:
         cfg, sized = _sized(cfg, overrides, int(train_ids.size), placement.group,
                             placement.engine, vocab.size, placement.device)
-    placement.settle(cfg, vocab.size)
-    if placement.choice is not None and placement.choice.note:
-        reporter.message(placement.choice.note)
     if cfg.base_lr * cfg.weight_decay >= 1:
         raise CharRNNError(f"--weight-decay {cfg.weight_decay:g} at learning rate {cfg.base_lr:g} "
                            "would take all of each weight away in a step; give a weight decay "
                            f"below {1 / cfg.base_lr:g} (1 / the learning rate).")
     check_memory(cfg, vocab.size)
+    placement.settle(cfg, vocab.size)
+    if placement.choice is not None and placement.choice.note:
+        reporter.message(placement.choice.note)
     if val_ids.size > cfg.val_max_chars:
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
                          f"{val_ids.size:,} validation characters.")
