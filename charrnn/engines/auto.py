@@ -178,11 +178,12 @@ def measure(name, cfg, vocab_size, device="cpu", seconds=MEASURE_SECONDS):
     step, on random ids, with the run's batch, sequence length, dropout and threads."""
     import numpy as np
 
-    from charrnn.engine import make_engine
+    from charrnn.engines.numpy import NumpyEngine
     from charrnn.model import CharRNN
 
     model = CharRNN(cfg.model_config(vocab_size), seed=0, dtype=np.dtype(cfg.dtype))
-    engine = make_engine(name, model, cfg, device)
+    engine = NumpyEngine(model, cfg) if name == "numpy" else \
+        load_torch().TorchEngine(model, cfg, device)
     try:
         rng = np.random.default_rng(0)
         x, y = (rng.integers(0, vocab_size, (cfg.batch_size, cfg.seq_length)) for _ in "xy")

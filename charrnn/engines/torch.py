@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.engines import EngineBase, layout
+from charrnn.engines import layout
+from charrnn.engines.base import EngineBase
 from charrnn.engines.torch_optim import TorchOptimizer
 from charrnn.errors import CharRNNError
 
@@ -89,7 +90,7 @@ def _memory_errors(method):
 
 
 class TorchEngine(EngineBase):
-    """The engine interface of `charrnn.engine` on PyTorch; `group` a `distributed.Group` when
+    """The engine interface of `charrnn.engines` on PyTorch; `group` a `distributed.Group` when
     trained data-parallel under torchrun."""
 
     name = "torch"

@@ -213,7 +213,7 @@ def test_torch_out_of_memory_is_a_memory_error(monkeypatch):
     import numpy as np
     import torch
 
-    from charrnn.engine import make_engine
+    from charrnn.engines import make_engine
     from charrnn.engines import torch_optim
     from charrnn.model import CharRNN
 
@@ -342,7 +342,7 @@ def test_train_without_pytorch_is_numpy_and_measures_nothing(tmp_path):
 
 
 def test_a_time_budget_is_sized_at_the_measured_speed(tmp_path, monkeypatch):
-    from charrnn.train import _sized
+    from charrnn.planning import apply_size_rule as _sized
 
     measure = Measure(numpy=6.0e5, torch=RuntimeError("no"))
     monkeypatch.setattr(auto, "measure", measure)
