@@ -161,9 +161,9 @@ def choose(size, chars, time_limit=None, work=None, given=None, speed=None, opti
     """The model for a run on `chars` training characters.
 
     size: a name of `config.SIZES` ("auto": the rule's table). time_limit: the budget in
-    seconds, if any. work: the characters a step or epoch budget trains on, if any (turned
-    the passes over the text are then known exactly, and the size follows from them, whatever the speed). No budget at all is an
-    endless run. speed: the characters per second the
+    seconds, if any. work: the characters a step or epoch budget trains on, if any (the
+    passes over the text are then known exactly, and the size follows from them, whatever the
+    speed). No budget at all is an endless run. speed: the characters per second the
     reference preset (REFERENCE) trains at with this run's engine here, as measured (default:
     the calibration machine's); measured: what measured it, for the phrase (e.g. "numpy
     engine"). given: the TrainConfig fields among num_layers, hidden_size, dropout and

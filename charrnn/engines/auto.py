@@ -90,7 +90,8 @@ def decide(device="auto", distributed=False):
     if torch_engine is None:
         if device not in ("auto", "cpu") or distributed:
             raise failure
-        note = None if str(failure) == NO_TORCH else f"note: {failure}; training with the numpy engine."
+        note = None if str(failure) == NO_TORCH else \
+            f"note: {failure}; training with the numpy engine."
         return Choice("numpy", "cpu", "numpy: PyTorch is not installed" if note is None
                       else "numpy: PyTorch does not import here", note=note)
     dev = torch_engine.resolve_device(device)
