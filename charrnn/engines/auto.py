@@ -27,7 +27,8 @@ from pathlib import Path
 from charrnn.errors import CharRNNError
 
 NO_TORCH = "--engine torch needs PyTorch: pip install 'charrnn[torch]'"
-MEASURE_SECONDS = 0.5  # per engine, after its warm-up step (at least 2 steps)
+MEASURE_SECONDS = 0.5  # per engine, after its warm-up step (at least 1 timed step)
+MEASURE_SEQ = 25  # at most this many characters per stream and step while measuring
 _torch_failure = []  # the CharRNNError of a failed import, so that it is tried once
 
 
@@ -175,13 +176,16 @@ def measured(cfg, vocab_size, engines, measure=None, cache=None, device="cpu"):
 
 def measure(name, cfg, vocab_size, device="cpu", seconds=MEASURE_SECONDS):
     """Characters per second that engine `name` trains `cfg`'s model at here, on `device`: the
-    median of at least 2 timed steps (more while under `seconds`, at most 8) after a warm-up
-    step, on random ids, with the run's batch, sequence length, dropout and threads."""
+    median of the timed steps (at least one, more while under `seconds`, at most 8) after a
+    warm-up step, on random ids, with the run's batch, dropout and threads and windows of at
+    most MEASURE_SEQ characters (a step's cost grows with its length, a character's hardly:
+    short windows keep a large model's steps within a second or two on an idle machine)."""
     import numpy as np
 
     from charrnn.engines.numpy import NumpyEngine
     from charrnn.model import CharRNN
 
+    cfg = replace(cfg, seq_length=min(cfg.seq_length, MEASURE_SEQ))
     model = CharRNN(cfg.model_config(vocab_size), seed=0, dtype=np.dtype(cfg.dtype))
     engine = NumpyEngine(model, cfg) if name == "numpy" else \
         load_torch().TorchEngine(model, cfg, device)
@@ -190,7 +194,7 @@ def measure(name, cfg, vocab_size, device="cpu", seconds=MEASURE_SECONDS):
         x, y = (rng.integers(0, vocab_size, (cfg.batch_size, cfg.seq_length)) for _ in "xy")
         engine.step(x, y, 1e-3)  # the warm-up: first-call allocations, worker start-up
         times, start = [], time.perf_counter()
-        while len(times) < 2 or (time.perf_counter() - start < seconds and len(times) < 8):
+        while not times or (time.perf_counter() - start < seconds and len(times) < 8):
             t = time.perf_counter()
             engine.step(x, y, 1e-3)
             times.append(time.perf_counter() - t)
