@@ -189,9 +189,10 @@ def choose(size, chars, time_limit=None, work=None, given=None, speed=None, opti
         why = f"{shape}: sized for {_budget(name, time_limit, work, speed, passes, chars)}"
         if time_limit is not None and "passes" not in why:
             ref = PRESETS[REFERENCE]
-            why += (f" on {_fmt_chars(chars)} characters, {ref.num_layers}×{ref.hidden_size} "
-                    f"training at {_fmt_chars(rate(REFERENCE, speed))} characters/s "
-                    f"({measured or ('as given' if speed else 'on the calibration machine')})")
+            fast = _fmt_chars(round(rate(REFERENCE, speed)))
+            why += (f" on {_fmt_chars(chars)} characters at {fast} chars/s "
+                    f"({ref.num_layers}×{ref.hidden_size}, "
+                    f"{measured or ('as given' if speed else 'the calibration machine')})")
         elif time_limit is None and work is None:
             why += f" on {_fmt_chars(chars)} characters"
     if given:
@@ -205,7 +206,7 @@ def _budget(size, time_limit, work, speed, passes, chars):
     if time_limit is None and work is None:
         return "an endless run"
     if work is None or (time_limit is not None and time_limit * rate(size, speed) <= work):
-        return f"a budget of {_fmt_minutes(time_limit / 60.0)}"
+        return _fmt_minutes(time_limit / 60.0)
     return f"{passes:.2g} passes over {_fmt_chars(chars)} characters"
 
 

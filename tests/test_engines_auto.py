@@ -118,6 +118,17 @@ def test_the_torch_engine_failing_in_the_measurement_falls_back_to_numpy(cache):
         auto.choose(CFG, 30, Measure(numpy=1.0, torch=CharRNNError("no such cell")), cache)
 
 
+def test_a_cell_without_a_torch_form_is_numpy_unmeasured(cache):
+    from dataclasses import replace
+
+    import helpers.toy_cell  # noqa: F401 - registers the "mgu" cell
+
+    measure = Measure(numpy=1.0, torch=9.0)
+    choice = auto.choose(replace(CFG, cell="mgu"), 30, measure, cache)
+    assert (choice.engine, choice.why, measure.calls) == \
+        ("numpy", "numpy: the torch engine has no mgu cell", [])
+
+
 @needs_torch
 def test_the_cpu_is_measured_and_torchrun_means_torch():
     assert auto.decide("cpu") is None  # both engines to measure
@@ -351,7 +362,7 @@ def test_a_time_budget_is_sized_at_the_measured_speed(tmp_path, monkeypatch):
                          "numpy", 26, "cpu")
     # a minute at 600 k characters/s reads 20 M characters at 2×512: the large size
     assert (choice.size, cfg.num_layers, cfg.hidden_size) == ("large", 2, 512)
-    assert "2×256 training at 600 k characters/s (numpy engine)" in choice.why
+    assert "at 600 k chars/s (2×256, numpy engine)" in choice.why
     assert measure.calls == [("numpy", 256, 26)]  # the reference size, with the run's engine
     # a step budget needs no speed: nothing measured
     _sized(TrainConfig(max_steps=10), {"max_steps": 10}, 250_000, None, "numpy", 26, "cpu")

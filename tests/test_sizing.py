@@ -130,14 +130,14 @@ def test_the_users_options_win():
 
 def test_the_phrase_says_what_and_why():
     choice = sizing.choose("auto", 1_003_854, 1800)
-    assert choice.why == (f"2×512, dropout {choice.dropout:g}, weight decay 0.2: sized for a "
-                          "budget of 30 minutes on 1 M characters, 2×256 training at 22.3 k "
-                          "characters/s (on the calibration machine)")
+    assert choice.why == (f"2×512, dropout {choice.dropout:g}, weight decay 0.2: sized for 30 "
+                          "minutes on 1 M characters at 22.3 k chars/s (2×256, the calibration "
+                          "machine)")
     assert sizing.choose("auto", 10**6).why.endswith("sized for an endless run on 1 M characters")
     for seconds, said in [(1, "1 second"), (60, "1 minute"), (5400, "1.5 hours"), (40, "40 seconds")]:
-        assert f"sized for a budget of {said} on" in sizing.choose("auto", 10**6, seconds).why
+        assert f"sized for {said} on" in sizing.choose("auto", 10**6, seconds).why
     measured = sizing.choose("auto", 10**6, 600, speed=31_400, measured="torch engine, cpu")
-    assert measured.why.endswith("2×256 training at 31.4 k characters/s (torch engine, cpu)")
+    assert measured.why.endswith("at 31.4 k chars/s (2×256, torch engine, cpu)")
 
 
 # ---- through the command line
@@ -239,7 +239,7 @@ def test_the_calibration_speed_keeps_the_calibrated_table():
 def test_ten_minutes_at_three_speeds():
     picks = {s: sizing.choose("auto", 1_003_854, 600, speed=s) for s in (25e3, 1e5, 5e5)}
     assert [picks[s].size for s in (25e3, 1e5, 5e5)] == ["medium", "large", "large"]
-    assert "2×256 training at 500 k characters/s" in picks[5e5].why
+    assert "at 500 k chars/s (2×256, as given)" in picks[5e5].why
 
 
 def test_the_largest_preset_only_when_the_characters_allow_it():

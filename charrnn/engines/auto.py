@@ -108,7 +108,9 @@ def choose(cfg, vocab_size, measure=None, cache=None):
     `vocab_size` characters (or recall them) and choose the faster. `measure(engine, cfg,
     vocab_size)` -> characters/second (default `measure`); `cache` a `SpeedCache` (default:
     the one at `cache_path()`). The torch engine failing in the measurement falls back to
-    numpy, with a note."""
+    numpy, with a note; a cell it has no form of (`layout`) is numpy, unmeasured."""
+    if not _torch_has(cfg.cell):
+        return Choice("numpy", "cpu", f"numpy: the torch engine has no {cfg.cell} cell")
     try:
         speeds, seconds = measured(cfg, vocab_size, ("numpy", "torch"), measure, cache)
     except TorchFailed as exc:
@@ -121,6 +123,12 @@ def choose(cfg, vocab_size, measure=None, cache=None):
     where = " (cpu)" if fast == "torch" else ""
     return Choice(fast, "cpu", f"{fast}{where}: {ratio:.2g}× {other} for this model here",
                   speeds, seconds)
+
+
+def _torch_has(cell):
+    from charrnn.engines import layout
+
+    return cell in layout.TORCH_GATES
 
 
 class TorchFailed(Exception):
@@ -139,7 +147,8 @@ def reference_speed(cfg, vocab_size, engine, device="cpu", measure=None, cache=N
 
     ref = sizing.PRESETS[sizing.REFERENCE]
     ref_cfg = replace(cfg, num_layers=ref.num_layers, hidden_size=ref.hidden_size, dropout=0.0)
-    engines = ("numpy", "torch") if engine == "auto" else (engine,)
+    engines = (engine,) if engine != "auto" else \
+        ("numpy", "torch") if _torch_has(cfg.cell) else ("numpy",)
     try:
         speeds, _ = measured(ref_cfg, vocab_size, engines, measure, cache, device)
     except TorchFailed as exc:
