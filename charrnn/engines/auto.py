@@ -188,7 +188,8 @@ def measure(name, cfg, vocab_size, device="cpu", seconds=MEASURE_SECONDS):
     median of the timed steps (at least one, more while under `seconds`, at most 8) after a
     warm-up step, on random ids, with the run's batch, dropout and threads and windows of at
     most MEASURE_SEQ characters (a step's cost grows with its length, a character's hardly:
-    short windows keep a large model's steps within a second or two on an idle machine)."""
+    short windows keep a large model's steps within a second or two on an idle machine). A
+    warm-up longer than `seconds` is the measurement: an engine that slow here loses anyway."""
     import numpy as np
 
     from charrnn.engines.numpy import NumpyEngine
@@ -201,7 +202,11 @@ def measure(name, cfg, vocab_size, device="cpu", seconds=MEASURE_SECONDS):
     try:
         rng = np.random.default_rng(0)
         x, y = (rng.integers(0, vocab_size, (cfg.batch_size, cfg.seq_length)) for _ in "xy")
+        start = time.perf_counter()
         engine.step(x, y, 1e-3)  # the warm-up: first-call allocations, worker start-up
+        warm_up = time.perf_counter() - start
+        if warm_up > seconds:  # so slow here that the warm-up says enough
+            return cfg.batch_size * cfg.seq_length / warm_up
         times, start = [], time.perf_counter()
         while not times or (time.perf_counter() - start < seconds and len(times) < 8):
             t = time.perf_counter()
