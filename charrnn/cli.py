@@ -23,6 +23,7 @@ from charrnn.errors import CharRNNError
 from charrnn.engines import DEVICES, ENGINES
 from charrnn.engines.distributed import is_secondary
 from charrnn.runs import DEFAULT_OUT_DIR, OUT_DIR_ENV
+from charrnn.cli_serve import serve_command
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -1138,3 +1139,6 @@ def info_command(target, fmt, out_dir):
         options = {**training["train_config"], "learning_rate": training["learning_rate"]}
         fields.append(("train config", ", ".join(f"{k}={v}" for k, v in options.items())))
     _print_fields(fields)
+
+
+cli.add_command(serve_command(_OUT_DIR, _complete_runs))  # charrnn/cli_serve.py
