@@ -189,19 +189,21 @@ async def _collect(request, server, completion):
     queue, job = _submit(server, completion)
     choices = Choices(completion)
     batcher = server.batchers[completion.model]
+    checked = time.monotonic()
     try:
         while not choices.done:
             try:
                 events = await asyncio.wait_for(queue.get(), DISCONNECT_POLL)
             except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    batcher.cancel(job)
-                    return choices
-                continue
+                events = []
             if isinstance(events, ApiError):
                 raise events
             for event in events:
                 choices.add(event)
+            if time.monotonic() - checked >= DISCONNECT_POLL:
+                checked = time.monotonic()
+                if await request.is_disconnected():
+                    return choices
     finally:
         if not choices.done:
             batcher.cancel(job)
