@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import threading
 import time
 from importlib import resources
 from urllib.parse import unquote
@@ -28,6 +29,7 @@ from charrnn.serve.requests import ApiError, Limits, read_completion, read_gener
 from charrnn.serve.responses import Choices
 
 MAX_BODY = 1 << 20  # bytes: a larger request body is refused (413)
+STREAM_FLUSH_SECONDS = 0.02  # a stream writes at most this often (the first text at once)
 DISCONNECT_POLL = 0.25  # seconds between checks that a non-streaming client is still there
 PUBLIC = {"/health", "/", "/page.js"}  # open even with an API key
 
@@ -172,12 +174,26 @@ async def _serve(request, server, completion):
 
 
 def _submit(server, completion):
-    """Queue a Job for `completion`; its events arrive on the returned asyncio queue."""
+    """Queue a Job for `completion`; its events arrive on the returned asyncio queue, as lists
+    of what arrived since the handler last looked (one wake-up of the event loop per batch,
+    not per step: handing over each step's events would cost more than the step)."""
     loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+    lock, pending = threading.Lock(), []
+
+    def hand_over():  # in the event loop
+        with lock:
+            arrived = pending.copy()
+            pending.clear()
+        for item in arrived:
+            queue.put_nowait(item)
 
     def deliver(events):  # from the batcher's thread
+        with lock:
+            pending.append(events)
+            if len(pending) > 1:
+                return  # a hand-over is already on its way
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            loop.call_soon_threadsafe(queue.put_nowait, events)
+            loop.call_soon_threadsafe(hand_over)
 
     job = Job(server.models[completion.model], completion, deliver)
     server.batchers[completion.model].submit(job)
@@ -215,11 +231,16 @@ async def _events(server, job, queue, choices):
     events (whatever arrived since the last write), each choice's last one with its
     finish_reason, then [DONE]. A client that goes away frees its streams at once."""
     batcher = server.batchers[job.request.model]
+    last = 0.0
     try:
         while not choices.done:
             arrived = [await queue.get()]
+            wait = last + STREAM_FLUSH_SECONDS - time.monotonic()
+            if wait > 0:  # at most one write per STREAM_FLUSH_SECONDS, as `charrnn sample`
+                await asyncio.sleep(wait)
             while not queue.empty():
                 arrived.append(queue.get_nowait())
+            last = time.monotonic()
             failed = next((e for e in arrived if isinstance(e, ApiError)), None)
             if failed is not None:
                 yield _sse(failed.body())
