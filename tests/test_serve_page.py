@@ -5,22 +5,13 @@ with each character coloured by its probability, and its writing mode offers con
 on Tab (arrows cycle, Enter keeps one, Esc drops it). With an API key it asks for the key once.
 """
 
-import os
-
 import pytest
 
 from charrnn.serve import Limits, load_models, make_app
 from serve_helpers import make_run, serving
+from test_explain_page import CHROMIUM, FLAGS, pytestmark, sync_api  # noqa: F401 - the skips
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync"]
 TIMEOUT = 20_000  # milliseconds: the longest any wait in the browser lasts
-
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="playwright is not installed: pip install '.[test]'")
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no {CHROMIUM}: apt-get install chromium")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +70,7 @@ def test_the_page_streams_a_completion_and_offers_continuations(browser, models,
         assert page.inner_text("#suggestions .current").startswith("2. ")
         second = page.input_value("#editor")
         assert second.startswith("the dog ran")
-        assert second[len("the dog ran"):] == page.inner_text("#suggestions .current")[3:]
+        assert second[len("the dog ran"):] == page.text_content("#suggestions .current")[3:]
         page.keyboard.press("Enter")  # keep it: the cursor goes after it, no newline added
         assert page.input_value("#editor") == second
         assert page.inner_text("#suggestions") == ""
