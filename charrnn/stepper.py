@@ -83,7 +83,7 @@ class Stepper:
         """Allocate the per-stream buffers of N streams (zero state) and the views step() uses."""
         H, G, L, dt, cell = self._shape
         E, self._ET, layers, self._headW, headb = self._weights
-        self.N, self.per_stream = N, per_stream and N > 1
+        self.N, self.per_stream = N, per_stream
         col = (N,) if N > 1 else ()  # trailing stream axis of every buffer
         ones = (1,) * len(col)
         self._E = E
@@ -94,7 +94,7 @@ class Stepper:
         self._logits = np.empty((len(headb),) + col, dtype=dt)
         self._halves = np.full((G * H,) + col, 0.5, dtype=dt)  # an array: a scalar costs more
         self._step = cell.step
-        self._product = self._per_stream_product if self.per_stream else np.matmul
+        self._product = self._per_stream_product if per_stream and N > 1 else np.matmul
         # per layer: (W, z, b, WxT, below, state, p): the product's matrix and the vector it
         # reads; the input bias; Wx^T and the h below (unfused layers above 0); the state
         # arrays; the other biases

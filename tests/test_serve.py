@@ -457,3 +457,31 @@ def test_a_long_prompt_is_read_between_steps_of_running_streams(models):
         assert steps_meanwhile >= math.ceil(len(prompt) / PROMPT_CHUNK) - 1
     finally:
         batcher.stop()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_per_stream_steps_are_exactly_the_solo_steps(cell):
+    """The batch's numbers are each stream's own: a per_stream Stepper of N streams gives
+    bit for bit the logits of N one-stream Steppers, through regrouping (resized + state),
+    where a matrix product over the streams would round differently."""
+    from charrnn.config import ModelConfig
+    from charrnn.model import CharRNN
+
+    rng = np.random.default_rng(0)
+    model = CharRNN(ModelConfig(cell, 30, 40, 2), seed=1)
+    for p in model.params.values():
+        p *= 3  # larger weights: saturated gates, the hardest case for rounding
+    alone = [Stepper(model, 1) for _ in range(5)]
+    batch = Stepper(model, 5, per_stream=True)
+    for t in range(40):
+        ids = rng.integers(0, 30, 5)
+        if t == 20:  # regroup as the batcher does: streams 3, 0, 4 go on together
+            state = batch.state
+            batch = batch.resized(3)
+            assert batch.per_stream and batch.N == 3
+            batch.state = [tuple(a[:, [3, 0, 4]] for a in layer) for layer in state]
+            alone = [alone[3], alone[0], alone[4]]
+        ids = ids[:batch.N]
+        logits = batch.step(ids)
+        for n, stepper in enumerate(alone):
+            assert np.array_equal(logits[n], stepper.step(ids[n:n + 1])[0]), (t, n)

@@ -147,10 +147,7 @@ def read_completion(body, models, limits):
         _fail(extra[0], f"unrecognized request argument: '{extra[0]}'.")
     for name, (honoured, why) in _UNSUPPORTED.items():
         value = body.get(name)
-        if value is not None and value != honoured and not (
-                isinstance(value, bool) or value == {} and honoured == {}):
-            _fail(name, f"'{name}' is not supported: {why}.", code="unsupported_parameter")
-        if isinstance(value, bool):
+        if value is not None and (value != honoured or isinstance(value, bool)):
             _fail(name, f"'{name}' is not supported: {why}.", code="unsupported_parameter")
     model = read_model(body.get("model"), models, required=True)
     if "prompt" not in body:
