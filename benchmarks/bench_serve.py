@@ -138,6 +138,7 @@ def main():
     ap.add_argument("--soak", type=float, default=60, help="seconds of the soak (0: none)")
     ap.add_argument("--soak-clients", type=int, default=64)
     args = ap.parse_args()
+    import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
     from threadpoolctl import threadpool_info
 
     blas = next((i for i in threadpool_info() if i["user_api"] == "blas"), {})

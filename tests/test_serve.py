@@ -17,6 +17,7 @@ import pytest
 from charrnn.beam import log_softmax
 from charrnn.sampling import warmup_ids
 from charrnn.serve import Limits, load_models, make_app
+from charrnn.serve import batcher as batcher_module
 from charrnn.serve.batcher import PROMPT_CHUNK, Batcher, Job
 from charrnn.serve.requests import read_completion
 from charrnn.stepper import Stepper
@@ -426,9 +427,10 @@ def test_rnn_writer_start_up_and_tab(url):
     assert empty["start_text"] == "" and len(empty["completions"]) == 1
 
 
-def test_a_long_prompt_is_read_between_steps_of_running_streams(models):
+def test_a_long_prompt_is_read_between_steps_of_running_streams(models, monkeypatch):
     """While a prompt is read, the running streams keep stepping: a chunk of PROMPT_CHUNK
     prompt characters, then one step, never the whole prompt at once."""
+    monkeypatch.setattr(batcher_module, "FLUSH_SECONDS", 0.0)  # hand over after every step
     served = models["tiny"]
     batcher = Batcher(served, 8)
     log = []  # (which job, event count) in delivery order

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hmac
 import json
-import threading
 import time
 from importlib import resources
 from urllib.parse import unquote
@@ -42,8 +41,15 @@ class Server:
         self.batchers = {name: Batcher(served, limits.max_streams)
                          for name, served in models.items()}
 
-    def start(self):
+    def start(self, loop):
+        """Start the loops; they hand events over in `loop` (the server's event loop)."""
+
+        def post(fn):  # from a batcher's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(fn)
+
         for batcher in self.batchers.values():
+            batcher.post = post
             batcher.start()
 
     def stop(self):
@@ -78,7 +84,7 @@ def make_app(models, api_key=None, limits=None, cors_origins=()):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         with single_threaded_blas():
-            server.start()
+            server.start(asyncio.get_running_loop())
             try:
                 yield
             finally:
@@ -174,27 +180,10 @@ async def _serve(request, server, completion):
 
 
 def _submit(server, completion):
-    """Queue a Job for `completion`; its events arrive on the returned asyncio queue, as lists
-    of what arrived since the handler last looked (one wake-up of the event loop per batch,
-    not per step: handing over each step's events would cost more than the step)."""
-    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-    lock, pending = threading.Lock(), []
-
-    def hand_over():  # in the event loop
-        with lock:
-            arrived = pending.copy()
-            pending.clear()
-        for item in arrived:
-            queue.put_nowait(item)
-
-    def deliver(events):  # from the batcher's thread
-        with lock:
-            pending.append(events)
-            if len(pending) > 1:
-                return  # a hand-over is already on its way
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            loop.call_soon_threadsafe(hand_over)
-
+    """Queue a Job for `completion`; its events arrive on the returned asyncio queue (the
+    batcher runs `deliver` in the event loop)."""
+    queue = asyncio.Queue()
+    deliver = queue.put_nowait
     job = Job(server.models[completion.model], completion, deliver)
     server.batchers[completion.model].submit(job)
     return queue, job

@@ -13,12 +13,16 @@ it is done; a cancelled job (its client went away) leaves at the next step.
 With seed S, choice i of a request draws from numpy's default_rng(S + i): its text is what
 `charrnn sample --seed S+i` prints with the same options, whatever else is being served.
 
-The loop runs in its own thread (numpy releases the GIL in its products); it hands each job
-lists of `Event`s through the job's `deliver` callback, one call per step at most.
+The loop runs in its own thread (numpy releases the GIL in its products). It hands each job
+lists of `Event`s through the job's `deliver` callback, which it runs through `post` (for a
+server: in the event loop), all jobs' events at once and at most every FLUSH_SECONDS, except
+that a choice's first text and a job's end go at once: waking the event loop for every job at
+every step would cost more than the steps.
 """
 
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +33,7 @@ from charrnn.serve.requests import ApiError, unknown_prompt_error
 from charrnn.stops import Stops
 
 PROMPT_CHUNK = 32  # prompt characters read between two batch steps
+FLUSH_SECONDS = 0.01  # how often the events held for the jobs are handed over
 
 
 @dataclass
@@ -46,8 +51,8 @@ class Event:
 
 
 class Job:
-    """One request being served: its streams, and `deliver(events)` (called from the loop
-    thread) that hands their events to the request's handler."""
+    """One request being served: its streams, and `deliver(events)` that hands their events
+    (a list, or an ApiError if generation failed) to the request's handler."""
 
     def __init__(self, served, request, deliver):
         self.served, self.request, self.deliver = served, request, deliver
@@ -66,6 +71,7 @@ class Job:
             self.streams += choices
             self.readings.append(_Reading(served, prompt, request, choices))
         self.left = len(self.streams)  # streams not yet done
+        self.started = False  # whether any of its events were handed over
 
 
 class _Stream:
@@ -144,14 +150,18 @@ class _Reading:
 class Batcher:
     """The generation loop of one served model, in its own thread.
 
-        batcher = Batcher(served, max_streams); batcher.start()
+        batcher = Batcher(served, max_streams, post); batcher.start()
         batcher.submit(job)       # ApiError 429 if its streams do not fit
         batcher.cancel(job)       # its streams leave at the next step
         batcher.stop()            # end every stream now (finish "length"), end the thread
     """
 
-    def __init__(self, served, max_streams):
+    def __init__(self, served, max_streams, post=None):
+        """post(fn) runs fn where the jobs' deliver callbacks must run (for an asyncio server,
+        `loop.call_soon_threadsafe`); None: at once, in the loop's thread."""
         self.served, self.max_streams = served, max_streams
+        self.post = post or (lambda fn: fn())  # settable until start()
+        self._outbox, self._urgent, self._flushed = {}, False, 0.0  # events not yet handed over
         self._cond = threading.Condition()
         self._jobs = []  # jobs with streams not done, in arrival order
         self._reading = []  # readings not finished, in arrival order
@@ -216,6 +226,7 @@ class Batcher:
                     self._read(reading)
                 if self._batch:
                     self._step()
+                self._flush()
             except Exception as exc:  # noqa: BLE001 - a bug must not end the loop silently
                 self._fail_all(exc)
 
@@ -270,7 +281,8 @@ class Batcher:
             self._hand(job, events)
 
     def _hand(self, job, events):
-        """Deliver a job's events (unless it was cancelled); forget it once all are done."""
+        """Hold a job's events for the next flush (unless it was cancelled); forget the job
+        once all its streams are done."""
         finished = sum(1 for e in events if e.finish)
         with self._cond:
             if job.cancelled:
@@ -279,7 +291,18 @@ class Batcher:
             if job.left == 0 and job in self._jobs:
                 self._jobs.remove(job)
         if events:
-            job.deliver(events)
+            self._urgent |= finished > 0 or job not in self._outbox and not job.started
+            job.started = True
+            self._outbox.setdefault(job, []).extend(events)
+
+    def _flush(self, now=False):
+        """Hand the held events over, if FLUSH_SECONDS have passed or some are urgent."""
+        clock = time.monotonic()
+        if not self._outbox or not (now or self._urgent or
+                                    clock - self._flushed >= FLUSH_SECONDS):
+            return
+        outbox, self._outbox, self._urgent, self._flushed = self._outbox, {}, False, clock
+        self.post(lambda: [job.deliver(events) for job, events in outbox.items()])
 
     def _regroup(self, keep, joining):
         """Make the batch `keep` + `joining` (under the lock): a new stepper of that many
@@ -306,18 +329,19 @@ class Batcher:
         """The server is stopping: end every stream now, with what it has (under the lock)."""
         for job in self._jobs:
             if not job.cancelled:
-                events = [s.finish_now() for s in job.streams if not s.done]
-                if events:
-                    job.deliver(events)
+                self._outbox.setdefault(job, []).extend(
+                    s.finish_now() for s in job.streams if not s.done)
             job.left = 0
         self._jobs, self._reading, self._batch, self._stepper = [], [], [], None
+        self._flush(now=True)
 
     def _fail_all(self, exc):
         """An unexpected error in the loop: every job gets it, and the loop starts afresh."""
         with self._cond:
             jobs, self._jobs, self._reading = self._jobs, [], []
             self._batch, self._stepper = [], None
+        error = ApiError(500, f"generation failed: {exc}", type="server_error")
+        self._outbox = {job: error for job in jobs if not job.cancelled}
         for job in jobs:
             job.left = 0
-            if not job.cancelled:
-                job.deliver(ApiError(500, f"generation failed: {exc}", type="server_error"))
+        self._flush(now=True)
