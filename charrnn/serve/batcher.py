@@ -315,13 +315,7 @@ class Batcher:
             return
         self._stepper = self.served.stepper.resized(len(self._batch))
         kept = np.array([columns[id(s)] for s in keep], dtype=np.intp)
-        state = []
-        for layer, arrays in enumerate(self._stepper.state):  # per layer, (H, N) arrays
-            state.append(tuple(
-                np.concatenate(([old[layer][a][:, kept]] if keep else [])
-                               + [s.state[layer][a] for s in joining], axis=1)
-                for a in range(len(arrays))))
-        self._stepper.state = state
+        self._stepper.state = _gathered(old, kept, [s.state for s in joining])
         for s in joining:
             s.state = None
 
@@ -345,3 +339,13 @@ class Batcher:
         for job in jobs:
             job.left = 0
         self._flush(now=True)
+
+
+def _gathered(old, kept, states):
+    """A batch's state (per layer, a tuple of (H, N) arrays): the columns `kept` of the batch
+    state `old` (None when none are kept), then each of the one-stream `states`."""
+    shape = old or states[0]
+    return [tuple(np.concatenate(([old[layer][a][:, kept]] if old else [])
+                                 + [state[layer][a] for state in states], axis=1)
+                  for a in range(len(arrays)))
+            for layer, arrays in enumerate(shape)]
