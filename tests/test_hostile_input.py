@@ -464,6 +464,12 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_busy_port():
+    yield
+    _BUSY.close()
+
+
 def tree(root):
     """Every path under root (directories included): nothing may appear or vanish."""
     return {p.relative_to(root) for p in root.rglob("*")}
