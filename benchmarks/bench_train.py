@@ -65,7 +65,7 @@ def run_ours(cell, H, L, N, T, steps, warmup, threads, min_seconds):
 
     from charrnn.model import CharRNN, ModelConfig
     from charrnn.optim import Adam, clip_grad_norm
-    from charrnn.parallel import Parallel, default_threads
+    from charrnn.engines.parallel import Parallel, default_threads
 
     model = CharRNN(ModelConfig(cell, VOCAB, H, L, dropout=0.0), seed=0)
     # as `charrnn train` runs it: its --threads, else the trainer's own choice
@@ -90,7 +90,7 @@ def run_engine(cell, H, L, N, T, steps, warmup, threads, min_seconds):
     import torch
 
     from charrnn.config import TrainConfig
-    from charrnn.engine import make_engine
+    from charrnn.engines import make_engine
     from charrnn.model import CharRNN
 
     torch.set_num_threads(threads or os.cpu_count())

@@ -27,7 +27,7 @@ def resolve_checkpoint(target=None, out_dir=None):
 
 
 def load(path=None, out_dir=None):
-    """Load a checkpoint for sampling: a `charrnn.sampling.Sampler`.
+    """Load a checkpoint for sampling: a `charrnn.sampling.LoadedModel`.
 
     `path` is a .npz checkpoint, a run directory (its best.npz, else latest.npz), a run name
     under `out_dir` (None: $CHARRNN_HOME, else ./checkpoints), or None for the newest run. The file is read without unpickling anything.
@@ -35,8 +35,8 @@ def load(path=None, out_dir=None):
     `.generate(...)` yielding characters, `.vocab`, `.config`, `.model` and `.training`.
     """
     from charrnn import checkpoint
-    from charrnn.sampling import Sampler
+    from charrnn.sampling import LoadedModel
 
     ckpt_path = resolve_checkpoint(path, out_dir)
     ckpt = checkpoint.load(ckpt_path)
-    return Sampler(ckpt.model, ckpt.vocab, ckpt.training, ckpt_path)
+    return LoadedModel(ckpt.model, ckpt.vocab, ckpt.training, ckpt_path)

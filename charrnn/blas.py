@@ -3,8 +3,8 @@
 Each chunk of a split training batch owns a core, so its BLAS must not start threads of its
 own; sampling's and evaluation's matrix-vector products gain little from a second BLAS thread,
 whose spinning slows them down badly when the other core is busy (README, Performance).
-Its own module because the trainer's side (`parallel.py`), the worker processes
-(`workers.py`) and sampling all use it, and none of them should import another for it.
+Its own module because the trainer's side (`engines/parallel.py`), the worker processes
+(`engines/workers.py`) and sampling all use it, and none of them should import another for it.
 """
 
 _CONTROLLER = None

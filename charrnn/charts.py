@@ -1,7 +1,8 @@
-"""Charts of training curves: braille line charts in the terminal and the same charts as a PNG.
+"""Charts of training curves: braille line charts in the terminal and the same charts as an
+image file (PNG, SVG, PDF, ...).
 
 What to draw (`ChartSpec`: a title and its `Series`) is computed once from the runs' log
-records; `LineChart` renders it with rich, `save_png` with matplotlib (an optional extra).
+records; `LineChart` renders it with rich, `save_image` with matplotlib (an optional extra).
 `runs_view` is what `charrnn logs RUN...` shows: the runs' summary, then their charts.
 """
 
@@ -288,7 +289,7 @@ def loss_series(runs: list[tuple[str, list[dict]]], x: str = "step") -> list[Ser
 
 @dataclass
 class ChartSpec:
-    """What to draw, independent of where: the terminal (`LineChart`) or a PNG (`save_png`)."""
+    """What to draw, independent of where: the terminal (`LineChart`) or an image file (`save_image`)."""
 
     title: str
     series: list[Series]
@@ -343,7 +344,7 @@ def check_image_path(path) -> None:
                            "writable.")
 
 
-def save_png(path, specs: list[ChartSpec], x: str = "step", title: str = "") -> None:
+def save_image(path, specs: list[ChartSpec], x: str = "step", title: str = "") -> None:
     """Draw the charts as one image with matplotlib (imported here: it is an optional extra),
     titled `title` (the runs' names); its format follows the extension (`check_image_path`).
     CharRNNError, in one sentence, if the file cannot be written."""

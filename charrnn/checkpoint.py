@@ -109,6 +109,19 @@ class TrainingState:
                 values[f.name] = value
         return cls(**values, damaged=tuple(damaged))
 
+    def summary(self):
+        """What `charrnn info` shows of this state: the numbers it holds and the run's options,
+        leaving out what it lacks. The epoch is fractional, as the log and the table give it,
+        and `learning_rate` is the peak rate in force (the optimizer's default when none was
+        set)."""
+        config = self.train_config
+        summary = {"step": self.step,
+                   "epoch": self.epoch_float if self.epoch_float is not None else self.epoch,
+                   "best_val_loss": self.best_val_loss, "time": self.time,
+                   "learning_rate": config.base_lr if config else None,
+                   "train_config": asdict(config) if config else None}
+        return {k: v for k, v in summary.items() if v is not None}
+
     def check_resumable(self, path):
         """Raise CheckpointError, in one sentence about the file at `path`, unless training can
         continue from this state: it needs the run's options, the data position and the random

@@ -4,6 +4,7 @@ learning rates. The command line builds its choices, defaults and help from here
 library validates against it.
 """
 
+import math
 from dataclasses import asdict, dataclass
 
 from charrnn import cells
@@ -101,3 +102,67 @@ class TrainConfig:
     @property
     def base_lr(self):
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
+
+
+# ----------------------------------------------------------------------------------------------
+# The budget: how long a run trains, and what has ended it.
+
+BUDGETS = ("max_steps", "epochs", "time_limit")  # the limits on how much a run trains
+# what each stop reason of `stop_reason` is set with
+STOP_OPTIONS = {"max_steps": "max_steps", "epochs": "epochs", "time_limit": "time_limit",
+                "early_stopping": "patience"}
+
+
+def parse_duration(text):
+    """'90s', '10m', '1h', '1h30m', '2.5h' or plain seconds -> seconds (float). ValueError if bad."""
+    s = str(text).strip().lower()
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    unreadable = f"cannot read {text!r} as a duration; use e.g. 90s, 10m or 1h30m"
+
+    def seconds(number, unit):  # '.', '1.2.3' or a Unicode digit such as '²' is no number
+        try:
+            return float(number) * unit
+        except ValueError:
+            raise ValueError(unreadable) from None
+
+    total, number = 0.0, ""
+    for ch in s:
+        if ch in "0123456789.":
+            number += ch
+        elif ch in units and number:
+            total += seconds(number, units[ch])
+            number = ""
+        else:
+            raise ValueError(unreadable)
+    if number:
+        total += seconds(number, 1.0)
+    if not s or not 0 < total < math.inf:
+        raise ValueError(f"cannot read {text!r} as a positive duration; use e.g. 90s, 10m or 1h")
+    return total
+
+
+def budget_fraction(cfg, step, epoch, elapsed):
+    """Fraction of the training budget used: the largest of the limits that are set, or None."""
+    parts = []
+    if cfg.max_steps:
+        parts.append(step / cfg.max_steps)
+    if cfg.epochs:
+        parts.append(epoch / cfg.epochs)
+    if cfg.time_limit:
+        parts.append(elapsed / cfg.time_limit)
+    return max(parts) if parts else None
+
+
+def stop_reason(cfg, step, epoch, elapsed, bad_evals):
+    """Which budget a run at this point has used up ("early_stopping", "max_steps", "epochs",
+    "time_limit"), or None. Early stopping comes first: a session whose --max-steps ends where
+    --patience runs out stops for the reason an uninterrupted run would give."""
+    if cfg.patience is not None and bad_evals >= cfg.patience:
+        return "early_stopping"
+    if cfg.max_steps is not None and step >= cfg.max_steps:
+        return "max_steps"
+    if cfg.epochs is not None and epoch >= cfg.epochs:
+        return "epochs"
+    if cfg.time_limit is not None and elapsed >= cfg.time_limit:
+        return "time_limit"
+    return None

@@ -2,7 +2,7 @@
 the up-front memory check that training and sampling share.
 
 Library code never prints and never exits: it raises a `CharRNNError` whose message is one
-sentence written for the user, and `cli.py` turns it into a clean error and exit code 1.
+sentence written for the user, and `charrnn.cli` turns it into a clean error and exit code 1.
 """
 
 import os

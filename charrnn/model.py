@@ -5,7 +5,8 @@ A `CharRNN` is `num_layers` stacked cells of one kind (a row of the cell table,
 `charrnn.cells`) over one-hot characters, with inverted dropout between layers and before the
 softmax head. Layer 0's input projection is a row lookup of its Wx by character id. Hidden
 state is kept feature-major, (H, N) per array, the layout of `layers.py`. Splitting a batch
-across cores is `parallel.py`'s job; stepping one character at a time is `stepper.py`'s.
+across cores is `engines/parallel.py`'s job; stepping one character at a time is
+`stepper.py`'s.
 """
 
 from dataclasses import replace

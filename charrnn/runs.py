@@ -1,20 +1,16 @@
-"""Runs on disk: finding them and the checkpoint a RUN|CKPT argument means, naming and creating
-new ones, reading their `log.jsonl`, the run lock, tidying up after a killed process, and where
+"""Runs on disk: finding them and the checkpoint a RUN|CKPT argument means, summarising them
+for `charrnn logs`, naming and creating new ones, tidying up after a killed process, and where
 a resume may train (`resume_run_dir`: a run's id in its checkpoints and log keeps a resume from
 overwriting newer steps or mixing two runs).
 
-A run is a directory `<out-dir>/<name>/` with `log.jsonl` (one JSON object a line, append-only),
-`latest.npz` and `best.npz`. While a process trains it, that process holds an exclusive
-`flock` on `<run>/.lock` (see `RunLock`); the kernel drops the lock when the process dies, so
-"is the lock held?" tells a live training from a crashed one. The `.lock` file itself stays on
-disk and means nothing by its presence.
+A run is a directory `<out-dir>/<name>/` with `log.jsonl` (see `charrnn.runlog`), `latest.npz`
+and `best.npz`; while a process trains it, that process holds the run's lock
+(`charrnn.lock`).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import os
 import re
 import statistics
@@ -24,17 +20,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from charrnn import files
 from charrnn.errors import CharRNNError, RunError
-from charrnn.jsonvalues import is_finite_number, json_printable, printable
+from charrnn.jsonvalues import is_finite_number
+from charrnn.lock import is_running, lock_pid
+from charrnn.runlog import LOG_NAME, LogContents, read_log, read_log_with_problems
+from charrnn.units import bits
 
-try:  # POSIX only; elsewhere runs are never reported as running and locking is a no-op
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
-
-LOG_NAME = "log.jsonl"
-LOCK_NAME = ".lock"
 BEST_NAME = "best.npz"  # a run's checkpoint with the lowest validation loss
 LATEST_NAME = "latest.npz"  # a run's newest checkpoint
 CHECKPOINT_NAMES = (BEST_NAME, LATEST_NAME)  # what a run means to sample, eval and info
@@ -43,224 +34,6 @@ STATUSES = ("running", "finished", "interrupted", "diverged", "crashed", "no log
 OUT_DIR_ENV = "CHARRNN_HOME"  # sets the default --out-dir
 DEFAULT_OUT_DIR = "checkpoints"  # the default --out-dir without CHARRNN_HOME
 CHARS_PER_SEC_WINDOW = 10  # chars/s of a run = median over its last this-many train events
-
-# Lock files held by this process (resolved paths), so that `is_running` can answer for them
-# without opening a second file description on them.
-_HELD_LOCKS: set[Path] = set()
-
-
-# ----------------------------------------------------------------------------- log.jsonl
-
-
-@dataclass
-class LogContents:
-    """What `read_log_with_problems` found in a log file."""
-
-    records: list[dict]  # the parsed lines, in file order
-    bad_lines: int = 0  # unparseable lines before the last one (a real problem: warn about it)
-    torn_tail: bool = False  # the last line was cut short (a killed run): expected, silent
-
-
-def read_log_with_problems(path: str | os.PathLike) -> LogContents:
-    """Read a `log.jsonl` tolerantly: skip blank and unparseable lines and say how many.
-
-    A torn last line (the writer was killed mid-line) is skipped and reported as `torn_tail`;
-    unparseable lines elsewhere (deeply nested JSON included) are counted in `bad_lines`. A
-    missing file reads as empty. The file is read without following a symbolic link, and
-    refused (RunError) if it is not a regular file or too large for this machine's memory.
-    """
-    try:
-        fd = files.open_nofollow(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return LogContents([])
-    except OSError as exc:
-        raise RunError(f"cannot read {path}: {files.describe(exc)}.") from None
-    try:
-        data = files.read_fd(fd, str(path), "move the log out of the run directory.")
-    except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc.strerror or exc}.") from None
-    except CharRNNError as exc:
-        raise RunError(str(exc)) from None
-    finally:
-        os.close(fd)
-    lines = data.split(b"\n")
-    contents = LogContents([])
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            record = None
-        if isinstance(record, dict):
-            contents.records.append(record)
-        elif i == last:
-            contents.torn_tail = True
-        else:
-            contents.bad_lines += 1
-    return contents
-
-
-def read_log(path: str | os.PathLike) -> list[dict]:
-    """The records of a `log.jsonl`, skipping a torn last line and any unparseable line."""
-    return read_log_with_problems(path).records
-
-
-def metric_records(records: list[dict]) -> list[dict]:
-    """The `train` and `eval` records: one row per measurement, for tables and data export."""
-    return [r for r in records if r.get("event") in ("train", "eval")]
-
-
-class LogWriter:
-    """Appends records to a run's log.jsonl, one JSON object a line.
-
-        with LogWriter(run_dir) as log:  # opens (creates) the file for appending
-            log.end_torn_line()          # after a killed writer: start on a line of its own
-            log.write({"event": "start", "step": 0, ...})
-
-    The file is unbuffered and each record goes out as soon as it is written, so a killed run
-    loses at most the line being written, and a failed write (disk full) leaves nothing
-    pending that closing the file would try, and fail, to write again. It is opened without
-    following a symbolic link: a link planted in the run never makes charrnn append elsewhere.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / LOG_NAME
-        self._file = None
-
-    def __enter__(self) -> "LogWriter":
-        try:
-            self._file = open(self.path, "ab", buffering=0, opener=files.nofollow_opener)
-        except OSError as exc:
-            raise RunError(f"cannot write {self.path}: {files.describe(exc)}.") from None
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._file.close()
-
-    def write(self, record: dict) -> None:
-        """Append `record` as one line; RunError (one sentence) if the disk refuses it."""
-        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
-        try:
-            while line:
-                line = line[self._file.write(line):]
-        except OSError as exc:
-            raise RunError(f"could not write {self.path}: {exc.strerror or exc}; the "
-                           "checkpoints are intact.") from None
-
-    def end_torn_line(self) -> None:
-        """If a killed (or disk-full) writer left the last line half-written, end it, so that
-        the next record starts on a line of its own instead of being glued to the torn one."""
-        with open(self.path, "rb", opener=files.nofollow_opener) as f:
-            if f.seek(0, os.SEEK_END) == 0:
-                return
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-        if torn:
-            try:
-                self._file.write(b"\n")
-            except OSError:
-                pass  # the first record's write will fail too, and say so
-
-
-# ----------------------------------------------------------------------------- the lock
-
-
-class RunLock:
-    """An exclusive, non-blocking lock on a run directory, held while a process trains it.
-
-        with RunLock(run_dir):      # raises RunError if another process trains this run
-            ...train, append to log.jsonl, write checkpoints...
-
-    It is an `fcntl.flock` on `<run_dir>/.lock`, which also holds the owner's pid. The kernel
-    releases it when the process exits or dies, so it can never be left stuck. The file is
-    opened without following a symbolic link, so a link planted as `.lock` is never truncated.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_NAME
-        self._fd: int | None = None
-
-    def acquire(self) -> "RunLock":
-        if self._fd is not None:
-            return self
-        key = self.path.resolve() if self.path.exists() else None
-        if key is not None and key in _HELD_LOCKS:
-            raise RunError(
-                f"run '{self.run_dir.name}' is already being trained by this process."
-            )
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = files.open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
-        except OSError as exc:
-            raise RunError(f"cannot create the lock file {self.path}: {files.describe(exc)}.") \
-                from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                pid = lock_pid(self.run_dir)
-                who = f" (pid {pid})" if pid else ""
-                raise RunError(
-                    f"run '{self.run_dir.name}' is being trained by another charrnn process"
-                    f"{who}; wait for it to finish or stop it first."
-                ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        _HELD_LOCKS.add(self.path.resolve())
-        return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        _HELD_LOCKS.discard(self.path.resolve())
-        if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc_info) -> None:
-        self.release()
-
-
-def is_running(run_dir: str | os.PathLike) -> bool:
-    """Whether some live process (this one included) holds the lock of `run_dir`.
-
-    Probes with a fresh, non-blocking `flock` on a new file description, which never disturbs
-    the holder: flock locks belong to open file descriptions, so the probe fails exactly when
-    someone holds the lock.
-    """
-    path = Path(run_dir) / LOCK_NAME
-    if not path.is_file():
-        return False
-    if path.resolve() in _HELD_LOCKS:
-        return True
-    if fcntl is None:  # pragma: no cover
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def _engine_text(start):
@@ -273,13 +46,6 @@ def _engine_text(start):
     processes = _typed(start.get("processes"), int)
     return text + (f", {processes} processes" if processes else "")
 
-
-def lock_pid(run_dir: str | os.PathLike) -> int | None:
-    """The pid written in the lock file of `run_dir` (meaningful only while it is running)."""
-    try:
-        return int((Path(run_dir) / LOCK_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 # ----------------------------------------------------------------------------- a run's summary
@@ -438,7 +204,7 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
     if evals:
         best = min(evals, key=lambda r: r["val_loss"])
         info.best_val_loss = float(best["val_loss"])
-        info.best_val_bpc = info.best_val_loss / math.log(2)
+        info.best_val_bpc = bits(info.best_val_loss)
         info.best_val_step = _typed(best.get("step"), int)
     ends = [r for r in records if r.get("event") == "end"]
     if ends and info.status not in ("running", "crashed"):
@@ -762,45 +528,3 @@ def resume_run_dir(ckpt_path: str | os.PathLike, run_id: str | None, step: int,
     return run_dir
 
 
-# ----------------------------------------------------------------------------- export
-
-LEADING_COLUMNS = ("run", "event", "step", "epoch", "time")
-
-
-def record_columns(records: list[dict]) -> list[str]:
-    """The union of the records' keys: run, event, step, epoch, time first, then the others in
-    the order they first appear."""
-    seen = dict.fromkeys(k for r in records for k in r)
-    return [k for k in LEADING_COLUMNS if k in seen] + [k for k in seen if k not in LEADING_COLUMNS]
-
-
-def records_json(records: list[dict]) -> str:
-    """The records as a JSON array, one record a line, control characters escaped."""
-    if not records:
-        return "[]"
-    return "[\n" + ",\n".join(json_printable(json.dumps(r, ensure_ascii=False))
-                               for r in records) + "\n]"
-
-
-def records_csv(records: list[dict]) -> str:
-    """The records as CSV with a header of `record_columns`; a missing key is an empty cell,
-    a nested value (list, dict) its JSON text; control characters but tab and newline are
-    escaped (`printable`)."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    columns = record_columns(records)
-    writer.writerow(printable(str(c)) for c in columns)
-    for r in records:
-        writer.writerow(_csv_cell(r.get(k)) for k in columns)
-    return buffer.getvalue()
-
-
-def _csv_cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        return printable(json.dumps(value, ensure_ascii=False))
-    return printable(value) if isinstance(value, str) else value

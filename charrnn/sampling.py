@@ -1,5 +1,6 @@
 """Turning a model into text: priming, temperature / top-k / top-p / greedy sampling, the
-streaming generator, and `score`, a model's loss on a text with carried state.
+streaming generator, the beam-search option rules (`check_beam`), and `LoadedModel`, what
+`charrnn.load` returns. (A model's loss on a text is `charrnn.scoring`'s.)
 
 How a sample is made (the same for the CLI, the Python API and the trainer's samples):
 1. The state starts at zeros. A checkpoint made by `charrnn train` holds a short context, the
@@ -29,8 +30,8 @@ A sample as data (`generate(..., records=True)`) is a dict: `sample` (its index)
 `text` (the generated part, without the stop text), `stop` (the stop text that ended it, or
 None when the length ran out), `chars` (how many characters were generated, stop text
 included), `nats_per_char` and `bits_per_char` (their mean negative log-probability under the
-model's untempered distribution, as `score` and `charrnn eval` compute it; None when nothing
-was generated), `seed`, and the options: `length`, `temperature`, `top_k`, `top_p`, `beam`,
+model's untempered distribution, as `scoring.score` and `charrnn eval` compute it; None when
+nothing was generated), `seed`, and the options: `length`, `temperature`, `top_k`, `top_p`, `beam`,
 `stops`.
 """
 
@@ -47,6 +48,7 @@ from charrnn.data import format_chars
 from charrnn.errors import CharRNNError, CorpusError, refuse_oversized
 from charrnn.stepper import Stepper
 from charrnn.stops import Stops
+from charrnn.units import bits
 
 START_CHAR = "\n"  # fed first when there is no prime nor context (else the character with id 0)
 CONTEXT_CHARS = 256  # length of the training-text context a checkpoint keeps for sampling
@@ -68,16 +70,29 @@ def check_options(length, temperature, top_k=None, top_p=None, num_samples=1, un
         raise ValueError(f"num_samples must be >= 1, not {num_samples!r}")
     if unknown not in UNKNOWN_CHOICES:
         raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_CHOICES)}, not {unknown!r}")
-    if beam is None:
-        return
+    if beam is not None:
+        check_beam(beam, temperature, top_k, top_p, num_samples)
+
+
+PARAMETER_NAMES = {"beam": "beam", "temperature": "temperature", "top_k": "top_k",
+                   "top_p": "top_p", "num_samples": "num_samples"}
+
+
+def check_beam(beam, temperature=None, top_k=None, top_p=None, num_samples=1,
+               names=PARAMETER_NAMES):
+    """The beam-search option rules, for the Python API and the command line alike: raise
+    ValueError naming the options as `names` does (the parameters; the command line passes
+    its flags). Beam search keeps the most probable continuations, so it takes no sampling
+    option, and it finds at most `beam` of them."""
     if not isinstance(beam, (int, np.integer)) or beam < 1:
-        raise ValueError(f"beam must be an integer >= 1, not {beam!r}")
+        raise ValueError(f"{names['beam']} must be an integer >= 1, not {beam!r}")
     if (temperature, top_k, top_p) != (None, None, None):
-        raise ValueError("beam search keeps the most probable continuations; it does not "
-                         "combine with temperature, top_k or top_p")
+        raise ValueError(f"{names['beam']} keeps the most probable continuations; it does not "
+                         f"combine with {names['temperature']}, {names['top_k']} or "
+                         f"{names['top_p']}")
     if num_samples > beam:
-        raise ValueError(f"beam search with beam {beam} keeps {beam} continuations; "
-                         f"num_samples {num_samples} is more")
+        raise ValueError(f"{names['num_samples']} {num_samples} is more than {names['beam']} "
+                         f"{beam} keeps; ask for at most that many")
 
 
 def memory_needed(model, num_samples, length):
@@ -372,7 +387,7 @@ def _record(n, prime, text, stop, nats, chars, options):
     per_char = float(nats) / int(chars) if chars else None
     return {"sample": n, "prime": prime, "text": text, "stop": stop, "chars": int(chars),
             "nats_per_char": per_char,
-            "bits_per_char": None if per_char is None else per_char / math.log(2), **options}
+            "bits_per_char": None if per_char is None else bits(per_char), **options}
 
 
 def _released(picks, tracker):
@@ -403,7 +418,7 @@ def sample_text(model, vocab, length, **options):
     return [prime + "".join(col[s] for col in columns) for s in range(n)]
 
 
-class Sampler:
+class LoadedModel:
     """A model with its vocabulary, ready to write text; what `charrnn.load` returns.
 
         model = charrnn.load("checkpoints/shakespeare")

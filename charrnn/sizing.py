@@ -1,9 +1,7 @@
 """The model's size and dropout, chosen from the corpus and the budget (`--size`).
 
-More time should buy a better model, and a model that fits 10 minutes overfits in an hour
-(measured on tiny-shakespeare: the old fixed default, LSTM 2×256 with dropout 0.1, reached
-1.505 nats/char in 10 minutes and 1.501 in 30, its training loss falling to 1.18). So a new
-run that does not set its size picks it here, from two numbers:
+More time should buy a better model, and a model that fits 10 minutes overfits in an hour. So
+a new run that does not set its size picks it here, from two numbers:
 
     minutes  the budget on this machine: --time-limit, or --max-steps / --epochs turned
              into minutes by a quick measurement of this machine's speed (`estimate_speed`)
@@ -24,23 +22,14 @@ The rule (one table and one formula, calibrated by the runs in README, Performan
     passes   = minutes · 60 · RATE[size] / chars      (or, for a step or epoch budget, the
                                                        characters it trains on / chars)
 
-A bigger model learns more per character but takes more time per character: at 10 minutes
-2×384 beat 2×256 on tiny-shakespeare (1.472 against 1.482) and on its first 100 KB (1.586
-against 1.620, with dropout 0.5), and 2×256 beat 1×128 from 1 minute on (1.830 against 1.882;
-they tie at 15 seconds). Dropout follows how much the model can memorise: the passes over the
-text times the model's capacity (its recurrent weights, relative to 2×256). Calibration
-points: 2×256, 13 passes, 0.1 and 0.25 equal (1.482, 1.486); 2×384, 6.5 passes, 0.2; 2×384,
-20 passes: 0.35 still overfits; 100 KB for 10 minutes (70–150 passes): 0.4 and 0.5 equal, best.
-A corpus larger than the budget can read gets no dropout. Beyond 0.4 more dropout bought
-little, and weight decay takes over: 2×512 for 30 minutes reached 1.468 with dropout 0.5
-alone, 1.457 with weight decay 0.1 (0.3: 1.460, 0.2: 1.457) and 1.444 with dropout 0.4 and
-weight decay 0.2; on the first 100 KB for 10 minutes, dropout 0.4 with weight decay 0.2
-reached 1.582 (0.5 alone 1.586, 0.5 with 0.1 1.580). Those runs used Adam at its default
-rate; each step takes lr · λ of the weights away, so the same λ is another decay at another
-optimizer's rate (SGD's rate of 1 would take a fifth of every weight a step), and the rule
-adds it only with Adam. Options the user sets (--hidden-size, --num-layers, --dropout,
---weight-decay, or a named --size) always win; the rule fills in only what is left (with
---dropout given, it adds no weight decay).
+A bigger model learns more per character but takes more time per character; dropout follows
+how much the model can memorise (the passes over the text times its recurrent weights,
+relative to 2×256); beyond a dropout of 0.4, decoupled weight decay takes over. The same λ is
+another decay at another optimizer's rate (each step takes lr · λ of the weights away), and
+the runs used Adam at its default rate, so the rule adds it only with Adam. The runs that
+chose these numbers, and what they measured, are in the README (Performance). Options the
+user sets (--hidden-size, --num-layers, --dropout, --weight-decay, or a named --size) always
+win; the rule fills in only what is left (with --dropout given, it adds no weight decay).
 
 RATE is the characters per second each size trained at here (2 cores, numpy engine,
 evaluations included); budgets given in steps or epochs are converted with the small size's

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charrnn.jsonvalues import printable
+from charrnn.units import DIGITS, bits
 
 STATUS_STYLES = {
     "running": "bold green",
@@ -303,8 +304,8 @@ class TrainProgress:
     def evaluated(self, step, val_loss, best):
         loss = f"{self.loss:.3f}" if self.loss is not None else "-"
         speed = fmt_count(self.speed) if self.speed is not None else "-"
-        self.message(f"step {step:,}: train loss {loss}, val loss {val_loss:.4f} "
-                     f"({val_loss / math.log(2):.3f} bits/char), {speed} chars/s")
+        self.message(f"step {step:,}: train loss {loss}, val loss {val_loss:.{DIGITS}f} "
+                     f"({bits(val_loss):.{DIGITS}f} bits/char), {speed} chars/s")
         if self.bar is not None and not self.bar.disable and self.loss is not None:
             self.bar.set_postfix_str(self._postfix(), refresh=True)
 

@@ -1,16 +1,16 @@
-"""The cell table: a cell added by its recipe (tests/toy_cell.py: one module, one row) works
-everywhere a built-in cell does, and every cell's sampling step agrees with its training forward."""
+"""The cell table: a cell added by its recipe (tests/helpers/toy_cell.py: one module, one row)
+works everywhere a built-in cell does, and every cell's sampling step agrees with its training forward."""
 
 import numpy as np
 import pytest
 
-import oracle
-import toy_cell
+from helpers import oracle
+from helpers import toy_cell
 from charrnn import cells, layers
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.parallel import Parallel
+from charrnn.engines.parallel import Parallel
 from charrnn.stepper import Stepper
-from gradcheck import numerical_grad, rel_error
+from helpers.gradcheck import numerical_grad, rel_error
 
 ALL = ["lstm", "gru", "rnn", toy_cell.TOY.name]
 
@@ -88,12 +88,12 @@ def test_worker_processes_find_a_cell_registered_outside_the_package(monkeypatch
 
 
 def test_the_toy_cell_trains_samples_and_resumes_through_the_command_line(tmp_path):
-    """What adding a cell needs is tests/toy_cell.py alone: `charrnn train --cell mgu`,
+    """What adding a cell needs is tests/helpers/toy_cell.py alone: `charrnn train --cell mgu`,
     `sample`, `eval` and `--resume` work on it."""
     from click.testing import CliRunner
 
     from charrnn.cli import cli
-    from train_helpers import TINY, events, load, make_corpus, train
+    from helpers.train_helpers import TINY, events, load, make_corpus, train
 
     corpus = make_corpus(tmp_path / "c.txt")
     out = tmp_path / "runs"

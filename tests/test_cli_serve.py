@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_helpers import WAIT, free_port, make_run
+from helpers.serve_helpers import WAIT, free_port, make_run
 
 ROOT = Path(__file__).resolve().parent.parent
 

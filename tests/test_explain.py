@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 
 import charrnn
-import oracle
-import toy_cell
+from helpers import oracle
+from helpers import toy_cell
 from charrnn import layers
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.explain import (ExplainError, Unit, explain, flow_starts, make_unit,
                              state_gradients)
-from charrnn.features import FEATURES, text_features
+from charrnn.explain.features import FEATURES, text_features
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.scoring import score
-from gradcheck import rel_error
+from helpers.gradcheck import rel_error
 from test_sampling import HELLO, save_checkpoint, trained
 
 ALL = ["lstm", "gru", "rnn", toy_cell.TOY.name]

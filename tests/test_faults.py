@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import checkpoint, runs
+from charrnn import checkpoint, lock, runlog
 from charrnn import train as train_module
-from test_train_cli import _assert_clean_error
-from train_helpers import TINY, all_finite, events, load, make_corpus, train
+from test_cli_train import _assert_clean_error
+from helpers.train_helpers import TINY, all_finite, events, load, make_corpus, train
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
 # checkpoint at every step, so that kills often land during a write
@@ -95,7 +95,7 @@ def test_sigkill_at_six_random_moments_never_loses_the_run(tmp_path, corpus):
         assert all_finite(latest)
         assert latest.training.step >= saved_step
         saved_step = latest.training.step
-        contents = runs.read_log_with_problems(run / "log.jsonl")
+        contents = runlog.read_log_with_problems(run / "log.jsonl")
         # a kill can tear at most the line being written, which the next start then ends
         assert contents.bad_lines <= kill and contents.records[0]["event"] == "start"
         assert charrnn.resolve_checkpoint(run).name in ("best.npz", "latest.npz")
@@ -265,7 +265,7 @@ def test_a_full_disk_for_the_log_is_one_sentence(tmp_path, corpus, monkeypatch):
         f = real_open(path, mode, **kwargs)
         return FullLog(f) if mode == "ab" else f
 
-    monkeypatch.setattr(runs, "open", fake_open, raising=False)
+    monkeypatch.setattr(runlog, "open", fake_open, raising=False)
     run = tmp_path / "runs" / "r"
     result = train(corpus, *TINY, "--checkpoint-every", 1, "--max-steps", 10, "--out-dir",
                    run.parent, "--name", "r", "-q")
@@ -311,11 +311,11 @@ def test_a_run_is_trained_by_one_process_at_a_time_and_a_crash_frees_it(tmp_path
                             "is being trained by another charrnn process", f"(pid {proc.pid})")
         _assert_clean_error(train(corpus, *TINY, "--out-dir", run.parent, "--name", "r"),
                             "already exists")
-        assert runs.is_running(run)
+        assert lock.is_running(run)
     finally:
         proc.kill()
         finish(proc)
-    assert not runs.is_running(run)  # the kernel dropped the dead process's lock
+    assert not lock.is_running(run)  # the kernel dropped the dead process's lock
     step = load(run / "latest.npz").training.step
     result = train("--resume", run, "--max-steps", step + 1, "-q")
     assert result.exit_code == 0, result.stderr
@@ -359,6 +359,6 @@ def test_a_torn_last_log_line_does_not_swallow_the_next_start(tmp_path, corpus):
     with open(run / "log.jsonl", "a") as f:
         f.write('{"event": "train", "st')  # the writer died mid-line
     assert train("--resume", run, "--max-steps", 5, "-q").exit_code == 0
-    contents = runs.read_log_with_problems(run / "log.jsonl")
+    contents = runlog.read_log_with_problems(run / "log.jsonl")
     assert [r["step"] for r in contents.records if r["event"] == "start"] == [0, 3]
     assert contents.bad_lines == 1 and contents.records[-1]["event"] == "end"

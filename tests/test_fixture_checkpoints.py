@@ -1,7 +1,7 @@
 """Checkpoints written by an earlier charrnn still load, sample, show and resume.
 
-The files in tests/fixtures/ come from tests/make_fixture_checkpoints.py, run with the charrnn
-of commit 67484f5; that script also recorded what that version printed for them.
+The files in tests/fixtures/ come from tests/helpers/make_fixture_checkpoints.py, run with the
+charrnn of commit 67484f5; that script also recorded what that version printed for them.
 """
 
 import json
@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import cli
-from make_fixture_checkpoints import (FIRST_STEPS, FIXTURES, RESUMED_STEPS, RUNS, SAMPLE,
+from helpers.make_fixture_checkpoints import (FIRST_STEPS, FIXTURES, RESUMED_STEPS, RUNS, SAMPLE,
                                       fixture_corpus)
-from train_helpers import load
+from helpers.train_helpers import load
 
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 CELLS = list(RUNS)

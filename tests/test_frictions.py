@@ -19,7 +19,7 @@ from charrnn.cli import cli
 from charrnn.ui import TrainProgress
 from test_hostile_input import assert_refused
 from test_runs import make_records, write_run
-from train_helpers import TINY, events, files_snapshot, load, make_corpus, train
+from helpers.train_helpers import TINY, events, files_snapshot, load, make_corpus, train
 
 
 def invoke(*args, env=None):
@@ -35,7 +35,7 @@ def corpus(tmp_path):
 
 
 def _stopped_by_default_time_limit(corpus, out, monkeypatch):
-    monkeypatch.setattr("charrnn.cli.DEFAULT_TIME_LIMIT", 0.3)
+    monkeypatch.setattr("charrnn.cli.train.DEFAULT_TIME_LIMIT", 0.3)
     assert train(corpus, *TINY, "--out-dir", out, "-q").exit_code == 0
     assert events(out / "c", "end")[-1]["reason"] == "time_limit"
 
@@ -233,7 +233,7 @@ def test_a_single_run_image_is_titled_with_its_run(tmp_path, monkeypatch):
     write_run(tmp_path, "shakespeare")
     drawn = {}
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", type("M", (), {}))
-    monkeypatch.setattr(charts, "save_png", lambda path, specs, x, title="":
+    monkeypatch.setattr(charts, "save_image", lambda path, specs, x, title="":
                         drawn.update(path=path, title=title))
     result = invoke("logs", "shakespeare", "--out-dir", tmp_path, "--plot", tmp_path / "a.png")
     assert result.exit_code == 0, result.output

@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
-from test_checkpoint_safety import CASES as BAD_CHECKPOINTS
-from train_helpers import TINY, files_snapshot, make_corpus
+from test_checkpoint import CASES as BAD_CHECKPOINTS
+from helpers.train_helpers import TINY, files_snapshot, make_corpus
 
 ERROR, USAGE = 1, 2
 
@@ -170,7 +170,7 @@ def template(tmp_path_factory):
 
 
 def ck(case):
-    """The path of one of test_checkpoint_safety's bad checkpoints in the working directory."""
+    """The path of one of test_checkpoint's bad checkpoints in the working directory."""
     return f"ck/{case.replace(' ', '-')}/bad.npz"
 
 
@@ -425,7 +425,7 @@ CASES = [
      ERROR, ["explaining 4,0", "of memory"], small_memory(400_000)),
     ("explain a text too long for a page", ["explain", "model.npz", "corpus.txt", "--html",
                                             "p.html"], ERROR, ["explain at most"],
-     lambda monkeypatch: monkeypatch.setattr("charrnn.explain_html.PAGE_CODES", 10_000)),
+     lambda monkeypatch: monkeypatch.setattr("charrnn.explain.html.PAGE_CODES", 10_000)),
     # ----- info
     ("info unknown run", ["info", "nope"], ERROR, ["no run named 'nope'"]),
     ("info missing checkpoint file", ["info", "nope.npz"], ERROR, ["no run named 'nope.npz'"]),

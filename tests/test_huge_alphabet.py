@@ -13,7 +13,7 @@ from charrnn.cli import cli
 from charrnn.data import REPLACEMENT, Vocab, encode_corpus, limit_vocab
 from charrnn.errors import CorpusError
 from charrnn.stepper import Stepper
-from train_helpers import TINY, events, load, train
+from helpers.train_helpers import TINY, events, load, train
 
 DISTINCT = 5000
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import oracle
+from helpers import oracle
 from charrnn.cli import cli
 from charrnn.data import Vocab
 from charrnn.model import grow_vocabulary
 from charrnn.stepper import Stepper
 from test_sampling import random_model
-from train_helpers import TINY, events, files_snapshot, load, make_corpus, train
+from helpers.train_helpers import TINY, events, files_snapshot, load, make_corpus, train
 
 DIGITS = "0123456789"
 

@@ -23,7 +23,7 @@ from charrnn.data import read_text
 from charrnn.errors import CharRNNError
 from test_hostile_input import assert_refused
 from test_runs import make_records, write_run
-from train_helpers import TINY, events, files_snapshot, load, make_corpus
+from helpers.train_helpers import TINY, events, files_snapshot, load, make_corpus
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1]), "NO_COLOR": "1"}
 

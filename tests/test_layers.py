@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from charrnn import cells, layers
-from gradcheck import numerical_grad, rel_error
+from helpers.gradcheck import numerical_grad, rel_error
 
 N, T, D, H = 2, 3, 4, 5
 TOL = 1e-6

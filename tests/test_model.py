@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-import oracle
+from helpers import oracle
 from charrnn import layers
 from charrnn.model import CharRNN, ModelConfig, param_shapes
-from charrnn.parallel import Parallel
+from charrnn.engines.parallel import Parallel
 from charrnn.stepper import Stepper
-from gradcheck import numerical_grad, rel_error
+from helpers.gradcheck import numerical_grad, rel_error
 
 CELLS = ["lstm", "gru", "rnn"]
 

@@ -11,8 +11,8 @@ import pytest
 
 import charrnn
 from charrnn import train as train_module
-from train_helpers import (TINY, all_finite, assert_same_arrays, events, files_snapshot, load,
-                           make_corpus, train)
+from helpers.train_helpers import (TINY, all_finite, assert_same_arrays, events, files_snapshot,
+                                   load, make_corpus, train)
 
 RESUMABLE = [*TINY, "--seed", 7, "--eval-every", 5, "--checkpoint-every", 7, "--dropout", 0.2]
 

@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from test_hostile_input import _edit_meta
-from train_helpers import TINY, assert_same_arrays, events, files_snapshot, load, make_corpus, train
+from helpers.train_helpers import (TINY, assert_same_arrays, events, files_snapshot, load,
+                                   make_corpus, train)
 
 SHORT = [*TINY, "--eval-every", 3, "-q"]
 

@@ -1,14 +1,11 @@
-"""charrnn.runs: reading log.jsonl, run status and the run lock, finding runs and checkpoints.
+"""charrnn.runs: run status and summaries, finding runs and checkpoints.
 
-`write_run` makes realistic runs for these tests and for test_logs_cli.py.
+`make_records` and `write_run` make realistic runs for these tests and for test_runlog.py,
+test_lock.py and test_cli_logs.py.
 """
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
@@ -69,54 +66,6 @@ def write_run(out_dir, name, records=None, tail="", checkpoint=True, **kwargs):
     return run_dir
 
 
-# ----------------------------------------------------------------------------- read_log
-
-
-def test_read_log_round_trips_records(tmp_path):
-    records = make_records()
-    run_dir = write_run(tmp_path, "a", records)
-    assert runs.read_log(run_dir / "log.jsonl") == records
-
-
-def test_read_log_skips_torn_last_line_silently(tmp_path):
-    records = make_records(end=None)
-    run_dir = write_run(tmp_path, "a", records, tail='{"event": "train", "step": 21')
-    contents = runs.read_log_with_problems(run_dir / "log.jsonl")
-    assert contents.records == records
-    assert contents.torn_tail and contents.bad_lines == 0
-
-
-def test_log_writer_appends_lines_and_ends_a_torn_one(tmp_path):
-    records = make_records(end=None)
-    run_dir = write_run(tmp_path, "a", records, tail='{"event": "train", "step": 21')
-    with runs.LogWriter(run_dir) as log:
-        log.end_torn_line()
-        log.end_torn_line()  # the line is whole now: nothing more to end
-        log.write({"event": "start", "step": 20})
-    contents = runs.read_log_with_problems(run_dir / "log.jsonl")
-    assert contents.records == [*records, {"event": "start", "step": 20}]
-    assert contents.bad_lines == 1 and not contents.torn_tail
-    (tmp_path / "new").mkdir()
-    with runs.LogWriter(tmp_path / "new") as log:  # a new run: an empty log has nothing torn
-        log.end_torn_line()
-    assert (tmp_path / "new" / "log.jsonl").read_bytes() == b""
-
-
-def test_read_log_counts_bad_lines_in_the_middle_and_skips_blank_ones(tmp_path):
-    path = tmp_path / "log.jsonl"
-    path.write_bytes(b'{"event": "start", "step": 0}\n\ngarbage\n[1, 2]\n\xff\xfe\n'
-                     b'{"event": "end", "step": 1}\n\n')
-    contents = runs.read_log_with_problems(path)
-    assert [r["event"] for r in contents.records] == ["start", "end"]
-    assert contents.bad_lines == 3 and not contents.torn_tail
-
-
-def test_read_log_missing_and_empty_files(tmp_path):
-    assert runs.read_log(tmp_path / "nope.jsonl") == []
-    (tmp_path / "empty.jsonl").write_text("")
-    assert runs.read_log(tmp_path / "empty.jsonl") == []
-
-
 # ----------------------------------------------------------------------------- status
 
 
@@ -167,54 +116,6 @@ def test_summary_of_a_run_without_eval_or_records(tmp_path):
     (tmp_path / "ckpt_only").mkdir()
     (tmp_path / "ckpt_only" / "latest.npz").write_bytes(b"x")
     assert runs.summarize(tmp_path / "ckpt_only").status == "no log"
-
-
-# ----------------------------------------------------------------------------- the lock
-
-
-def test_lock_marks_a_run_running_in_process(tmp_path):
-    run_dir = write_run(tmp_path, "r", end=None)
-    with runs.RunLock(run_dir) as lock:
-        assert lock.held and runs.is_running(run_dir)
-        assert runs.lock_pid(run_dir) == os.getpid()
-        info = runs.summarize(run_dir)
-        assert info.status == "running" and info.pid == os.getpid()
-        with pytest.raises(RunError, match="already being trained"):
-            runs.RunLock(run_dir).acquire()
-    assert not runs.is_running(run_dir)
-    assert runs.summarize(run_dir).status == "crashed"
-
-
-def test_lock_held_by_another_process_then_released_by_its_death(tmp_path):
-    run_dir = write_run(tmp_path, "r", end=None)
-    code = textwrap.dedent(f"""
-        import sys, time
-        from charrnn.runs import RunLock
-        lock = RunLock({str(run_dir)!r}).acquire()
-        print("locked", flush=True)
-        sys.stdin.readline()
-    """)
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "locked"
-        assert runs.is_running(run_dir)
-        assert runs.summarize(run_dir).status == "running"
-        with pytest.raises(RunError, match=rf"another charrnn process \(pid {child.pid}\)"):
-            runs.RunLock(run_dir).acquire()
-        assert runs.is_running(run_dir), "probing must not disturb the holder"
-    finally:
-        child.kill()
-        child.wait()
-    assert not runs.is_running(run_dir)
-    assert runs.summarize(run_dir).status == "crashed"
-    with runs.RunLock(run_dir):  # a dead holder never leaves the lock stuck
-        pass
-
-
-def test_lock_creates_the_run_directory(tmp_path):
-    with runs.RunLock(tmp_path / "new" / "run"):
-        assert (tmp_path / "new" / "run" / ".lock").is_file()
 
 
 # ----------------------------------------------------------------------------- finding runs
@@ -276,19 +177,3 @@ def test_resolve_checkpoint_for_resume_prefers_latest(tmp_path):
         runs.resolve_checkpoint("aa", tmp_path, resume=True)
     with pytest.raises(RunError, match="cannot resume .*/b: no such run directory"):
         runs.resolve_checkpoint(tmp_path / "b", tmp_path, resume=True)
-
-
-# ----------------------------------------------------------------------------- export
-
-
-def test_records_csv_columns_and_cells():
-    records = [{"event": "train", "step": 1, "time": 0.5, "epoch": 0.1, "loss": 2.0},
-               {"event": "eval", "step": 1, "time": 0.5, "epoch": 0.1, "val_loss": 2.1,
-                "extra": {"a": 1}, "none": None}]
-    assert runs.record_columns(records) == ["event", "step", "epoch", "time", "loss",
-                                            "val_loss", "extra", "none"]
-    lines = runs.records_csv(records).splitlines()
-    assert lines[1] == "train,1,0.1,0.5,2.0,,,"
-    assert lines[2] == 'eval,1,0.1,0.5,,2.1,"{""a"": 1}",'
-    assert json.loads(runs.records_json(records)) == records
-    assert runs.records_json([]) == "[]"

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import charrnn
-import oracle
+from helpers import oracle
 from charrnn import checkpoint
 from charrnn.data import Vocab
 from charrnn.errors import CorpusError
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.stepper import Stepper
-from charrnn.sampling import Picker, Sampler, generate, prime_ids, sample_text
+from charrnn.sampling import LoadedModel, Picker, generate, prime_ids, sample_text
 from charrnn.scoring import score
 
 HELLO = "hello world, "
@@ -268,7 +268,7 @@ def test_load_and_sample_from_a_run_dir_or_a_file(tmp_path):
     run.mkdir()
     path = save_checkpoint(run / "best.npz")
     model = charrnn.load(run)
-    assert isinstance(model, Sampler) and model.path == path
+    assert isinstance(model, LoadedModel) and model.path == path
     assert model.vocab == Vocab(HELLO) and model.config.num_layers == 2
     assert model.training.step == 250
     text = model.sample(26, temperature=0, prime="hello")

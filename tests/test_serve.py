@@ -21,7 +21,7 @@ from charrnn.serve import batcher as batcher_module
 from charrnn.serve.batcher import PROMPT_CHUNK, Batcher, Job
 from charrnn.serve.requests import read_completion
 from charrnn.stepper import Stepper
-from serve_helpers import WAIT, make_run, sample, serving, streams, wait_for
+from helpers.serve_helpers import WAIT, make_run, sample, serving, streams, wait_for
 
 LIMITS = Limits(max_tokens=10**6, max_prompt=2000, max_streams=40)
 

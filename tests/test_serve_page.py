@@ -8,8 +8,8 @@ on Tab (arrows cycle, Enter keeps one, Esc drops it). With an API key it asks fo
 import pytest
 
 from charrnn.serve import Limits, load_models, make_app
-from serve_helpers import make_run, serving
-from test_explain_page import CHROMIUM, FLAGS, pytestmark, sync_api  # noqa: F401 - the skips
+from helpers.serve_helpers import make_run, serving
+from test_explain_html import CHROMIUM, FLAGS, pytestmark, sync_api  # noqa: F401 - the skips
 
 TIMEOUT = 20_000  # milliseconds: the longest any wait in the browser lasts
 

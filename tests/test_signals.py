@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import charrnn
 from charrnn.cli import cli
 from test_faults import DEADLINE, finish, spawn, wait_until
-from train_helpers import TINY, events, load, make_corpus
+from helpers.train_helpers import TINY, events, load, make_corpus
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
 
@@ -125,7 +125,7 @@ def test_ctrl_c_exits_130_without_aborted_or_traceback(world, tmp_path, case):
 
 def test_ctrl_c_while_following_a_training_run_exits_130(world, tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from charrnn.runs import RunLock; "
+        [sys.executable, "-c", "import sys; from charrnn.lock import RunLock; "
          f"RunLock({str(world / 'runs' / 'r')!r}).acquire(); print('locked', flush=True); "
          "sys.stdin.readline()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env=ENV)

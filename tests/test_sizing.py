@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from charrnn import sizing
 from charrnn.cli import cli
 from charrnn.config import SIZES
-from train_helpers import events, load, make_corpus, train
+from helpers.train_helpers import events, load, make_corpus, train
 
 ORDER = list(sizing.PRESETS)  # tiny < small < medium < large
 MINUTES = [0.1, 0.2, 0.25, 0.5, 1, 2, 4.9, 5, 10, 19.9, 20, 30, 60, 120, 600]
@@ -85,18 +85,18 @@ def test_weight_decay_joins_a_heavy_dropout_unless_the_user_regularises():
 
 def test_train_sets_the_chosen_weight_decay_unless_given():
     from charrnn.config import TrainConfig
-    from charrnn.train import _sized
+    from charrnn.planning import apply_size_rule
 
     long = TrainConfig(max_steps=4000)  # 4,000 steps of 64 x 50: 2,370 passes over 5,400
-    cfg, choice = _sized(long, {"max_steps": 4000}, 5400)
+    cfg, choice = apply_size_rule(long, {"max_steps": 4000}, 5400)
     assert choice.dropout >= sizing.MAX_DROPOUT
     assert (cfg.dropout, cfg.weight_decay) == (choice.dropout, sizing.WEIGHT_DECAY)
     given = {"max_steps": 4000, "weight_decay": 0.0}
-    cfg, choice = _sized(long, given, 5400)
+    cfg, choice = apply_size_rule(long, given, 5400)
     assert cfg.weight_decay == 0.0 and "--weight-decay as given" in choice.why
-    assert _sized(TrainConfig(max_steps=1), {"max_steps": 1}, 5400)[0].weight_decay == 0.0
+    assert apply_size_rule(TrainConfig(max_steps=1), {"max_steps": 1}, 5400)[0].weight_decay == 0.0
     sgd = TrainConfig(max_steps=4000, optimizer="sgd")
-    assert _sized(sgd, {"max_steps": 4000, "optimizer": "sgd"}, 5400)[0].weight_decay == 0.0
+    assert apply_size_rule(sgd, {"max_steps": 4000, "optimizer": "sgd"}, 5400)[0].weight_decay == 0.0
 
 
 def test_a_step_budget_knows_its_passes_exactly():

@@ -12,7 +12,7 @@ from charrnn.checkpoint import TrainingState
 from charrnn.cli import cli
 from charrnn.config import TrainConfig
 from charrnn.errors import CheckpointError
-from make_fixture_checkpoints import FIXTURES
+from helpers.make_fixture_checkpoints import FIXTURES
 from test_hostile_input import _edit_meta
 
 SAVED = json.loads(json.dumps(checkpoint.load(FIXTURES / "lstm.npz").training.to_json()))

@@ -4,8 +4,11 @@ A row (`Cell`) says what the rest of the package needs to know about a cell: its
 which of them are sigmoids, its state arrays, its bias vectors, and the module that holds its
 functions. Everything that depends on the cell reads this table: the parameter shapes and
 initialisation, `CharRNN`'s forward and backward passes, the worker processes' shared-memory
-layout, the sampler, `explain`, and the command line's `--cell` choices. Nothing outside a
-cell's module branches on a cell's name.
+layout, the sampler, `explain`, and the command line's `--cell` choices. Nothing of the numpy
+engine outside a cell's module branches on a cell's name. The optional PyTorch engine does, on
+purpose: it runs each built-in cell with PyTorch's own kernel for it (`engines/torch.py`'s
+KERNELS) and maps that kernel's gate order and biases to the table's (`engines/layout.py`), so
+a cell added here trains on the numpy engine only, until it gets a torch form there.
 
 This module imports no numpy (the command line lists the cells in `--help`); a cell's
 functions are imported from `Cell.module` on first use.

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.engines import EngineBase, layout
+from charrnn.engines import layout
+from charrnn.engines.base import EngineBase
 from charrnn.engines.torch_optim import TorchOptimizer
 from charrnn.errors import CharRNNError
 

@@ -9,9 +9,10 @@ import pytest
 
 from charrnn import train as train_module
 from charrnn.model import CharRNN
-from charrnn.runs import RunLock
+from charrnn.lock import RunLock
 from charrnn.ui import TrainProgress
-from train_helpers import (TINY, all_finite, events, files_snapshot, load, make_corpus, train)
+from helpers.train_helpers import (TINY, all_finite, events, files_snapshot, load, make_corpus,
+                                   train)
 
 
 @pytest.fixture
@@ -154,7 +155,7 @@ def test_bad_time_limit_is_a_usage_error(tmp_path, corpus):
 
 
 def test_no_budget_means_the_default_time_limit(tmp_path, corpus, monkeypatch):
-    monkeypatch.setattr("charrnn.cli.DEFAULT_TIME_LIMIT", 0.3)
+    monkeypatch.setattr("charrnn.cli.train.DEFAULT_TIME_LIMIT", 0.3)
     out = tmp_path / "runs"
     assert train(corpus, *TINY, "--out-dir", out).exit_code == 0
     log = events(out / "tiny")

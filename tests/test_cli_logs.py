@@ -10,7 +10,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from charrnn import runs
+from charrnn import lock, runlog, runs
 from charrnn.cli import cli
 from test_runs import make_records, write_run
 
@@ -22,7 +22,7 @@ def logs(*args, env=None):
 
 
 def metric_lines(run_dir):
-    return [r for r in runs.read_log(run_dir / "log.jsonl") if r["event"] in ("train", "eval")]
+    return [r for r in runlog.read_log(run_dir / "log.jsonl") if r["event"] in ("train", "eval")]
 
 
 # ----------------------------------------------------------------------------- the table
@@ -51,7 +51,7 @@ def test_table_lists_runs_newest_first_with_status_and_numbers(tmp_path):
 
 def test_table_shows_a_live_training_as_running(tmp_path):
     run_dir = write_run(tmp_path, "live", end=None)
-    with runs.RunLock(run_dir):
+    with lock.RunLock(run_dir):
         assert "running" in logs("--out-dir", tmp_path).stdout
         assert "running" in logs("--out-dir", tmp_path, "live").stdout
     assert "crashed" in logs("--out-dir", tmp_path).stdout
@@ -186,7 +186,7 @@ def test_csv_is_the_train_and_eval_records(tmp_path):
     assert len(rows) == len(records)
     assert list(rows[0])[:4] == ["event", "step", "epoch", "time"]
     for row, record in zip(rows, records):
-        assert set(row) == set(runs.record_columns(records))
+        assert set(row) == set(runlog.record_columns(records))
         for key in row:
             if key in record:
                 expected = record[key]
@@ -249,7 +249,7 @@ def test_follow_redraws_as_the_log_grows_and_exits_when_the_run_ends(tmp_path, m
     first = make_records(steps=100, end=None)
     run_dir = write_run(tmp_path, "r", first)
     more = [r for r in make_records(steps=300) if r["event"] != "start" and r["step"] > 100]
-    lock, calls = runs.RunLock(run_dir).acquire(), []
+    held, calls = lock.RunLock(run_dir).acquire(), []
 
     def sleep(seconds):  # the training appends its records, then ends
         calls.append(seconds)
@@ -257,7 +257,7 @@ def test_follow_redraws_as_the_log_grows_and_exits_when_the_run_ends(tmp_path, m
             with open(run_dir / "log.jsonl", "a") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in more))
         else:
-            lock.release()
+            held.release()
 
     monkeypatch.setattr(time, "sleep", sleep)
     result = logs("--out-dir", tmp_path, "r", "-f")
@@ -276,7 +276,7 @@ def test_ctrl_c_while_following_exits_130(tmp_path, monkeypatch, args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(time, "sleep", sleep)
-    with runs.RunLock(run_dir):
+    with lock.RunLock(run_dir):
         result = logs("--out-dir", tmp_path, *args, "-f")
     assert result.exit_code == 130 and "Aborted" not in result.stderr, result.output
     assert "running" in result.stdout

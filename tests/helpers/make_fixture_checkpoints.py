@@ -3,7 +3,7 @@
 Run it with the charrnn whose checkpoints must keep loading on the import path, from the
 repository root, e.g. (a worktree of commit 67484f5, the format before the core was reshaped):
 
-    PYTHONPATH=/work/base python tests/make_fixture_checkpoints.py
+    PYTHONPATH=/work/base python tests/helpers/make_fixture_checkpoints.py
 
 For each cell it trains a tiny model (hidden size 4) through the command line on the corpus of
 `fixture_corpus`, FIRST_STEPS steps, stopping mid-epoch so that the file carries a training
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 FIRST_STEPS, RESUMED_STEPS = 5, 7
 COMMON = ["--hidden-size", "4", "--batch-size", "2", "--seq-length", "8", "--warmup-steps", "0",
           "--lr-schedule", "constant", "--eval-every", "2", "--seed", "3", "--threads", "1", "-q"]

@@ -1,6 +1,6 @@
 """The HTML rendering of an `Explanation`: one self-contained page (`charrnn explain --html`).
 
-The page is the template `explain_page.html` (inline CSS and JavaScript) with the numbers
+The page is the template `page.html` (inline CSS and JavaScript) with the numbers
 embedded: a JSON object in a <script type="application/json"> element, and the activations of
 each (layer, array) as base64 text in a <script type="text/plain"> element of its own, decoded
 only when that array is first shown. Nothing is fetched (its Content-Security-Policy forbids
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.charts import PALETTE
-from charrnn.explain import SATURATION, ExplainError, unit_centre
-from charrnn.explain_view import DIVERGING, SURPRISE
+from charrnn.explain.core import SATURATION, ExplainError, unit_centre
+from charrnn.explain.view import DIVERGING, SURPRISE
 
 PAGE_CODES = 32 * 2**20  # bytes of activations a page embeds at most (~43 MB of base64)
 TOP_K = 5  # the predictions a hover shows
@@ -108,7 +108,7 @@ def render(e, title, model_line):
                    "diverging": DIVERGING},
         "palette": PALETTE,
     }
-    template = resources.files("charrnn").joinpath("explain_page.html").read_text("utf-8")
+    template = resources.files("charrnn.explain").joinpath("page.html").read_text("utf-8")
     head, _, rest = template.partition("__CHARRNN_DATA__")
     middle, _, tail = rest.partition("__CHARRNN_ARRAYS__")
     return head + _script_json(page) + middle + "\n".join(scripts) + tail

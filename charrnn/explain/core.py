@@ -1,6 +1,6 @@
 """Looking inside a model: what it expects of a text, what its units and gates do while it reads,
 and how far back through time its gradient reaches. Numbers only, as numpy arrays; the
-terminal view (`explain_view`), the HTML page (`explain_html`) and the JSON of
+terminal view (`explain.view`), the HTML page (`explain.html`) and the JSON of
 `charrnn explain` are renderings of one `Explanation`.
 
 How a text is read. Exactly as `charrnn eval` scores it (`scoring.read_stream`): one stream
@@ -24,7 +24,6 @@ the recurrence and through the layers above. See `state_gradients` for the deriv
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -32,8 +31,9 @@ import numpy as np
 
 from charrnn import layers
 from charrnn.errors import CharRNNError, refuse_oversized
-from charrnn.features import FEATURES, text_features
+from charrnn.explain.features import FEATURES, text_features
 from charrnn.scoring import READ_CHUNK, read_stream
+from charrnn.units import bits
 
 SATURATION = (0.1, 0.9)  # a sigmoid gate below / above these is left- / right-saturated
 HORIZON_RATIO = 0.01  # the gradient-flow horizon: the first k where g_k < g_0 * this
@@ -64,7 +64,7 @@ class Unit(NamedTuple):
 
 @dataclass
 class FeatureMatch:
-    """The units whose activations correlate best with one feature of `charrnn.features`."""
+    """The units whose activations correlate best with one feature of `charrnn.explain.features`."""
 
     feature: str
     description: str
@@ -125,7 +125,7 @@ class Explanation:
 
     @property
     def bits_per_char(self) -> float:
-        return self.nats_per_char / math.log(2)
+        return bits(self.nats_per_char)
 
     def surprising_spans(self, count=3, length=SPAN_LENGTH) -> list[tuple[int, int, float]]:
         """Up to `count` non-overlapping spans of `length` characters with the highest mean
@@ -440,7 +440,7 @@ def explain(model, vocab, text, *, top_k=0, span=None, arrays=(), units=(), find
     of the positions the top-k view shows (None: the first 40). arrays: the (n, H) activation
     arrays to keep: "all", "states" or (layer, name) pairs; units: `Unit`s whose (n,) traces
     to keep (see `make_unit`). find: correlate every state unit of every layer with the
-    features of `charrnn.features` and keep the `find_top` best units of each. saturation:
+    features of `charrnn.explain.features` and keep the `find_top` best units of each. saturation:
     how often each gate saturates. gradient_flow: gradient norms through time over at most
     `max_windows` windows of `window` characters (see `gradient_flow`). progress(n) is called
     as characters are read. Characters the model does not know are skipped (counted in the

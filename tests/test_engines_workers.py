@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import workers
+from charrnn.engines import workers
 from charrnn.cells import CELLS
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.parallel import Parallel, default_threads
+from charrnn.engines.parallel import Parallel, default_threads
 
 pytestmark = pytest.mark.skipif(not workers.AVAILABLE, reason="worker processes need memfd (Linux)")
 
@@ -99,7 +99,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     code = (
         "import os, sys, time, numpy as np\n"
         "from charrnn.model import CharRNN, ModelConfig\n"
-        "from charrnn.parallel import Parallel\n"
+        "from charrnn.engines.parallel import Parallel\n"
         "m = CharRNN(ModelConfig('lstm', 5, 4, 1)); p = Parallel(m, threads=2)\n"
         "x = np.zeros((2, 2), dtype=int); p.loss(x, x, m.init_state(2))\n"
         "print(p.worker_pids[0], flush=True); time.sleep(60)\n"
@@ -143,7 +143,7 @@ def test_default_threads_split_only_batches_with_enough_work(monkeypatch):
 def test_a_training_run_in_processes_equals_one_in_threads(tmp_path):
     """`charrnn train --threads 2`, with dropout: the run's weights, optimizer state and
     carried state come out the same, bit for bit, and no worker outlives the command."""
-    from train_helpers import TINY, assert_same_arrays, load, make_corpus, train
+    from helpers.train_helpers import TINY, assert_same_arrays, load, make_corpus, train
 
     corpus = make_corpus(tmp_path / "c.txt")
     args = [corpus, *TINY, "--threads", 2, "--dropout", 0.3, "--max-steps", 12,
@@ -162,7 +162,7 @@ def _is_worker_of(proc_dir, parent):
         stat = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return any(b"charrnn.workers" in arg for arg in cmd) and int(stat[1]) == parent \
+    return any(b"charrnn.engines.workers" in arg for arg in cmd) and int(stat[1]) == parent \
         and stat[0] != "Z"
 
 
@@ -170,7 +170,7 @@ def test_ctrl_c_with_workers_saves_and_leaves_no_process(tmp_path):
     """The workers run in their own session, so a terminal's Ctrl-C reaches only the trainer,
     which saves and exits 130 as always; its workers end with it."""
     from test_faults import EVERY_STEP, finish, spawn, wait_until
-    from train_helpers import make_corpus
+    from helpers.train_helpers import make_corpus
 
     corpus = make_corpus(tmp_path / "c.txt")
     run = tmp_path / "runs" / "w"

@@ -248,4 +248,4 @@ def main(fd):
 # The worker's command line: the parent's sys.path (argv[2:]) replaces the child's before
 # anything is imported, then `main` runs with the shared memory's fd (argv[1]).
 _LAUNCH = ("import sys; sys.path[:] = sys.argv[2:]; "
-           "from charrnn.workers import main; main(int(sys.argv[1]))")
+           "from charrnn.engines.workers import main; main(int(sys.argv[1]))")

@@ -18,7 +18,8 @@ import weakref
 
 import numpy as np
 
-from charrnn import cells, workers
+from charrnn import cells
+from charrnn.engines import workers
 from charrnn.blas import single_threaded_blas
 
 # Splitting pays only when each chunk keeps enough work per step, counted as the multiply-adds

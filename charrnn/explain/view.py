@@ -22,7 +22,8 @@ from rich.text import Text
 
 from charrnn.charts import HOLLOW_MARKERS, PALETTE, LineChart, Series
 from charrnn.data import format_chars
-from charrnn.explain import HORIZON_RATIO, SATURATION, unit_centre
+from charrnn.explain.core import HORIZON_RATIO, SATURATION, unit_centre
+from charrnn.units import DIGITS
 
 BARS = "▁▂▃▄▅▆▇█"
 ASCII_BARS = "12345678"
@@ -172,9 +173,9 @@ def surprise_view(e) -> Group:
 def summary(e) -> Text:
     """nats/char, bits/char, how many characters, the most surprising spans."""
     line = Text()
-    line.append(f"{e.nats_per_char:.4f}", "bold")
+    line.append(f"{e.nats_per_char:.{DIGITS}f}", "bold")
     line.append(" nats/char, ")
-    line.append(f"{e.bits_per_char:.4f}", "bold")
+    line.append(f"{e.bits_per_char:.{DIGITS}f}", "bold")
     line.append(f" bits/char over {e.ids.size - 1:,} predicted characters")
     if e.skipped:
         line.append(f" ({e.skipped:,} unknown skipped)")

@@ -1,4 +1,5 @@
-"""`charrnn sample`, `eval` and `info` through the command line."""
+"""`charrnn sample` through the command line; `runs` makes the checkpoints that
+test_cli_eval.py and test_cli_info.py use too."""
 
 import json
 import math
@@ -10,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn.cli import cli
-from charrnn.data import Vocab
 from charrnn.scoring import score
 from test_sampling import CYRILLIC, HELLO, cycle, save_checkpoint, trained
 
@@ -191,70 +191,3 @@ def test_beam_search_prints_the_most_probable_continuations(runs):
     assert all(r["seed"] is None and r["beam"] == 4 for r in records)
     stopped = run("sample", "hello", "--beam", "4", "--prime", "hel", "--stop", "w", "-n", "30")
     assert stopped.stdout == "hello \n"
-
-
-# ----------------------------------------------------------------------------- eval
-
-
-def test_eval_reports_loss_counts_and_skipped_characters(runs):
-    text = (HELLO * 10) + "é€" + HELLO
-    Path("test.txt").write_text(text, encoding="utf-8")
-    result = run("eval", "hello", "test.txt", "--format", "json")
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    model, vocab = trained()
-    ids = vocab.encode(text, unknown="skip")
-    whole, _ = model.loss(ids[None, :-1], ids[None, 1:], model.init_state(1))
-    assert report["chars_skipped"] == 2 and report["unknown_chars"] == "é€"
-    assert report["chars_scored"] == len(text) - 2 - 1
-    assert report["nats_per_char"] == pytest.approx(float(whole), rel=1e-4)
-    assert report["nats_per_char"] == pytest.approx(score(model, ids)[0] / report["chars_scored"])
-    assert report["bits_per_char"] == pytest.approx(report["nats_per_char"] / math.log(2))
-    assert report["perplexity"] == pytest.approx(math.exp(report["nats_per_char"]))
-    table = run("eval", "hello", "test.txt")
-    assert "bits/char" in table.stdout and "unknown to the model: é€" in table.stdout
-
-
-def test_eval_without_a_run_uses_the_newest(runs):
-    Path("t.txt").write_text("привет", encoding="utf-8")
-    result = run("eval", "t.txt", "--format", "json")
-    assert result.exit_code == 0 and json.loads(result.stdout)["chars_scored"] == 5
-
-
-def test_eval_needs_two_known_characters(runs):
-    Path("t.txt").write_text("hé", encoding="utf-8")
-    result = run("eval", "hello", "t.txt")
-    assert result.exit_code == 1 and "at least 2 characters" in result.stderr
-    missing = run("eval", "hello", "nope.txt")
-    assert missing.exit_code == 1 and "does not exist" in missing.stderr
-    assert run("eval").exit_code == 2
-
-
-# ----------------------------------------------------------------------------- info
-
-
-def test_info_json(runs):
-    result = run("info", "hello", "--format", "json")
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.stdout)
-    model, vocab = trained()
-    assert info["config"] == model.config.to_json()
-    assert info["num_params"] == model.num_params and info["vocab_size"] == vocab.size
-    assert info["chars"] == vocab.chars == " ,dehlorw"
-    assert info["training"] == {"step": 250, "epoch": 3.5, "best_val_loss": 0.01, "time": 12.5}
-    assert info["format_version"] == 1 and info["file_size"] == (runs / "hello" / "best.npz").stat().st_size
-
-
-def test_info_table_escapes_control_characters(tmp_path):
-    from charrnn import checkpoint
-    from charrnn.model import CharRNN, ModelConfig
-
-    vocab = Vocab("ab\n\t\x00[red]")
-    model = CharRNN(ModelConfig(vocab_size=vocab.size, hidden_size=4, num_layers=1))
-    path = tmp_path / "m.npz"
-    checkpoint.save(path, checkpoint.Checkpoint(model=model, vocab=vocab,
-                                                training=checkpoint.TrainingState(step=12, time=3725.0)))
-    result = run("info", path)
-    assert result.exit_code == 0, result.output
-    assert "\\x00\\t\\n" in result.stdout and "[]abder" in result.stdout
-    assert "1h 02m" in result.stdout and "12" in result.stdout

@@ -1,5 +1,5 @@
 """`charrnn explain` through the command line, its terminal rendering and its HTML page (as
-text; tests/test_explain_page.py opens the page in a browser). Bad input is in the table of
+text; tests/test_explain_html.py opens the page in a browser). Bad input is in the table of
 tests/test_hostile_input.py."""
 
 import json
@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from charrnn import explain_html, explain_view
+from charrnn.explain import html as explain_html
+from charrnn.explain import view as explain_view
 from charrnn.charts import LineChart, Series
 from charrnn.cli import cli
 from test_sampling import HELLO, save_checkpoint

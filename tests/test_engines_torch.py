@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from charrnn.config import TrainConfig  # noqa: E402
 from charrnn.data import BatchStream  # noqa: E402
-from charrnn.engine import make_engine  # noqa: E402
+from charrnn.engines import make_engine  # noqa: E402
 from charrnn.errors import CharRNNError  # noqa: E402
 from charrnn.model import CharRNN  # noqa: E402
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
-from charrnn.runs import read_log
+from charrnn.runlog import read_log
 
 # A model small enough that 40 steps take a fraction of a second; its layers and dropout given
 # too, so that the size rule (tests/test_sizing.py) leaves it alone.

@@ -5,7 +5,7 @@ import pytest
 
 from charrnn.config import TrainConfig
 from charrnn.data import BatchStream
-from charrnn.engine import make_engine
+from charrnn.engines import make_engine
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN
 from charrnn.optim import Adam, clip_grad_norm
