@@ -10,6 +10,9 @@ cores as the server (say so when quoting the numbers).
 
     python benchmarks/bench_serve.py [--concurrency 1 8 32 64] [--length 400] [--rounds 3]
                                      [--soak 60] [--soak-clients 64]
+    python benchmarks/bench_serve.py --loop    the batcher alone, in this process, no HTTP:
+                                               its per-stream products against one matrix
+                                               product over the streams (what exactness costs)
 """
 
 import argparse
@@ -123,6 +126,52 @@ async def load(url, clients, length, requests_each=None, seconds=None, on_tick=N
         return results, time.perf_counter() - t0
 
 
+def loop_speed(path, directory, streams, length, per_stream):
+    """The batcher alone: `streams` streams of `length` characters stepped to the end in this
+    thread; aggregate characters/s. per_stream=False uses one matrix product over the streams
+    (not what the server does: a stream's text would then depend on its neighbours)."""
+    from charrnn.serve import Limits, load_models
+    from charrnn.serve.batcher import Batcher, Job
+    from charrnn.serve.requests import read_completion
+    from charrnn.stepper import Stepper
+
+    models = load_models([str(path)], directory)
+    served = models["headline"]
+    served.stepper = Stepper(served.model, 1, per_stream=per_stream)
+    batcher = Batcher(served, streams)
+    for k in range(streams):
+        request = read_completion({"model": "headline", "prompt": "I", "max_tokens": length,
+                                   "seed": k, "temperature": 0.8}, models, Limits())
+        batcher.submit(Job(served, request, lambda events: None))
+    for reading in list(batcher._reading):
+        batcher._read(reading)
+    t0 = time.perf_counter()
+    while batcher._batch:
+        batcher._step()
+    return streams * length / (time.perf_counter() - t0)
+
+
+def loop_table(path, directory, concurrency, rounds):
+    from charrnn.blas import single_threaded_blas
+
+    speeds = {(c, p): [] for c in concurrency for p in (True, False)}
+    solo = []
+    with single_threaded_blas():
+        for _ in range(rounds):
+            solo.append(sample_speed(path, 2000))
+            for c, p in speeds:
+                speeds[c, p].append(loop_speed(path, directory, c, 300, p))
+    one = statistics.median(solo)
+    print(f"\ncharrnn sample, one stream: {one:,.0f} chars/s; the batcher alone (no HTTP), "
+          f"aggregate chars/s, medians of {rounds}\n")
+    print("| streams | per-stream products (served) | x one stream | one matrix product "
+          "| x one stream |")
+    print("|---:|---:|---:|---:|---:|")
+    for c in concurrency:
+        exact, matrix = (statistics.median(speeds[c, p]) for p in (True, False))
+        print(f"| {c} | {exact:,.0f} | {exact / one:.1f} | {matrix:,.0f} | {matrix / one:.1f} |")
+
+
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -137,6 +186,7 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--soak", type=float, default=60, help="seconds of the soak (0: none)")
     ap.add_argument("--soak-clients", type=int, default=64)
+    ap.add_argument("--loop", action="store_true", help="the batcher alone, no HTTP")
     args = ap.parse_args()
     import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
     from threadpoolctl import threadpool_info
@@ -147,6 +197,9 @@ def main():
           f"{os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         path = make_checkpoint(tmp, args.hidden, args.layers)
+        if args.loop:
+            loop_table(path, tmp, args.concurrency, args.rounds)
+            return
         server = Server(path, max(max(args.concurrency), args.soak_clients))
         try:
             rows = {c: [] for c in args.concurrency}
