@@ -446,6 +446,23 @@ CASES = [
     ("logs follow as json", ["logs", "r", "--follow", "--format", "json"], USAGE,
      ["--follow works only with --format table"]),
     ("logs plot without a run", ["logs", "--plot", "a.png"], USAGE, ["--plot needs a RUN"]),
+    # ----- export
+    ("export unknown run", ["export", "nope", "--format", "web", "-o", "p.html"], ERROR,
+     ["no run named 'nope'"]),
+    *bad_checkpoint_cases("export", lambda path: ["export", path, "--format", "web", "-o",
+                                                  "p.html"]),
+    ("export into a missing folder", ["export", "model.npz", "--format", "web", "-o",
+                                      "nowhere/p.html"], ERROR,
+     ["the folder nowhere does not exist"]),
+    ("export onto a folder", ["export", "model.npz", "--format", "onnx", "-o", "folder"], ERROR,
+     ["folder is a folder"]),
+    ("export web-dir onto a file", ["export", "model.npz", "--format", "web-dir", "-o",
+                                    "corpus.txt"], ERROR, ["corpus.txt exists and is not a folder"]),
+    ("export bad format", ["export", "model.npz", "--format", "tflite", "-o", "m"], USAGE,
+     ["--format"]),
+    ("export without -o", ["export", "model.npz", "--format", "web"], USAGE, ["'-o'"]),
+    ("export half onnx", ["export", "model.npz", "--format", "onnx", "-o", "m.onnx", "--half"],
+     USAGE, ["--half applies to --format web and web-dir"]),
     # ----- serve (on a busy port: a case that wrongly loads its models fails to listen,
     # rather than serving forever)
     ("serve unknown run", [*SERVE, "nope"], ERROR, ["no run named 'nope'"]),
@@ -511,7 +528,7 @@ def test_bad_input_is_one_clean_error_and_changes_nothing(case, template, tmp_pa
 def test_the_table_covers_every_command():
     commands = {args[0] for _, args, *_ in CASES}
     assert commands == set(cli.commands) == {"train", "sample", "eval", "info", "logs", "explain",
-                                             "serve"}
+                                             "export", "serve"}
     assert {code for _, _, code, *_ in CASES} == {ERROR, USAGE}
 
 
