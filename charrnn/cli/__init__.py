@@ -11,6 +11,7 @@ from charrnn.cli.export import export_command
 from charrnn.cli.info import info_command
 from charrnn.cli.logs import logs_command
 from charrnn.cli.sample import sample_command
+from charrnn.cli.serve import serve_command
 from charrnn.cli.train import train_command
 
 cli.add_command(train_command)
@@ -20,5 +21,6 @@ cli.add_command(info_command)
 cli.add_command(logs_command)
 cli.add_command(explain_command)
 cli.add_command(export_command)
+cli.add_command(serve_command)
 
 __all__ = ["cli"]
