@@ -317,13 +317,22 @@ def generate(model, vocab, length, temperature=None, top_k=None, top_p=None, pri
     return _records(picks, tracker, prime, options) if records else _released(picks, tracker)
 
 
+def warmup_ids(vocab, prime, unknown="error", context=""):
+    """(context ids, prime ids): what a sample reads, in that order, before its first
+    character: the context (see `sample_context`), then the prime's ids; without a context,
+    an empty prime reads the start character instead (see `prime_ids`). The context is the
+    same for every sample of a checkpoint, so a server reads it once."""
+    ids = prime_ids(vocab, prime, unknown)
+    context_ids = vocab.encode(context, unknown="skip") if context else ids[:0]
+    if context_ids.size:  # it ends at a line break: no start character
+        return context_ids, ids if prime else ids[:0]
+    return context_ids, ids
+
+
 def _primed(model, vocab, prime, unknown, context, N):
     """A Stepper of N streams that has read the context and the prime (or the start
     character), and its (N, V) logits for the first generated character."""
-    ids = prime_ids(vocab, prime, unknown)
-    context_ids = vocab.encode(context, unknown="skip") if context else ids[:0]
-    if context_ids.size:  # read first, not printed; it ends at a line break: no start character
-        ids = np.concatenate([context_ids, ids if prime else ids[:0]])
+    ids = np.concatenate(warmup_ids(vocab, prime, unknown, context))
     stepper = Stepper(model, N)
     batch = np.empty(N, dtype=np.intp)
     with single_threaded_blas():
@@ -337,23 +346,25 @@ def _picks(stepper, picker, logits, length, rng, block=1024):
     """The generating loop: yields, per position, the (N, V) logits and the (N,) ids picked
     from them (buffers that the next position overwrites), then feeds the ids back.
     While it is open, BLAS runs single-threaded in this process (set once for the whole stream:
-    setting it per character would cost more than a step). Uniform numbers are drawn `block`
-    steps at a time: the same numbers, in the same order, as one draw per step, for a fraction
-    of the calls."""
-    N = stepper.N
+    setting it per character would cost more than a step)."""
+    draws = None if picker.greedy else uniforms(rng, length, stepper.N, block)
     with single_threaded_blas():
         for i in range(length):
-            if picker.greedy:
-                u = None
-            elif i % block == 0:
-                us = rng.random((min(block, length - i), N))
-                u = us[0]
-            else:
-                u = us[i % block]
-            ids = picker.pick(logits, u)
+            ids = picker.pick(logits, None if draws is None else next(draws))
             yield logits, ids
             if i + 1 < length:
                 logits = stepper.step(ids)
+
+
+def uniforms(rng, length, N, block=1024):
+    """The uniform numbers a sample of `length` characters draws from `rng` (N samples: an (N,)
+    row a position), one row per position: drawn `block` positions at a time, the same
+    numbers in the same order as one draw per position, for a fraction of the calls. What
+    every non-greedy sampler draws, so that a seed gives the same text everywhere."""
+    for i in range(length):
+        if i % block == 0:
+            us = rng.random((min(block, length - i), N))
+        yield us[i % block]
 
 
 class _Tracker:

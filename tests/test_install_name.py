@@ -45,13 +45,14 @@ def requirements(rest):
     """The requirements an install line names: its words that are not options, without
     quotes, version specifiers or the punctuation of the sentence around them."""
     for word in rest.split():
+        closes = word.count('"') % 2 == 1 and not word.startswith('"')  # a string ends here
         word = word.strip("'\"")
-        if word.startswith("-") or not word:
-            continue
         if word != ".":
             word = word.rstrip(").,:'\"")
-        if word and not word.startswith(("(", "<", "{")):
+        if word and not word.startswith(("-", "(", "<", "{")):
             yield word
+        if closes:
+            return
 
 
 def check(requirement, extras):
@@ -96,3 +97,5 @@ def test_the_checker_refuses_the_name_of_the_unrelated_project():
     assert list(requirements(rest)) == [".[test]"]
     (rest,) = install_rests("(`pip install '.[plot]'` or pip install matplotlib).")[1:]
     assert list(requirements(rest)) == ["matplotlib"]
+    (rest,) = install_rests('raise Error("it needs onnx: pip install onnx") from None')
+    assert list(requirements(rest)) == ["onnx"]

@@ -133,10 +133,12 @@ TRAIN_SECTIONS = [
 @click.option("--encoding", default=None, show_default="utf-8, or the run's on --resume",
               help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
-@click.option("--engine", type=click.Choice(ENGINES), default="numpy", show_default=True,
-              help="What does the arithmetic: numpy (always there), or torch (PyTorch: GPUs, "
-                   "and data-parallel under torchrun). Chosen per session: a run resumes on "
-                   "either engine.")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+              help="What does the arithmetic: numpy (always there), torch (PyTorch: GPUs, "
+                   "and data-parallel under torchrun), or auto: numpy without PyTorch, torch "
+                   "on a GPU or under torchrun, else whichever trains this model faster here "
+                   "(measured in a second or two, remembered). Chosen per session: a run "
+                   "resumes on either engine.")
 @click.option("--device", default="auto", show_default=True, metavar=f"[{DEVICES}]",
               help="The torch engine's device; auto: cuda if there is a GPU, else mps, else "
                    "cpu. The numpy engine runs on the CPU.")
