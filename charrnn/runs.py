@@ -67,6 +67,8 @@ class RunInfo:
     best_val_loss: float | None = None  # nats/char
     best_val_bpc: float | None = None  # bits/char
     best_val_step: int | None = None
+    last_val_loss: float | None = None  # nats/char of the last evaluation (a run's end has one)
+    last_val_step: int | None = None
     last_train_loss: float | None = None  # nats/char
     chars_per_sec: float | None = None  # median of the last CHARS_PER_SEC_WINDOW train events
     train_time: float | None = None  # seconds of training, across resumes
@@ -206,6 +208,8 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
         info.best_val_loss = float(best["val_loss"])
         info.best_val_bpc = bits(info.best_val_loss)
         info.best_val_step = _typed(best.get("step"), int)
+        info.last_val_loss = float(evals[-1]["val_loss"])
+        info.last_val_step = _typed(evals[-1].get("step"), int)
     ends = [r for r in records if r.get("event") == "end"]
     if ends and info.status not in ("running", "crashed"):
         info.end_reason = _typed(ends[-1].get("reason"), str)

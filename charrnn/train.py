@@ -52,6 +52,7 @@ class TrainResult:
     elapsed: float  # seconds of training of the whole run
     message: str = ""  # for "diverged": what happened and what to try
     signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, SIGTERM)
+    val_loss: float | None = None  # measured at the last step; None: no validation, a signal
 
 
 class Reporter:
@@ -138,7 +139,61 @@ class Rollback:
         return position
 
 
-class Trainer:
+class Evaluations:
+    """The Trainer's evaluations on the validation split: the scheduled ones (every
+    --eval-every steps), which decide --patience and best.npz, and the end of a session's,
+    which only measures. Uses the Trainer's val_stream, engine, bookkeeping and log."""
+
+    @property
+    def val_loss(self):
+        """The validation loss measured at this step in this session, or None."""
+        return self.measured[1] if self.measured and self.measured[0] == self.step else None
+
+    def eval_and_save_best(self):
+        """A scheduled evaluation (every --eval-every steps) on the validation split, if any:
+        log it, count it for --patience and save best.npz if it improved."""
+        val = self.measure()
+        if val is None:
+            return
+        improved = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
+        self.best_val_loss = val if improved else self.best_val_loss
+        self.bad_evals = 0 if improved else self.bad_evals + 1
+        self.last_eval_step = self.step
+        self.log("eval", val_loss=val, val_bpc=bits(val), best_val_loss=self.best_val_loss)
+        self.reporter.evaluated(self.step, val, self.best_val_loss)
+        if improved:
+            self.save(BEST_NAME)
+
+    def final_eval(self):
+        """The end of a session's evaluation, unless the last step was just evaluated: logged
+        (`"final": true`) and shown, but it decides nothing (patience, the schedule and the
+        scheduled evaluations' best are left as they are, so a resumed session continues as
+        the uninterrupted run would), and it writes best.npz only when no scheduled evaluation
+        has, so that every run has a best.npz to sample from; the next scheduled improvement
+        replaces it. Returns whether it measured."""
+        if self.val_stream is None or self.val_loss is not None:
+            return False
+        val = self.measure()
+        self.log("eval", val_loss=val, val_bpc=bits(val), best_val_loss=self.best_val_loss,
+                 final=True)
+        self.reporter.evaluated(self.step, val, self.best_val_loss)
+        if self.best_val_loss is None and math.isfinite(val):
+            self.save(BEST_NAME)
+        return True
+
+    def measure(self):
+        """The validation loss of the weights now (None without a validation split), recorded
+        in `measured` for the checkpoints of this step. It leaves the training state (carried
+        state, random generator, data position) as it was."""
+        if self.val_stream is None:
+            return None
+        self.reporter.evaluating(self.step)
+        val = self.engine.evaluate(self.val_stream)
+        self.measured = (self.step, val)
+        return val
+
+
+class Trainer(Evaluations):
     """One training session of a run: an engine (the model and its optimizer), the data
     position and the bookkeeping; `run` trains until a budget, an early stop, a signal or
     unrecoverable divergence ends the session, and `finish` saves and logs how it ended."""
@@ -163,6 +218,7 @@ class Trainer:
         self.encoding = "utf-8"  # of the corpus file, for a resume to read it with
         self.rollback = Rollback(engine)
         self.latest_step = None  # the step latest.npz was last written at, in this session
+        self.measured = None  # (step, validation loss) of this session's last evaluation
         self.writer = engine.writer  # False on ranks > 0 of a torchrun launch: they write nothing
 
     # -- state in and out of checkpoints -------------------------------------------------------
@@ -177,6 +233,8 @@ class Trainer:
             corpus_fingerprint=self.fingerprint, sample_context=self.sample_context,
             saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             run_id=self.run_id, encoding=self.encoding, default_time_limit=self.default_time_limit,
+            val_loss=self.val_loss if self.val_loss is not None and math.isfinite(self.val_loss)
+            else None,
         )
 
     def restore(self, ckpt):
@@ -226,21 +284,6 @@ class Trainer:
         return stop_reason(self.cfg, self.step, self.epoch_float, self.clock.elapsed, self.bad_evals)
 
     # -- the work ------------------------------------------------------------------------------
-
-    def eval_and_save_best(self):
-        """Evaluate on the validation split (if any), log it, and save best.npz if it improved."""
-        if self.val_stream is None:
-            return
-        self.reporter.evaluating(self.step)
-        val = self.engine.evaluate(self.val_stream)
-        improved = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
-        self.best_val_loss = val if improved else self.best_val_loss
-        self.bad_evals = 0 if improved else self.bad_evals + 1
-        self.last_eval_step = self.step
-        self.log("eval", val_loss=val, val_bpc=bits(val), best_val_loss=self.best_val_loss)
-        self.reporter.evaluated(self.step, val, self.best_val_loss)
-        if improved:
-            self.save(BEST_NAME)
 
     def sample(self):
         model = self.engine.export()[0]  # on every rank, as in `save`
@@ -315,23 +358,23 @@ class Trainer:
         return not stop
 
     def finish(self, reason, signum=None):
-        """Save latest.npz (unless it is current) and log how the session ended.
-
-        No evaluation is added at the end: evaluations happen every `eval_every` steps only,
-        so that a run split into sessions evaluates (and keeps best.npz, counts --patience)
-        exactly where an uninterrupted run does.
-        """
+        """Evaluate the last step (`final_eval`; not after a signal, which asks to stop now),
+        save latest.npz (unless it is current) and log how the session ended."""
         self.clock.stop()
         saved = self.latest_step == self.step and reason != "diverged"  # latest.npz is current
         if reason == "interrupted":
             self.log("interrupt")
+        elif self.final_eval():
+            saved = False  # again, with the validation loss of its step
         if not saved:
             self.save(LATEST_NAME)  # after a divergence: the last good state, rolled back to
-        self.log("end", reason=reason, best_val_loss=self.best_val_loss)
+        val = self.val_loss
+        self.log("end", reason=reason, best_val_loss=self.best_val_loss,
+                 **({} if val is None else {"val_loss": val}))
         message = DIVERGED.format(lr=self.lr(), path=self.run_dir / LATEST_NAME) \
             if reason == "diverged" else ""
         return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
-                           self.best_val_loss, self.clock.elapsed, message, signum)
+                           self.best_val_loss, self.clock.elapsed, message, signum, val)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -191,6 +191,10 @@ def run_panel(run) -> Panel:
             (f"{run.best_val_bpc:.3f}", "bold"), f" bits/char{at}"))
     else:
         add("best val", Text("no evaluation yet", style="dim"))
+    if run.last_val_loss is not None and run.last_val_step != run.best_val_step:
+        at = f" at step {fmt_int(run.last_val_step)}" if run.last_val_step is not None else ""
+        add("last val", f"{run.last_val_loss:.3f} nats/char  "
+                        f"{bits(run.last_val_loss):.3f} bits/char{at}")
     if run.last_train_loss is not None:
         add("last train", f"{run.last_train_loss:.3f} nats/char")
     started = fmt_when(run.started_at)

@@ -45,7 +45,7 @@ def info_command(target, fmt, out_dir):
     if fmt == "json":
         _echo_json(info)
         return
-    c, best = ckpt.config, training.get("best_val_loss")
+    c, best, measured = ckpt.config, training.get("best_val_loss"), training.get("val_loss")
     fields = [
         ("checkpoint", path),
         ("file", f"{ui.fmt_count(info['file_size'])}B, format {info['format_version']}, "
@@ -58,6 +58,8 @@ def info_command(target, fmt, out_dir):
         ("steps", ui.fmt_int(training.get("step"))),
         ("epochs", ui.fmt_float(training.get("epoch"), 2)),
         ("best val loss", "-" if best is None else fmt_loss(best)),
+        ("val loss", "-" if measured is None else
+         f"{fmt_loss(measured)} at step {ui.fmt_int(training.get('step'))}, these weights"),
         ("training time", ui.fmt_duration(training.get("time"))),
     ]
     if "train_config" in training:

@@ -11,7 +11,7 @@ from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES
                             SIZES, TrainConfig)
 from charrnn.engines import DEVICES, ENGINES
 from charrnn.engines.distributed import is_secondary
-from charrnn.units import fmt_loss
+from charrnn.units import DIGITS, fmt_loss
 
 
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -197,8 +197,13 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
                    f"charrnn train --resume {run}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
-        best = "no validation loss yet" if result.best_val_loss is None else \
-            f"best validation loss {fmt_loss(result.best_val_loss)}"
+        best, last = result.best_val_loss, result.val_loss
+        if best is None:  # no scheduled evaluation yet: the last step's measurement alone
+            best = "no validation split" if last is None else f"validation loss {fmt_loss(last)}"
+        else:
+            best = f"best validation loss {fmt_loss(best)}" + (
+                "" if last is None else ", at the last step" if last == best else
+                f"; {last:.{DIGITS}f} nats/char at the last step")
         saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
         click.echo(
             f"done ({result.reason.replace('_', ' ')}) after {plural(result.step, 'step')}, "
