@@ -51,7 +51,7 @@ class TrainResult:
     best_val_loss: float | None
     elapsed: float  # seconds of training of the whole run
     message: str = ""  # for "diverged": what happened and what to try
-    signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, SIGTERM)
+    signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, SIGTERM, SIGHUP)
     val_loss: float | None = None  # measured at the last step; None: no validation, a signal
 
 

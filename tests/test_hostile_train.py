@@ -1,0 +1,57 @@
+"""Hostile cases of `charrnn train` (issue 29): SIGHUP, a missing CHARRNN_HOME, run names,
+escape sequences and Python's None in messages, option changes that diverge on resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import charrnn
+from helpers.train_helpers import TINY, events, load, make_corpus, train
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
+DEADLINE = 120  # seconds a subprocess may take to get somewhere, on a busy machine
+
+
+def wait_until(condition, proc):
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert proc.poll() is None, proc.communicate(timeout=DEADLINE)[1]
+        assert time.monotonic() < deadline, "timed out waiting for the training subprocess"
+        time.sleep(0.05)
+
+
+def finish(proc):
+    try:
+        return proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_sighup_saves_and_ends_the_run_like_sigterm(tmp_path, engine):
+    """The terminal closed: the step finishes, latest.npz is saved, the log has its end, and
+    the exit code is the shell's for SIGHUP (129)."""
+    if engine == "torch":
+        pytest.importorskip("torch")
+    corpus = make_corpus(tmp_path / "c.txt")
+    run = tmp_path / "runs" / "hup"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", str(corpus), *TINY, "--max-steps", "100000",
+         "--checkpoint-every", "100000", "--eval-every", "100000", "--engine", engine,
+         "--out-dir", str(run.parent), "--name", run.name, "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    wait_until(lambda: (run / "log.jsonl").exists() and events(run, "train"), proc)
+    proc.send_signal(signal.SIGHUP)
+    stdout, stderr = finish(proc)
+    assert proc.returncode == 128 + signal.SIGHUP, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    end = events(run)[-1]
+    assert (end["event"], end["reason"]) == ("end", "interrupted")
+    assert load(run / "latest.npz").training.step == end["step"] >= 10
