@@ -34,8 +34,11 @@ from charrnn.units import bits
 
 MAX_DIVERGENCES = 3
 DIVERGED = (f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or gradients) "
-            "even after lowering the learning rate to {lr:.3g}; the last good state is saved in "
-            "{path}; try a smaller --learning-rate or --grad-clip.")
+            "even after lowering the learning rate to {lr:.3g}; {where}; try a smaller "
+            "--learning-rate or --grad-clip.")
+SAVED = "the last good state is saved in {path}"
+UNCHANGED = ("no step succeeded, so {path} is as it was, with the run's own options (this "
+             "session's changes are not kept)")
 # the Trainer's bookkeeping that a TrainingState holds under the same names
 PROGRESS = ("step", "epoch", "batch", "lr_scale", "best_val_loss", "bad_evals", "last_eval_step")
 
@@ -220,6 +223,9 @@ class Trainer(Evaluations):
         self.latest_step = None  # the step latest.npz was last written at, in this session
         self.measured = None  # (step, validation loss) of this session's last evaluation
         self.writer = engine.writer  # False on ranks > 0 of a torchrun launch: they write nothing
+        # a resume's saved options, which checkpoints keep until a step with this session's
+        # options (`cfg`) succeeds (`trained`): a change that diverges at once is not kept
+        self.run_cfg, self.trained = None, False
 
     # -- state in and out of checkpoints -------------------------------------------------------
 
@@ -228,7 +234,8 @@ class Trainer(Evaluations):
         return checkpoint.TrainingState(
             **{name: getattr(self, name) for name in PROGRESS},
             epoch_float=self.epoch_float, time=self.clock.elapsed, rng=self.engine.rng_state,
-            train_config=self.cfg, lr_schedule=self.schedule.to_json(),
+            train_config=self.cfg if self.trained or self.run_cfg is None else self.run_cfg,
+            lr_schedule=self.schedule.to_json(),
             optimizer=self.engine.optimizer_info(), corpus=self.corpus,
             corpus_fingerprint=self.fingerprint, sample_context=self.sample_context,
             saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -319,6 +326,7 @@ class Trainer(Evaluations):
                     break
                 continue
             self.step += 1
+            self.trained = True
             self.batch += 1
             if self.batch == self.stream.steps_per_epoch:
                 self.epoch, self.batch = self.epoch + 1, 0
@@ -359,20 +367,25 @@ class Trainer(Evaluations):
 
     def finish(self, reason, signum=None):
         """Evaluate the last step (`final_eval`; not after a signal, which asks to stop now),
-        save latest.npz (unless it is current) and log how the session ended."""
+        save latest.npz (unless it is current) and log how the session ended. A resume that
+        diverged before any step succeeded leaves latest.npz as it was (the run's options, not
+        the session's)."""
         self.clock.stop()
-        saved = self.latest_step == self.step and reason != "diverged"  # latest.npz is current
+        untouched = not self.trained and self.latest_step == self.step
+        saved = self.latest_step == self.step and (reason != "diverged" or untouched)
         if reason == "interrupted":
             self.log("interrupt")
-        elif self.final_eval():
+        elif not untouched and self.final_eval():
             saved = False  # again, with the validation loss of its step
         if not saved:
             self.save(LATEST_NAME)  # after a divergence: the last good state, rolled back to
         val = self.val_loss
         self.log("end", reason=reason, best_val_loss=self.best_val_loss,
                  **({} if val is None else {"val_loss": val}))
-        message = DIVERGED.format(lr=self.lr(), path=self.run_dir / LATEST_NAME) \
-            if reason == "diverged" else ""
+        message = ""
+        if reason == "diverged":
+            where = (UNCHANGED if untouched else SAVED).format(path=self.run_dir / LATEST_NAME)
+            message = DIVERGED.format(lr=self.lr(), where=where)
         return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
                            self.best_val_loss, self.clock.elapsed, message, signum, val)
 
@@ -489,6 +502,9 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             (known[-1] if known else runs.new_run_id())
         if ckpt is not None:
             trainer.restore(ckpt)
+            trainer.run_cfg = ckpt.training.train_config
+            if plan.in_place and plan.ckpt_path.name == LATEST_NAME:
+                trainer.latest_step = trainer.step  # the file resumed from is current
             if trainer.fingerprint != ckpt.training.corpus_fingerprint:
                 reporter.message("note: the training text differs from the one this run started on.")
         trainer.log(

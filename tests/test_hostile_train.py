@@ -55,3 +55,22 @@ def test_sighup_saves_and_ends_the_run_like_sigterm(tmp_path, engine):
     end = events(run)[-1]
     assert (end["event"], end["reason"]) == ("end", "interrupted")
     assert load(run / "latest.npz").training.step == end["step"] >= 10
+
+
+def test_a_resume_whose_new_rate_diverges_at_once_keeps_the_run_as_it_was(tmp_path):
+    """`--resume RUN --lr 1e308` diverges at its first step: latest.npz stays byte for byte as
+    it was (the run's own learning rate), the message says so, and a plain resume trains."""
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 5, "--out-dir", out, "--name", "r",
+                 "-q").exit_code == 0
+    before = (out / "r" / "latest.npz").read_bytes()
+    result = train("--resume", out / "r", "--lr", "1e308", "--max-steps", 10, "-q")
+    assert result.exit_code == 1
+    assert "is as it was, with the run's own options" in result.stderr
+    assert (out / "r" / "latest.npz").read_bytes() == before
+    assert events(out / "r", "end")[-1]["reason"] == "diverged"
+    result = train("--resume", out / "r", "--max-steps", 10, "-q")
+    assert result.exit_code == 0, result.stderr
+    latest = load(out / "r" / "latest.npz").training
+    assert latest.step == 10 and latest.train_config.learning_rate is None
