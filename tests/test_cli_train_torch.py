@@ -226,3 +226,56 @@ def test_torchrun_stops_cleanly_on_ctrl_c_or_a_dead_rank(tmp_path, corpus, stop)
 
     saved = [e["step"] for e in events if e["event"] == "checkpoint" and e["kind"] == "latest"]
     assert checkpoint.load(run / "latest.npz").training.step == saved[-1]  # whole and readable
+
+
+@needs_torch
+def test_nproc_per_node_launches_in_process_and_ctrl_c_exits_130_without_a_traceback(
+        tmp_path, corpus):
+    """`charrnn train --nproc-per-node 2`: PyTorch's elastic launch run by charrnn itself (2 CPU
+    processes, gloo); Ctrl-C (SIGINT to the process group) stops every rank, rank 0 saves
+    latest.npz, and the command exits 130 with no traceback (plain torchrun prints its own
+    SignalException)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", corpus.name, "--nproc-per-node", "2",
+         "--max-steps", "1000000", "--out-dir", "runs", "--name", "long",
+         "--checkpoint-every", "20", *SMALL[:6], "-q"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    run = tmp_path / "runs" / "long"
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e["event"] == "checkpoint" for e in _events(run)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "SignalException" not in err and out == ""
+    assert err.count("latest.npz saved") <= 1
+    events = _events(run)
+    assert [s.get("processes") for s in events if s["event"] == "start"] == [2]
+    end = events[-1]
+    assert (end["event"], end["reason"]) == ("end", "interrupted")
+    from charrnn import checkpoint
+
+    assert checkpoint.load(run / "latest.npz").training.step == end["step"]  # whole, current
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["long"]
+
+
+def test_nproc_per_node_wants_the_torch_engine_and_no_torchrun_around_it(tmp_path, corpus,
+                                                                          monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(corpus), "--nproc-per-node", "2", "--engine",
+                                 "numpy", "--out-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--nproc-per-node trains with the torch engine" in \
+        result.stderr
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    result = runner.invoke(cli, ["train", str(corpus), "--nproc-per-node", "2", "--out-dir",
+                                 str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "under torchrun, leave it out" in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -108,7 +108,7 @@ TRAIN_SECTIONS = [
     ("Evaluation, checkpoints and output",
      ["eval_every", "checkpoint_every", "sample_every", "quiet"]),
     ("Run", ["out_dir", "name", "resume", "init_from", "seed", "threads"]),
-    ("Engine", ["engine", "device"]),
+    ("Engine", ["engine", "device", "processes"]),
 ]
 
 
@@ -140,9 +140,14 @@ TRAIN_SECTIONS = [
 @click.option("--device", default="auto", show_default=True, metavar=f"[{DEVICES}]",
               help="The torch engine's device; auto: cuda if there is a GPU, else mps, else "
                    "cpu. The numpy engine runs on the CPU.")
+@click.option("--nproc-per-node", "processes", type=click.IntRange(1, 1024), default=None,
+              metavar="K",
+              help="Train data-parallel in K processes on this machine with the torch engine, "
+                   "as torchrun --standalone --nproc-per-node K would, but Ctrl-C exits 130 "
+                   "without the launcher's traceback.")
 @click.pass_context
 def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet, engine, device,
-                  **options):
+                  processes, **options):
     """Train a model on a text file, or on the built-in demo corpus.
 
     CORPUS is a text file (UTF-8 unless --encoding). Without it, charrnn trains on a demo
@@ -175,6 +180,8 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
 
     explicit = {k: v for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    if processes is not None:
+        ctx.exit(_launch(ctx, processes, engine))
     secondary = is_secondary()  # a rank > 0 under torchrun: rank 0 shows the run
     quiet = quiet or secondary
     reporter = Reporter() if quiet else TrainProgress()
@@ -212,3 +219,33 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
             f"next: charrnn sample {run}",
             err=True,
         )
+
+
+def _launch(ctx, processes, engine):
+    """`--nproc-per-node K`: this command's options, given again to K processes of the torch
+    engine started by PyTorch's elastic launcher in this process; the exit code."""
+    from click.core import ParameterSource
+
+    from charrnn.engines.distributed import environment
+    from charrnn.engines.launch import launch
+
+    if environment() is not None:
+        raise click.UsageError("--nproc-per-node starts the processes itself; under torchrun, "
+                               "leave it out.")
+    given = ctx.get_parameter_source("engine") not in (ParameterSource.DEFAULT, None)
+    if given and engine != "torch":
+        raise click.UsageError(f"--nproc-per-node trains with the torch engine, not --engine "
+                               f"{engine}; drop --engine or give --engine torch.")
+    args, corpus = ["--engine", "torch"], []
+    for param in ctx.command.params:
+        if param.name in ("processes", "engine") or \
+                ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            corpus = ["--", str(value)]
+        elif param.is_flag:
+            args += [param.opts[0]] if value else []
+        else:
+            args += [param.opts[0], repr(value) if isinstance(value, float) else str(value)]
+    return launch(processes, [*args, *corpus])
