@@ -472,6 +472,8 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
                            "would take all of each weight away in a step; give a weight decay "
                            f"below {1 / cfg.base_lr:g} (1 / the learning rate).")
     check_memory(cfg, vocab.size)
+    if placement.group is not None:
+        placement.group.check_batch(cfg.batch_size)
     if val_ids.size > cfg.val_max_chars:
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
                          f"{val_ids.size:,} validation characters.")

@@ -279,3 +279,45 @@ def test_nproc_per_node_wants_the_torch_engine_and_no_torchrun_around_it(tmp_pat
                                  str(tmp_path / "runs")])
     assert result.exit_code == 2 and "under torchrun, leave it out" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _torchrun(args, cwd, launcher):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+              "2", "-m", "charrnn", "train", "--engine", "torch"] if launcher == "torchrun" \
+        else [sys.executable, "-m", "charrnn", "train", "--nproc-per-node", "2"]
+    return subprocess.run([*prefix, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@needs_torch
+@pytest.mark.parametrize("launcher", ["torchrun", "--nproc-per-node"])
+def test_a_data_parallel_start_that_fails_its_checks_creates_nothing(tmp_path, corpus, launcher):
+    """`--batch-size 1` on 2 ranks is refused before the run directory exists, as one process
+    refuses its own mistakes: no runs/NAME with a lock and an empty log."""
+    result = _torchrun([corpus.name, "--batch-size", "1", "--max-steps", "3", "--out-dir",
+                        "runs", "--name", "b", "-q"], tmp_path, launcher)
+    assert result.returncode == 1
+    assert "Error: --batch-size 1 is split across 2 processes" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
+    if launcher != "torchrun":
+        assert "Traceback" not in result.stderr and "killed" not in result.stderr
+        assert "exitcode" not in result.stderr  # the launcher's own report
+
+
+@needs_torch
+def test_a_locked_run_under_data_parallel_says_so_plainly(tmp_path, corpus):
+    """Another process trains the run: rank 0 says the run is locked, and no rank prints the
+    backend's text (gloo's addresses, "GLHF")."""
+    from charrnn.lock import RunLock
+
+    train([corpus, "--max-steps", "2", "--out-dir", tmp_path / "runs", "--name", "r",
+           *SMALL], tmp_path)
+    with RunLock(tmp_path / "runs" / "r"):
+        result = _torchrun(["--resume", "r", "--max-steps", "4", "--out-dir", "runs", "-q"],
+                           tmp_path, "--nproc-per-node")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("Error: ") for line in lines), result.stderr
+    assert any("pid" in line or "another" in line or "training" in line for line in lines)
+    assert "gloo" not in result.stderr and "GLHF" not in result.stderr

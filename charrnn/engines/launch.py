@@ -32,7 +32,7 @@ def launch(processes, train_args):
 
     for name in list(logging.root.manager.loggerDict):  # each sets its own level
         if name.startswith(LAUNCHER_LOGGERS):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(processes),
                                 "--module", "charrnn", "train", *train_args])
     try:
@@ -40,7 +40,7 @@ def launch(processes, train_args):
     except SignalException as exc:
         return 128 + int(exc.sigval)
     except ChildFailedError as exc:
-        rank, failure = min(exc.failures.items())
+        rank, failure = exc.get_first_failure()  # the root cause: the others were stopped
         if failure.exitcode is None or failure.exitcode < 0:  # -N: killed by signal N
             raise CharRNNError(f"process {rank} of the data-parallel run was killed (signal "
                                f"{-(failure.exitcode or 0)}); the run's latest.npz is as it "

@@ -95,9 +95,8 @@ class TorchEngine(EngineBase):
         self.optimizer = TorchOptimizer(cfg.optimizer, self.params, weight_decay=cfg.weight_decay)
         self.grad_clip = cfg.grad_clip
         self.batch_size = cfg.batch_size
-        if group is not None and cfg.batch_size < group.size:
-            raise CharRNNError(f"--batch-size {cfg.batch_size} is split across {group.size} "
-                               f"processes; give at least {group.size} streams.")
+        if group is not None:
+            group.check_batch(cfg.batch_size)
         # the numpy engine's dropout generator, seeded the same way (see the module docstring)
         self.rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
         self._dropout = cfg.dropout if cfg.dropout > 0 else 0.0
