@@ -360,9 +360,9 @@ def _shown(name: str) -> str:
 
 
 def validate_name(name: str, out_dir: str | os.PathLike | None = None) -> str:
-    """A run name is one path component: no separators, not empty, not starting with a dot, no
-    control or formatting characters (nothing a terminal would read as an escape sequence),
-    at most NAME_MAX_BYTES bytes; under `out_dir`, its files' paths must fit PATH_MAX_BYTES."""
+    """A run name is one path component of letters, digits, '-', '_' and '.', not empty, not
+    starting with a dot or '-', no control or formatting characters (nothing a terminal would
+    read as an escape sequence), at most NAME_MAX_BYTES bytes; under `out_dir`, its files' paths must fit PATH_MAX_BYTES."""
     if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
         raise RunError(
             f"invalid run name {_shown(name)}: use letters, digits, '-', '_' and '.', without "
@@ -370,6 +370,10 @@ def validate_name(name: str, out_dir: str | os.PathLike | None = None) -> str:
         )
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
         raise RunError(f"invalid run name {_shown(name)}: it contains control characters.")
+    if name.startswith("-") or not all(c.isalnum() or c in "-_." for c in name):
+        # no shell pattern (`*`, `?`), `$`, space or option look-alike: a name is typed bare
+        raise RunError(f"invalid run name {_shown(name)}: use only letters, digits, '-', '_' "
+                       "and '.', not starting with '-' or '.'.")
     if len(os.fsencode(name)) > NAME_MAX_BYTES:
         raise RunError(f"invalid run name {_shown(name)}: it is longer than {NAME_MAX_BYTES} "
                        "bytes.")

@@ -480,7 +480,11 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
     model = session_model(plan, cfg, vocab)
 
     if not plan.in_place and writer:
+        missing = not os.path.isdir(out_dir)
         run_dir = runs.create_run_dir(out_dir, name, plan.corpus)
+        if missing:  # a typo in --out-dir or CHARRNN_HOME would otherwise go unseen
+            reporter.message(f"note: {Path(out_dir).absolute()} did not exist; created it "
+                             "for the runs.")
         if plan.branch is not None:
             reporter.message(f"note: {plan.branch['checkpoint']} goes on as a new run in {run_dir}.")
     with contextlib.ExitStack() as stack:

@@ -314,9 +314,11 @@ class TrainProgress:
             self.bar.set_postfix_str(self._postfix(), refresh=True)
 
     def message(self, text):
+        """A line for the terminal, its control characters escaped (a path from CHARRNN_HOME
+        or a corpus name may hold escape sequences)."""
         from tqdm import tqdm
 
-        tqdm.write(text, file=self.file)
+        tqdm.write(printable(text), file=self.file)
 
     def close(self):
         if self.bar is not None:

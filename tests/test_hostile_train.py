@@ -74,3 +74,39 @@ def test_a_resume_whose_new_rate_diverges_at_once_keeps_the_run_as_it_was(tmp_pa
     assert result.exit_code == 0, result.stderr
     latest = load(out / "r" / "latest.npz").training
     assert latest.step == 10 and latest.train_config.learning_rate is None
+
+
+@pytest.mark.parametrize("how", ["CHARRNN_HOME", "--out-dir"])
+def test_a_missing_runs_directory_is_created_and_said(tmp_path, how):
+    corpus = make_corpus(tmp_path / "c.txt", chars=600)
+    home = tmp_path / "nonexistent" / "deep" / "home"
+    args = [corpus, *TINY, "--max-steps", 1, "--name", "r"]
+    result = train(*args, env={"CHARRNN_HOME": str(home)}) if how == "CHARRNN_HOME" else \
+        train(*args, "--out-dir", home)
+    assert result.exit_code == 0, result.stderr
+    assert f"note: {home} did not exist; created it" in result.stderr
+    assert (home / "r" / "latest.npz").is_file()
+    again = train(corpus, *TINY, "--max-steps", 1, "--name", "r2", "--out-dir", home)
+    assert again.exit_code == 0 and "did not exist" not in again.stderr
+
+
+def test_escape_sequences_in_charrnn_home_are_shown_escaped(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt", chars=600)
+    home = tmp_path / "a\x1b[31mred"
+    result = train(corpus, *TINY, "--max-steps", 1, "--name", "r",
+                   env={"CHARRNN_HOME": str(home)})
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stderr and "a\\x1b[31mred" in result.stderr
+    result = train(corpus, *TINY, "--max-steps", 1, "--name", "r",
+                   env={"CHARRNN_HOME": str(home)})  # an error naming the path
+    assert result.exit_code == 1 and "\x1b" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["*", "?", "$HOME", "-dash", "a b", "semi;colon", "q'uote"])
+def test_run_names_outside_the_rule_are_refused(tmp_path, name):
+    corpus = make_corpus(tmp_path / "c.txt", chars=600)
+    result = train(corpus, *TINY, "--max-steps", 1, "--out-dir", tmp_path / "runs", "--name",
+                   name)
+    assert result.exit_code == 1
+    assert "invalid run name" in result.stderr and "not starting with '-'" in result.stderr
+    assert not (tmp_path / "runs").exists()

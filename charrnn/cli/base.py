@@ -19,6 +19,7 @@ import click
 from charrnn import cells
 from charrnn._version import __version__
 from charrnn.errors import CharRNNError
+from charrnn.jsonvalues import printable
 from charrnn.runs import DEFAULT_OUT_DIR, OUT_DIR_ENV
 
 
@@ -38,8 +39,8 @@ class CharRNNGroup(click.Group):
             result = super().invoke(ctx)
             sys.stdout.flush()  # a full disk shows here, not in the interpreter's last flush
             return result
-        except CharRNNError as exc:
-            raise click.ClickException(str(exc)) from None
+        except CharRNNError as exc:  # a path in it may hold escape sequences: shown escaped
+            raise click.ClickException(printable(str(exc))) from None
         except KeyboardInterrupt:
             ctx.exit(130)  # 128 + SIGINT, as shells report it
         except MemoryError:

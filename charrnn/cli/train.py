@@ -174,6 +174,7 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
     from click.core import ParameterSource
 
     from charrnn.clock import CtrlCBeforeTraining
+    from charrnn.jsonvalues import printable
     from charrnn.runs import CHECKPOINT_NAMES, LATEST_NAME
     from charrnn.train import Reporter, train
     from charrnn.ui import TrainProgress, fmt_duration, plural
@@ -195,13 +196,14 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
         click.echo("interrupted before training started.", err=True)
         ctx.exit(130)
     if result.reason == "diverged":
-        raise click.ClickException(result.message)
+        raise click.ClickException(printable(result.message))
     run = result.run_dir
+    shown = printable(str(run))  # CHARRNN_HOME or --out-dir may hold escape sequences
     if result.reason == "interrupted":
         if secondary:
             ctx.exit(128 + (result.signal or signal.SIGINT))
         click.echo(f"interrupted at step {result.step}; {LATEST_NAME} saved. Resume with: "
-                   f"charrnn train --resume {run}", err=True)
+                   f"charrnn train --resume {shown}", err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
         best, last = result.best_val_loss, result.val_loss
@@ -211,12 +213,12 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
             best = f"best validation loss {fmt_loss(best)}" + (
                 "" if last is None else ", at the last step" if last == best else
                 f"; {last:.{DIGITS}f} nats/char at the last step")
-        saved = ", ".join(str(run / f) for f in CHECKPOINT_NAMES if (run / f).exists())
+        saved = ", ".join(f"{shown}/{f}" for f in CHECKPOINT_NAMES if (run / f).exists())
         click.echo(
             f"done ({result.reason.replace('_', ' ')}) after {plural(result.step, 'step')}, "
             f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"
             f"checkpoints: {saved}\n"
-            f"next: charrnn sample {run}",
+            f"next: charrnn sample {shown}",
             err=True,
         )
 
