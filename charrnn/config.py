@@ -105,6 +105,20 @@ class TrainConfig:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
 
 
+# how messages show an option left unset (None): never Python's None
+UNSET = {"learning_rate": "the optimizer's default", "min_count": "none", "max_vocab": "no limit",
+         "max_steps": "no limit", "epochs": "no limit", "time_limit": "no limit",
+         "patience": "none", "seed": "random", "threads": "auto"}
+
+
+def show_option(name, value):
+    """The value of TrainConfig option `name` as a message shows it: a number as the user
+    would type it (0.003, 1e+308), None as what it means for that option ("no limit")."""
+    if value is None:
+        return UNSET.get(name, "unset")
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 # ----------------------------------------------------------------------------------------------
 # The budget: how long a run trains, and what has ended it.
 

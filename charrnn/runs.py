@@ -313,6 +313,9 @@ def resolve_checkpoint(target: str | os.PathLike | None = None,
     training continues from the newest state, and any existing directory is taken for the run.
     Raises RunError, in one sentence, when there is no such file.
     """
+    if target is not None and not str(target).strip():  # Path("") would mean "."
+        raise RunError("an empty RUN|CKPT names no run; give a run's name, its directory or a "
+                       "checkpoint file.")
     if target is not None and Path(target).is_file():
         return Path(target)
     if resume:

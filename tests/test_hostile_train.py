@@ -110,3 +110,35 @@ def test_run_names_outside_the_rule_are_refused(tmp_path, name):
     assert result.exit_code == 1
     assert "invalid run name" in result.stderr and "not starting with '-'" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_messages_about_options_never_show_python_none(tmp_path):
+    corpus = make_corpus(tmp_path / "c.txt", chars=600)
+    out = tmp_path / "runs"
+    assert train(corpus, *TINY, "--max-steps", 2, "--out-dir", out, "--name", "r",
+                 "-q").exit_code == 0
+    refused = train("--resume", out / "r", "--min-count", 2)
+    assert refused.exit_code == 1
+    assert "the run was trained with no --min-count" in refused.stderr
+    resumed = train("--resume", out / "r", "--max-steps", 3, "--patience", 3, "--time-limit",
+                    "1h30")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "note: patience changes from none to 3." in resumed.stderr
+    assert "note: time-limit changes from no limit to 90m." in resumed.stderr
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+    info = CliRunner().invoke(cli, ["info", str(out / "r")])
+    assert info.exit_code == 0 and "min_count=none" in info.stdout
+    for text in (refused.stderr, resumed.stderr, info.stdout):
+        assert "None" not in text
+
+
+@pytest.mark.parametrize("option", ["--init-from", "--resume"])
+def test_an_empty_run_name_is_not_the_current_directory(tmp_path, option, monkeypatch):
+    corpus = make_corpus(tmp_path / "c.txt", chars=600)
+    monkeypatch.chdir(tmp_path)
+    result = train(corpus, *TINY, option, "", "--out-dir", tmp_path / "runs")
+    assert result.exit_code == 1
+    assert "an empty RUN|CKPT names no run" in result.stderr and "'.'" not in result.stderr
+    assert not (tmp_path / "runs").exists()

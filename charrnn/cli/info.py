@@ -4,6 +4,7 @@ import click
 
 from charrnn.cli.base import (_CKPT_ARG, _FORMAT, _OUT_DIR, _echo_json, _load_checkpoint,
                               _print_fields)
+from charrnn.config import show_option
 from charrnn.units import fmt_loss
 
 
@@ -64,5 +65,6 @@ def info_command(target, fmt, out_dir):
     ]
     if "train_config" in training:
         options = {**training["train_config"], "learning_rate": training["learning_rate"]}
-        fields.append(("train config", ", ".join(f"{k}={v}" for k, v in options.items())))
+        fields.append(("train config", ", ".join(f"{k}={show_option(k, v)}"
+                                                 for k, v in options.items())))
     _print_fields(fields)
