@@ -112,11 +112,9 @@ UNSET = {"learning_rate": "the optimizer's default", "min_count": "none", "max_v
 
 
 def show_option(name, value):
-    """The value of TrainConfig option `name` as a message shows it: a number as the user
-    would type it (0.003, 1e+308), None as what it means for that option ("no limit")."""
-    if value is None:
-        return UNSET.get(name, "unset")
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """The value of TrainConfig option `name` as a message shows it: None as what it means for
+    that option ("no limit", "none"), anything else as Python writes it (0.003, 1e+308)."""
+    return UNSET.get(name, "unset") if value is None else str(value)
 
 
 # ----------------------------------------------------------------------------------------------
