@@ -479,12 +479,10 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
                          f"{val_ids.size:,} validation characters.")
     model = session_model(plan, cfg, vocab)
 
+    created = None  # the runs directory, if this session made it
     if not plan.in_place and writer:
-        missing = not os.path.isdir(out_dir)
+        created = None if os.path.isdir(out_dir) else Path(out_dir).absolute()
         run_dir = runs.create_run_dir(out_dir, name, plan.corpus)
-        if missing:  # a typo in --out-dir or CHARRNN_HOME would otherwise go unseen
-            reporter.message(f"note: {Path(out_dir).absolute()} did not exist; created it "
-                             "for the runs.")
         if plan.branch is not None:
             reporter.message(f"note: {plan.branch['checkpoint']} goes on as a new run in {run_dir}.")
     with contextlib.ExitStack() as stack:
@@ -539,6 +537,8 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             "epochs": cfg.epochs, "num_params": model.num_params, "resumed": ckpt is not None,
             "config": cfg, "sizing": sized and sized.why,
         })
+        if created:  # a typo in --out-dir or CHARRNN_HOME would otherwise go unseen
+            reporter.message(f"note: the runs directory did not exist; created it:\n        {created}")
         try:
             with ExcludingStops(trainer.clock):
                 return trainer.run(interrupt)

@@ -84,10 +84,12 @@ def test_a_missing_runs_directory_is_created_and_said(tmp_path, how):
     result = train(*args, env={"CHARRNN_HOME": str(home)}) if how == "CHARRNN_HOME" else \
         train(*args, "--out-dir", home)
     assert result.exit_code == 0, result.stderr
-    assert f"note: {home} did not exist; created it" in result.stderr
+    assert f"note: the runs directory did not exist; created it:\n        {home}\n" in \
+        result.stderr
     assert (home / "r" / "latest.npz").is_file()
     again = train(corpus, *TINY, "--max-steps", 1, "--name", "r2", "--out-dir", home)
     assert again.exit_code == 0 and "did not exist" not in again.stderr
+    assert result.stderr.index("training run 'r'") < result.stderr.index("did not exist")
 
 
 def test_escape_sequences_in_charrnn_home_are_shown_escaped(tmp_path):
