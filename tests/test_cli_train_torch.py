@@ -164,10 +164,13 @@ def test_torchrun_trains_like_one_process_and_only_rank_0_writes(tmp_path, corpu
     assert max(np.abs(a[k] - b[k]).max() for k in a) < 1e-10
 
     def evals(name):
-        return [e["val_loss"] for e in map(json.loads, (runs / name / "log.jsonl").open())
+        return [e for e in map(json.loads, (runs / name / "log.jsonl").open())
                 if e["event"] == "eval"]
 
-    assert len(evals("ddp")) == 1 and evals("ddp") == pytest.approx(evals("one"), abs=1e-10)
+    # the scheduled evaluation at 5 and the end's at 6, every rank taking part in both
+    assert [(e["step"], e.get("final")) for e in evals("ddp")] == [(5, None), (6, True)]
+    assert [e["val_loss"] for e in evals("ddp")] == \
+        pytest.approx([e["val_loss"] for e in evals("one")], abs=1e-10)
     assert [s.get("processes") for s in _start(runs / "ddp")] == [2]
     assert ddp.stderr.count("done (max steps)") == 1  # rank 1 shows nothing
     logs = charrnn(["logs", "ddp", "--out-dir", "runs"], tmp_path)
