@@ -204,7 +204,9 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
     evals = [r for r in records
              if r.get("event") == "eval" and _number(r.get("val_loss")) is not None]
     if evals:
-        best = min(evals, key=lambda r: r["val_loss"])
+        # best.npz's choice: the scheduled evaluations, else a session end's ("final": true)
+        best = min([r for r in evals if r.get("final") is not True] or evals,
+                   key=lambda r: r["val_loss"])
         info.best_val_loss = float(best["val_loss"])
         info.best_val_bpc = bits(info.best_val_loss)
         info.best_val_step = _typed(best.get("step"), int)

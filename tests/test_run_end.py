@@ -71,6 +71,11 @@ def test_a_final_evaluation_better_than_the_best_leaves_best_npz_to_the_schedule
     best = min(scheduled, key=lambda r: r["val_loss"])
     assert load(out / "r" / "best.npz").training.step == best["step"]
     assert all(r["best_val_loss"] == best["val_loss"] for r in evals if r["step"] >= 25)
+    # `logs` names best.npz's evaluation as the best, and the end's as the last
+    [summary] = json.loads(run_cli("logs", "--out-dir", out, "--format", "json").stdout)
+    assert (summary["best_val_loss"], summary["best_val_step"]) == (best["val_loss"],
+                                                                    best["step"])
+    assert (summary["last_val_loss"], summary["last_val_step"]) == (evals[-1]["val_loss"], 27)
 
 
 def test_no_validation_split_says_so(tmp_path):
