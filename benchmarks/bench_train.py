@@ -6,14 +6,16 @@ warm-up, then timed training steps (forward, backward, global-norm clipping and 
 excluding start-up; at least --steps steps and --min-seconds seconds. The kinds alternate,
 round after round, so that all see the same machine load; the table reports the median
 chars/s of the rounds, and the median (and range) of each round's ratios: ours / torch (the
-numpy engine against plain PyTorch) and engine / torch (charrnn's torch engine, which adds
+numpy engine against plain PyTorch), engine / torch (charrnn's torch engine, which adds
 optim.py's update rules in tensor ops, float64 clipping norms and the trainer's finiteness
-checks, against plain PyTorch's nn module and torch.optim).
+checks, against plain PyTorch's nn module and torch.optim) and auto / torch (`--engine
+auto`'s pick, after its own measurement of both engines, whose time and pick are reported).
 
     python benchmarks/bench_train.py                  # every configuration, 3 rounds
     python benchmarks/bench_train.py --config lstm-256 --rounds 5 --json
 
     python benchmarks/bench_train.py --kinds ours,engine  # without plain PyTorch
+    python benchmarks/bench_train.py --kinds engine,auto,torch --threads 1
 
 torch is optional (`pip install 'charrnn[torch]'`); without it only the numpy engine is measured.
 """
@@ -36,7 +38,10 @@ CONFIGS = {  # name: (cell, hidden, layers, batch, seq)
     "rnn-256": ("rnn", 256, 2, 64, 100),
 }
 VOCAB = 65  # tiny-shakespeare's
-KINDS = ("ours", "engine", "torch")  # numpy engine, charrnn's torch engine, plain PyTorch
+RATIOS = {"ratio": ("ours", "torch"), "engine_ratio": ("engine", "torch"),
+          "auto_ratio": ("auto", "torch"), "ours_vs_engine": ("ours", "engine")}
+KINDS = ("ours", "engine", "auto", "torch")  # numpy engine, charrnn's torch engine,
+# --engine auto's pick (after its own measurement), plain PyTorch
 
 
 def peak_rss_mb():
@@ -84,23 +89,50 @@ def run_ours(cell, H, L, N, T, steps, warmup, threads, min_seconds):
     return timed_steps(step, steps, warmup, min_seconds), peak_rss_mb()
 
 
-def run_engine(cell, H, L, N, T, steps, warmup, threads, min_seconds):
-    """charrnn's torch engine on the CPU, stepped as the trainer steps it."""
-    import numpy as np
-    import torch
-
+def _train_config(cell, H, L, N, T, threads):
     from charrnn.config import TrainConfig
+
+    return TrainConfig(cell=cell, hidden_size=H, num_layers=L, dropout=0.0, batch_size=N,
+                       seq_length=T, seed=0, optimizer="adam", grad_clip=5.0, threads=threads)
+
+
+def run_engine(cell, H, L, N, T, steps, warmup, threads, min_seconds, name="torch"):
+    """charrnn's engine `name` (default: the torch engine, on the CPU), stepped as the trainer
+    steps it."""
+    import numpy as np
+
     from charrnn.engines import make_engine
     from charrnn.model import CharRNN
 
-    torch.set_num_threads(threads or os.cpu_count())
-    cfg = TrainConfig(cell=cell, hidden_size=H, num_layers=L, dropout=0.0, batch_size=N,
-                      seq_length=T, seed=0, optimizer="adam", grad_clip=5.0)
-    engine = make_engine("torch", CharRNN(cfg.model_config(VOCAB), seed=0), cfg, "cpu")
+    if name == "torch":
+        import torch
+
+        torch.set_num_threads(threads or os.cpu_count())
+    cfg = _train_config(cell, H, L, N, T, threads)
+    engine = make_engine(name, CharRNN(cfg.model_config(VOCAB), seed=0), cfg, "cpu")
     rng = np.random.default_rng(0)
     x = rng.integers(0, VOCAB, (N, T))
     y = rng.integers(0, VOCAB, (N, T))
-    return timed_steps(lambda: engine.step(x, y, 1e-3), steps, warmup, min_seconds), peak_rss_mb()
+    times = timed_steps(lambda: engine.step(x, y, 1e-3), steps, warmup, min_seconds)
+    rss = peak_rss_mb()
+    engine.close()
+    return times, rss
+
+
+def run_auto(cell, H, L, N, T, steps, warmup, threads, min_seconds):
+    """`--engine auto`: its measurement (fresh, not from the cache: timed), then its pick,
+    stepped as the trainer steps it."""
+    import tempfile
+
+    from charrnn.engines import auto
+
+    cfg = _train_config(cell, H, L, N, T, threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        choice = auto.choose(cfg, VOCAB, cache=auto.SpeedCache(Path(tmp) / "speeds.json"))
+        seconds = time.perf_counter() - start
+    times, rss = run_engine(cell, H, L, N, T, steps, warmup, threads, min_seconds, choice.engine)
+    return times, rss, {"pick": choice.engine, "measure_seconds": round(seconds, 2)}
 
 
 def run_torch(cell, H, L, N, T, steps, warmup, threads, min_seconds):
@@ -150,9 +182,11 @@ def timed_steps(step, steps, warmup, min_seconds):
 
 def worker(args):
     cell, H, L, N, T = CONFIGS[args.config]
-    run = {"ours": run_ours, "engine": run_engine, "torch": run_torch}[args.worker]
-    times, rss = run(cell, H, L, N, T, args.steps, args.warmup, args.threads, args.min_seconds)
-    print(json.dumps({"chars_per_sec": N * T / statistics.median(times), "peak_rss_mb": rss}))
+    run = {"ours": run_ours, "engine": run_engine, "auto": run_auto, "torch": run_torch}[args.worker]
+    times, rss, *extra = run(cell, H, L, N, T, args.steps, args.warmup, args.threads,
+                             args.min_seconds)
+    print(json.dumps({"chars_per_sec": N * T / statistics.median(times), "peak_rss_mb": rss,
+                      **(extra[0] if extra else {})}))
 
 
 def measure(kind, config, args):
@@ -184,14 +218,14 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="worker threads (ours) / torch threads")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--kinds", default=None,
-                    help="comma-separated among ours,engine,torch [default: all there are]")
+                    help="comma-separated among ours,engine,auto,torch [default: all there are]")
     ap.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         args.config = args.config[0]
         return worker(args)
     kinds = args.kinds.split(",") if args.kinds else \
-        ["ours"] + (["engine", "torch"] if have_torch() else [])
+        ["ours"] + (["engine", "auto", "torch"] if have_torch() else [])
     unknown = set(kinds) - set(KINDS)
     if unknown:
         ap.error(f"unknown kinds: {', '.join(sorted(unknown))}; choose among {', '.join(KINDS)}")
@@ -206,9 +240,11 @@ def main():
             row[kind] = statistics.median(r["chars_per_sec"] for r in runs[kind])
             row[kind + "_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in runs[kind])
             row[kind + "_all"] = [round(r["chars_per_sec"]) for r in runs[kind]]
+            if kind == "auto":
+                row["auto_picks"] = [r["pick"] for r in runs[kind]]
+                row["auto_measure_seconds"] = [r["measure_seconds"] for r in runs[kind]]
         # the ratio of each round's pair, measured a few seconds apart
-        for name, (a, b) in {"ratio": ("ours", "torch"), "engine_ratio": ("engine", "torch"),
-                             "ours_vs_engine": ("ours", "engine")}.items():
+        for name, (a, b) in RATIOS.items():
             if a in runs and b in runs:
                 ratios = [o["chars_per_sec"] / t["chars_per_sec"] for o, t in zip(runs[a], runs[b])]
                 row[name] = statistics.median(ratios)
@@ -218,10 +254,13 @@ def main():
             line = f"{config:10s}"
             for kind in kinds:
                 line += f"  {kind} {row[kind]:9,.0f} chars/s RSS {row[kind + '_rss_mb']:4.0f} MB"
-            for name in ("ratio", "engine_ratio", "ours_vs_engine"):
+            for name in RATIOS:
                 if name in row:
                     line += (f"  {name} {row[name]:.2f} ({min(row[name + '_all']):.2f}–"
                              f"{max(row[name + '_all']):.2f})")
+            if "auto_picks" in row:
+                line += (f"  auto picked {','.join(row['auto_picks'])} (measured in "
+                         f"{statistics.median(row['auto_measure_seconds']):.1f} s)")
             print(line, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))

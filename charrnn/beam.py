@@ -32,14 +32,22 @@ def log_softmax(logits):
     return z
 
 
+STEP_SECONDS_PER_CANDIDATE = 2.4e-7  # measured: a step's float64 work per candidate (B V)
+
+
 def search_cost(model, width, length):
     """(bytes, seconds): rough peak memory and time of `search`, to refuse absurd requests up
     front. Memory: the backpointers (8 bytes per stream and step) and the candidates' float64
-    scores (about four (width, V) arrays). Time: each step reads every weight once per stream
-    (two flops each) at 20 GFLOP/s, plus about 100 us of calls."""
+    scores (about four (width, V) arrays; with the stepper's per-stream buffers, which the
+    caller adds, this is above the peak tracemalloc measured: 67 bytes per candidate for an
+    LSTM 2×32 with 65 characters at beams of 20,000 to 300,000). Time, per step: every weight
+    read once per stream (two flops each) at 20 GFLOP/s, the log-softmax, partition and sort
+    of the width V candidates (STEP_SECONDS_PER_CANDIDATE each, measured on 2 busy cores:
+    for a small model, most of the time), and about 100 us of calls."""
     V = model.config.vocab_size
     memory = width * length * 8 + 4 * width * V * 8
-    seconds = length * (width * 2 * model.num_params / 2e10 + 1e-4)
+    seconds = length * (width * 2 * model.num_params / 2e10
+                        + width * V * STEP_SECONDS_PER_CANDIDATE + 1e-4)
     return memory, seconds
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
+from charrnn import files
 from charrnn.errors import CharRNNError
 from charrnn.jsonvalues import is_finite_number, printable
 from charrnn.ui import RunsTable, fmt_count, fmt_duration, run_panel
@@ -71,8 +73,20 @@ def _number_label(value: float, step: float) -> str:
 
 
 def _power_label(exponent: float) -> str:
-    """The label of a log-scale tick at 10^exponent: 0.01, 1, 100, or 1e-05 further out."""
-    return f"{10.0 ** exponent:g}" if -3 <= exponent <= 4 else f"1e{exponent:.0f}"
+    """The label of a log-scale tick at 10^exponent, m × 10^k with m = 1, 2 or 5: 0.01, 0.002,
+    100, or 1e-5, 5e-4 further out."""
+    k = math.floor(exponent + 1e-9)
+    m = round(10.0 ** (exponent - k))
+    return f"{m * 10.0 ** k:g}" if -3 <= k <= 4 else f"{m}e{k}"
+
+
+def _log_ticks(lo: int, hi: int) -> list[float]:
+    """log10 of the ticks of a log axis from 10^lo to 10^hi: the powers of 10, and 2 and 5
+    times them when the axis spans at most two decades, so that a curve that falls from 0.004
+    to 0.0003 is read against 0.005, 0.002, ..., 0.0002 rather than 0.001 alone."""
+    marks = (1, 2, 5) if hi - lo <= 2 else (1,)
+    return [k + math.log10(m) for k in range(lo, hi + 1) for m in marks
+            if k + math.log10(m) <= hi + 1e-9]
 
 
 def _log10_series(s: Series) -> Series:
@@ -138,7 +152,9 @@ class LineChart:
             ystep = float(math.ceil(ystep))
         ylo = math.floor(ylo / ystep + 1e-9) * ystep
         yhi = math.ceil(yhi / ystep - 1e-9) * ystep
-        if self.log_y:
+        if self.log_y and ystep == 1:
+            yticks = _log_ticks(round(ylo), round(yhi))
+        elif self.log_y:
             yticks = [ylo + i * ystep for i in range(round((yhi - ylo) / ystep) + 1)]
         else:
             yticks = _ticks(ylo, yhi, max(2, H // 2))
@@ -294,6 +310,7 @@ class ChartSpec:
     title: str
     series: list[Series]
     height: int = 14
+    log_y: bool = False  # a log-scale y axis (the learning rate, which decays by decades)
 
 
 def chart_specs(runs: list[tuple[str, list[dict]]], x: str = "step", lr: bool = False,
@@ -301,8 +318,9 @@ def chart_specs(runs: list[tuple[str, list[dict]]], x: str = "step", lr: bool = 
     """The loss chart of the runs, then the learning rate and gradient norm if asked for."""
     specs = [ChartSpec("loss (nats/char)", loss_series(runs, x), height)]
     if lr:
-        specs.append(ChartSpec("learning rate", run_series(runs, "lr", x, label="lr"),
-                               max(4, height // 2)))
+        specs.append(ChartSpec("learning rate (log scale)",
+                               run_series(runs, "lr", x, label="lr"), max(4, height // 2),
+                               log_y=True))
     if grad_norm:
         specs.append(ChartSpec("gradient norm (before clipping)",
                                run_series(runs, "grad_norm", x, label="grad norm"),
@@ -317,7 +335,7 @@ def runs_view(infos, runs: list[tuple[str, list[dict]]], x: str = "step", lr: bo
     parts = [run_panel(infos[0]) if len(infos) == 1 else RunsTable(infos)]
     for spec in chart_specs(runs, x, lr, grad_norm, height):
         parts.append(Text(""))
-        parts.append(LineChart(spec.series, spec.title, x, spec.height))
+        parts.append(LineChart(spec.series, spec.title, x, spec.height, log_y=spec.log_y))
     return Group(*parts)
 
 
@@ -329,7 +347,6 @@ def check_image_path(path) -> None:
     """Raise CharRNNError, before anything is drawn, unless an image can be written at `path`:
     an extension matplotlib knows, in an existing, writable folder."""
     import os
-    from pathlib import Path
 
     path = Path(path)
     if path.suffix.lower().lstrip(".") not in IMAGE_FORMATS:
@@ -342,6 +359,7 @@ def check_image_path(path) -> None:
     if not os.access(folder, os.W_OK):
         raise CharRNNError(f"cannot write the charts to {path}: the folder {folder} is not "
                            "writable.")
+    files.check_target(path, "chart image")
 
 
 def save_image(path, specs: list[ChartSpec], x: str = "step", title: str = "") -> None:
@@ -364,6 +382,8 @@ def save_image(path, specs: list[ChartSpec], x: str = "step", title: str = "") -
             else:
                 ax.plot(s.xs, s.ys, color=s.color, linewidth=1, alpha=0.85, label=s.label)
         ax.set_title(spec.title, loc="left", fontsize=10)
+        if spec.log_y:
+            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     axes[-1, 0].set_xlabel("training time (s)" if x == "time" else "step")
@@ -371,8 +391,9 @@ def save_image(path, specs: list[ChartSpec], x: str = "step", title: str = "") -
         fig.suptitle(printable(title), fontsize=11)
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=120)
-    except (OSError, ValueError) as exc:
+        with files.atomic_writer(path, "chart image") as f:
+            fig.savefig(f, dpi=120, format=Path(path).suffix.lower().lstrip("."))
+    except ValueError as exc:
         raise CharRNNError(f"cannot write the charts to {path}: "
                            f"{getattr(exc, 'strerror', None) or exc}.") from None
     finally:

@@ -9,8 +9,9 @@ Layout of the archive (every entry a numeric array; nothing is ever pickled):
   optim/<key>     the optimizer's state arrays, e.g. optim/m.layers.0.Wx (training checkpoints)
   state/<l>/<i>   the carried hidden state: layer l, array i (h, and c for the LSTM), (H, N)
 
-Writes are atomic: a temporary file in the same directory, flushed and fsync'ed, then
-`os.replace`d over the target, so a crash leaves either the old or the new checkpoint.
+Writes are atomic (`files.atomic_writer`): a temporary file in the same directory, flushed and
+fsync'ed, then `os.replace`d over the target, so a crash leaves either the old or the new
+checkpoint; the file's permissions follow the umask.
 Loads never unpickle, and check everything before they allocate anything big: the metadata
 first (every field, each error naming it), then each entry's name and its array header (shape,
 dtype) against what the model's config implies, then the data, which must be finite.
@@ -19,7 +20,6 @@ dtype) against what the model's config implies, then the data, which must be fin
 import json
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field, fields
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import cells
+from charrnn import cells, files
 from charrnn._version import __version__
 from charrnn.config import TrainConfig
 from charrnn.data import Vocab
@@ -36,7 +36,7 @@ from charrnn.jsonvalues import is_finite_number
 from charrnn.model import CharRNN, ModelConfig, param_shapes
 
 FORMAT_VERSION = 1
-TMP_PREFIX = ".tmp-"  # temporary files of interrupted writes start with this; safe to delete
+TMP_PREFIX = files.TMP_PREFIX  # temporary files of interrupted writes start with this
 _ZIP_MAGIC = b"PK\x03\x04"
 _META_MAX_BYTES = 64 << 20  # the metadata's largest sane size: a full Unicode vocabulary fits
 _HEADER_MAX_BYTES = 10_000  # an array header's largest size (numpy's own default limit)
@@ -220,41 +220,8 @@ def save(path, ckpt):
     bad = _not_finite(arrays)
     if bad:
         raise CheckpointError(f"refusing to save {path}: {_entry(bad)} is not finite.")
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            kept = "the previous checkpoint is intact" if path.exists() else "no file was written"
-            raise CheckpointError(
-                f"could not write checkpoint {path}: {exc.strerror or exc}; {kept}."
-            ) from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory):
-    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with files.atomic_writer(path, "checkpoint", error=CheckpointError) as f:
+        np.savez(f, **arrays)
 
 
 def _not_finite(arrays):

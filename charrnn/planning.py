@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint, data, runs, sizing
+from charrnn.engines import auto
 from charrnn.config import BUDGETS, STOP_OPTIONS, TrainConfig, show_option, stop_reason
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, grow_vocabulary
@@ -88,24 +89,28 @@ def _options_from_parent(parent, overrides):
             "weight_decay": trained.weight_decay if same else 0.0, **overrides}
 
 
-def apply_size_rule(cfg, overrides, chars, group=None):
+def apply_size_rule(cfg, overrides, chars, group=None, engine="numpy", vocab_size=65,
+                    device="cpu"):
     """(cfg, choice): a new run's config with its size, dropout and weight decay chosen by
     `sizing` from the budget and the `chars` training characters, where the user's `overrides`
     left them open; choice is the `sizing.Choice` made (None when the user set the shape and
-    the dropout). Under torchrun (`group`), every rank sizes by rank 0's measurement of the
-    machine's speed."""
+    the dropout). A time budget is read at `engine`'s measured speed on `device` for
+    `vocab_size` characters (`auto.reference_speed`); under torchrun (`group`), every rank
+    sizes by rank 0's measurement."""
     shape = ("num_layers", "hidden_size", "dropout")
     given = {k: overrides[k] for k in (*shape, "weight_decay") if k in overrides}
     if all(k in given for k in shape) and cfg.size == "auto":
         return cfg, None
     works = [w for w in (cfg.max_steps and cfg.max_steps * cfg.batch_size * cfg.seq_length,
                          cfg.epochs and cfg.epochs * chars) if w]
-    work, speed = min(works, default=None), None
-    if work is not None:
-        speed = sizing.estimate_speed()
+    work, speed, measured = min(works, default=None), None, None
+    if cfg.time_limit is not None:
+        if group is None or group.writer:
+            speed, measured = auto.reference_speed(cfg, vocab_size, engine, device)
         if group is not None:
-            speed = group.shared([speed])[0]
-    choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed, cfg.optimizer)
+            speed, measured = group.shared([speed, measured])
+    choice = sizing.choose(cfg.size, chars, cfg.time_limit, work, given, speed, cfg.optimizer,
+                           measured)
     return replace(cfg, num_layers=choice.num_layers, hidden_size=choice.hidden_size,
                    dropout=choice.dropout, weight_decay=choice.weight_decay), choice
 

@@ -31,8 +31,8 @@ A sample as data (`generate(..., records=True)`) is a dict: `sample` (its index)
 None when the length ran out), `chars` (how many characters were generated, stop text
 included), `nats_per_char` and `bits_per_char` (their mean negative log-probability under the
 model's untempered distribution, as `scoring.score` and `charrnn eval` compute it; None when
-nothing was generated), `seed`, and the options: `length`, `temperature`, `top_k`, `top_p`, `beam`,
-`stops`.
+nothing was generated), `seed`, and the options: `length`, `temperature`, `top_k`, `top_p`,
+`beam`, `stops`; a sample cut short by Ctrl-C also has `interrupted` (true).
 """
 
 import itertools
@@ -45,7 +45,7 @@ from charrnn.beam import search as beam_search
 from charrnn.blas import single_threaded_blas
 from charrnn.config import DEFAULT_TEMPERATURE, UNKNOWN_CHOICES
 from charrnn.data import format_chars
-from charrnn.errors import CharRNNError, CorpusError, refuse_oversized
+from charrnn.errors import CharRNNError, CorpusError, fits_in_memory, refuse_oversized
 from charrnn.stepper import Stepper
 from charrnn.stops import Stops
 from charrnn.units import bits
@@ -95,35 +95,75 @@ def check_beam(beam, temperature=None, top_k=None, top_p=None, num_samples=1,
                          f"{beam} keeps; ask for at most that many")
 
 
-def memory_needed(model, num_samples, length):
+RECORD_BYTES_PER_CHAR = 24  # a record's text while it grows (a list of str), joined, as JSON
+
+
+def memory_needed(model, num_samples, length, records=False):
     """Rough peak bytes of generating `num_samples` samples of `length` characters: the
     stepper's per-stream buffers, the picker's two float64 (N, V) rows, and the characters of
-    every sample but the first, which the command line holds until the first is done."""
+    every sample but the first, which the command line holds until the first is done; as
+    records (`generate(records=True)`), every sample's whole text, held until it is done."""
     cfg = model.config
     H, V, cell = cfg.hidden_size, cfg.vocab_size, model.cell
     per_stream = ((len(cell.states) * cfg.num_layers + 2 * cell.G + 2) * H * model.dtype.itemsize
                   + V * (8 + 16))
-    return num_samples * per_stream + (num_samples - 1) * length * 8
+    held = num_samples * RECORD_BYTES_PER_CHAR if records else (num_samples - 1) * 8
+    return num_samples * per_stream + held * length
 
 
-BEAM_TIME_LIMIT = 86400.0  # seconds: a beam search estimated to take longer is refused
+BEAM_TIME_LIMIT = 600.0  # seconds: a beam search, which prints nothing until it is done, at most
 
 
-def check_size(model, length, num_samples=1, beam=None):
-    """Refuse up front (CharRNNError) a request that cannot fit in memory, or a beam search
-    that would run for more than a day before printing anything."""
+def _beam_fits(model, beam, length):
+    """Whether a beam search of `beam` streams over `length` characters fits this machine:
+    its memory within the limit of `refuse_oversized`, its time within BEAM_TIME_LIMIT."""
+    memory, seconds = search_cost(model, beam, length)
+    return fits_in_memory(memory_needed(model, beam, 0) + memory) and seconds <= BEAM_TIME_LIMIT
+
+
+def largest_beam(model, length, below):
+    """The largest beam width under `below` that fits (`_beam_fits`), or 0 if none does."""
+    lo, hi = 0, below - 1  # lo fits (0: trivially), the answer is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _beam_fits(model, mid, length):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def check_size(model, length, num_samples=1, beam=None, records=False):
+    """Refuse up front (CharRNNError, one sentence) a request that cannot fit in memory (as
+    records, every sample's text is held until it is done), or a beam search that would need
+    more memory than the machine has or run for more than BEAM_TIME_LIMIT before printing
+    anything; the message names the largest beam that fits."""
     if beam is None:
-        refuse_oversized(memory_needed(model, num_samples, length),
-                         f"generating {num_samples:,} samples of {length:,} characters",
-                         "ask for fewer --num-samples or a smaller --length.")
+        stream = "" if not records else " as JSON records, each holding its whole text,"
+        advice = ("ask for a smaller --length, or use --format text, which streams."
+                  if records else "ask for fewer --num-samples or a smaller --length.")
+        refuse_oversized(memory_needed(model, num_samples, length, records),
+                         f"generating {num_samples:,} sample(s) of {length:,} characters"
+                         f"{stream}", advice)
         return
+    if _beam_fits(model, beam, length):
+        return
+    most = largest_beam(model, length, beam)
+    advice = (f"the largest --beam that fits is {most:,}." if most
+              else "ask for a smaller --length.")
     memory, seconds = search_cost(model, beam, length)
     what = f"beam search with --beam {beam:,} over {length:,} characters"
-    refuse_oversized(memory_needed(model, beam, 0) + memory, what,
-                     "ask for a smaller --beam or --length.")
-    if seconds > BEAM_TIME_LIMIT:
-        raise CharRNNError(f"{what} would take about {seconds / 3600:,.0f} hours; ask for a "
-                           "smaller --beam or --length.")
+    refuse_oversized(memory_needed(model, beam, 0) + memory, what, advice)
+    raise CharRNNError(f"{what} would take about {_duration(seconds)}, more than the limit "
+                       f"of {_duration(BEAM_TIME_LIMIT)}; {advice}")
+
+
+def _duration(seconds):
+    """'40 minutes', '35 hours', '12 days': a rough duration for a message."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size or unit == "minutes":
+            return f"{seconds / size:,.0f} {unit}"
+    return ""  # pragma: no cover
 
 
 def prime_ids(vocab, prime, unknown="error"):
@@ -251,7 +291,7 @@ def generate(model, vocab, length, temperature=None, top_k=None, top_p=None, pri
     """
     check_options(length, temperature, top_k, top_p, num_samples, unknown, beam)
     stops = Stops(vocab, stop)
-    check_size(model, length, num_samples, beam)
+    check_size(model, length, num_samples, beam, records)
     if records and rng is None and beam is None:
         rng = int(np.random.SeedSequence().entropy % 2**32)
     options = {"seed": int(rng) if isinstance(rng, (int, np.integer)) and beam is None else None,
@@ -277,13 +317,22 @@ def generate(model, vocab, length, temperature=None, top_k=None, top_p=None, pri
     return _records(picks, tracker, prime, options) if records else _released(picks, tracker)
 
 
+def warmup_ids(vocab, prime, unknown="error", context=""):
+    """(context ids, prime ids): what a sample reads, in that order, before its first
+    character: the context (see `sample_context`), then the prime's ids; without a context,
+    an empty prime reads the start character instead (see `prime_ids`). The context is the
+    same for every sample of a checkpoint, so a server reads it once."""
+    ids = prime_ids(vocab, prime, unknown)
+    context_ids = vocab.encode(context, unknown="skip") if context else ids[:0]
+    if context_ids.size:  # it ends at a line break: no start character
+        return context_ids, ids if prime else ids[:0]
+    return context_ids, ids
+
+
 def _primed(model, vocab, prime, unknown, context, N):
     """A Stepper of N streams that has read the context and the prime (or the start
     character), and its (N, V) logits for the first generated character."""
-    ids = prime_ids(vocab, prime, unknown)
-    context_ids = vocab.encode(context, unknown="skip") if context else ids[:0]
-    if context_ids.size:  # read first, not printed; it ends at a line break: no start character
-        ids = np.concatenate([context_ids, ids if prime else ids[:0]])
+    ids = np.concatenate(warmup_ids(vocab, prime, unknown, context))
     stepper = Stepper(model, N)
     batch = np.empty(N, dtype=np.intp)
     with single_threaded_blas():
@@ -297,23 +346,25 @@ def _picks(stepper, picker, logits, length, rng, block=1024):
     """The generating loop: yields, per position, the (N, V) logits and the (N,) ids picked
     from them (buffers that the next position overwrites), then feeds the ids back.
     While it is open, BLAS runs single-threaded in this process (set once for the whole stream:
-    setting it per character would cost more than a step). Uniform numbers are drawn `block`
-    steps at a time: the same numbers, in the same order, as one draw per step, for a fraction
-    of the calls."""
-    N = stepper.N
+    setting it per character would cost more than a step)."""
+    draws = None if picker.greedy else uniforms(rng, length, stepper.N, block)
     with single_threaded_blas():
         for i in range(length):
-            if picker.greedy:
-                u = None
-            elif i % block == 0:
-                us = rng.random((min(block, length - i), N))
-                u = us[0]
-            else:
-                u = us[i % block]
-            ids = picker.pick(logits, u)
+            ids = picker.pick(logits, None if draws is None else next(draws))
             yield logits, ids
             if i + 1 < length:
                 logits = stepper.step(ids)
+
+
+def uniforms(rng, length, N, block=1024):
+    """The uniform numbers a sample of `length` characters draws from `rng` (N samples: an (N,)
+    row a position), one row per position: drawn `block` positions at a time, the same
+    numbers in the same order as one draw per position, for a fraction of the calls. What
+    every non-greedy sampler draws, so that a seed gives the same text everywhere."""
+    for i in range(length):
+        if i % block == 0:
+            us = rng.random((min(block, length - i), N))
+        yield us[i % block]
 
 
 class _Tracker:
@@ -388,12 +439,20 @@ def _released(picks, tracker):
 
 
 def _records(picks, tracker, prime, options):
-    """Yield the samples' records in order, each once it and those before it are done."""
+    """Yield the samples' records in order, each once it and those before it are done. On
+    Ctrl-C (KeyboardInterrupt while generating) the samples not yet yielded are yielded as
+    they stand, marked "interrupted": true, before the interruption goes on: what was
+    generated is not lost, as in text mode."""
     n, N = 0, tracker.done.size
-    for _ in itertools.chain(_released(picks, tracker), [None]):
-        while n < N and tracker.done[n]:
-            yield tracker.record(n, prime, options)
-            n += 1
+    try:
+        for _ in itertools.chain(_released(picks, tracker), [None]):
+            while n < N and tracker.done[n]:
+                yield tracker.record(n, prime, options)
+                n += 1
+    except KeyboardInterrupt:
+        for k in range(n, N):
+            yield {**tracker.record(k, prime, options), "interrupted": True}
+        raise
 
 
 def sample_text(model, vocab, length, **options):

@@ -403,7 +403,7 @@ class _NoLog:
 
 def train(corpus=None, overrides=None, out_dir="checkpoints", name=None, resume=None,
           encoding=None, reporter=None, default_time_limit=None, init_from=None,
-          engine="numpy", device="auto"):
+          engine="auto", device="auto"):
     """Train a new run, or continue one (`resume` = a run directory or checkpoint path).
 
     corpus: a text file path, or None for the built-in demo corpus (on resume: None means the
@@ -466,12 +466,16 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
         cfg = replace(cfg, batch_size=batch_size, seq_length=seq_length)
     sized = None
     if ckpt is None and plan.parent is None:
-        cfg, sized = apply_size_rule(cfg, overrides, int(train_ids.size), placement.group)
+        cfg, sized = apply_size_rule(cfg, overrides, int(train_ids.size), placement.group,
+                                     placement.engine, vocab.size, placement.device)
     if cfg.base_lr * cfg.weight_decay >= 1:
         raise CharRNNError(f"--weight-decay {cfg.weight_decay:g} at learning rate {cfg.base_lr:g} "
                            "would take all of each weight away in a step; give a weight decay "
                            f"below {1 / cfg.base_lr:g} (1 / the learning rate).")
     check_memory(cfg, vocab.size)
+    placement.settle(cfg, vocab.size)
+    if placement.choice is not None and placement.choice.note:
+        reporter.message(placement.choice.note)
     if placement.group is not None:
         placement.group.check_batch(cfg.batch_size)
     if val_ids.size > cfg.val_max_chars:
@@ -519,6 +523,7 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             **({"parent": plan.branch} if plan.branch else {}),
             pid=os.getpid(),
             engine=engine.name, device=engine.device,
+            **({"engine_choice": placement.choice.to_json()} if placement.choice else {}),
             **({"processes": placement.group.size} if placement.group else {}),
             config={"model": model.config.to_json(), "train": asdict(cfg), "corpus": corpus_record,
                     "encoding": plan.encoding, "num_params": model.num_params,
@@ -536,6 +541,7 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             "elapsed": trainer.clock.before, "steps_per_epoch": trainer.stream.steps_per_epoch,
             "epochs": cfg.epochs, "num_params": model.num_params, "resumed": ckpt is not None,
             "config": cfg, "sizing": sized and sized.why,
+            "engine": placement.choice and placement.choice.why,
         })
         if created:  # a typo in --out-dir or CHARRNN_HOME would otherwise go unseen
             reporter.message(f"note: the runs directory did not exist; created it:\n        {created}")

@@ -256,6 +256,7 @@ class TrainProgress:
             f"{fmt_count(info['num_params'])} parameters, batch {cfg.batch_size} × "
             f"{cfg.seq_length} characters",
             *([f"size    {info['sizing']}"] if info.get("sizing") else []),
+            *([f"engine  {info['engine']}"] if info.get("engine") else []),
             f"budget  {' or '.join(b for b in budget if b)}"
             + (f", from step {info['step']:,}" if info["step"] else ""),
             f"data    {info['description']}",

@@ -81,7 +81,8 @@ def test_engine_torch_without_pytorch_is_one_line_and_creates_nothing(tmp_path, 
 def test_the_numpy_engine_on_a_gpu_is_one_line_and_creates_nothing(tmp_path, corpus,
                                                                   monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli, ["train", str(corpus), "--device", "cuda"])
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--engine", "numpy", "--device",
+                                      "cuda"])
     assert result.exit_code == 1
     assert result.stderr == ("Error: the numpy engine runs on the CPU only, not on 'cuda'; use "
                              "--engine torch for other devices.\n")
@@ -93,7 +94,7 @@ def test_the_numpy_engine_under_torchrun_is_one_line_and_creates_nothing(tmp_pat
     monkeypatch.chdir(tmp_path)
     for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(cli, ["train", str(corpus)])
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--engine", "numpy"])
     assert result.exit_code == 1
     assert result.stderr == ("Error: the numpy engine trains in one process; under torchrun "
                              "use --engine torch.\n")

@@ -81,7 +81,7 @@ def test_a_non_finite_step_changes_nothing():
 
 def test_unknown_engines_and_devices_are_one_line():
     cfg, model, _ = _setup()
-    with pytest.raises(CharRNNError, match="unknown engine 'jax'; choose one of numpy, torch"):
+    with pytest.raises(CharRNNError, match="unknown engine 'jax'; choose one of auto, numpy, torch"):
         make_engine("jax", model, cfg)
     with pytest.raises(CharRNNError, match="numpy engine runs on the CPU only"):
         make_engine("numpy", model, cfg, device="cuda")

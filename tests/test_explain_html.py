@@ -96,3 +96,61 @@ def test_the_page_in_a_browser(page_file, tmp_path):
     assert errors == []
     assert requests == [page_file.as_uri(), unit_page.as_uri()]
     assert (tmp_path / "explain.png").stat().st_size > 10_000
+
+
+def test_a_page_without_c_and_gates_still_shows_every_units_state(tmp_path, monkeypatch):
+    """A page over its budget (PAGE_BUDGET 0 here; 10,000 characters of the default model in
+    use) embeds h of every layer in full, 4 bits a value, and of the other arrays only the
+    finder's units: any h unit the reader picks shows values equal to the model's within the
+    quantisation step (1/15 of the unit's range, half of it rounded), a finder's c unit still
+    works, and another c unit says it was left out."""
+    import numpy as np
+
+    from charrnn import checkpoint, explain
+    from charrnn.explain import html as explain_html
+
+    monkeypatch.setattr(explain_html, "PAGE_BUDGET", 0)
+    ckpt = save_checkpoint(tmp_path / "m.npz", TRICKY)
+    text = TRICKY + TRICKY[:40]  # shorter than a gradient-flow window: no flow panel
+    out = tmp_path / "small.html"
+    result = CliRunner().invoke(cli, ["explain", str(ckpt), "--text", text, "--html", str(out)])
+    assert result.exit_code == 0, result.stderr
+    loaded = checkpoint.load(ckpt)
+    e = explain.explain(loaded.model, loaded.vocab, text, arrays="all", find=True)
+    h = e.activations[1, "h"][:, 3]
+    finder_c = next(u for m in e.finder for u, _ in m.units if u.array == "c")
+    missing = next(i for i in range(loaded.model.config.hidden_size)
+                   if all((u.layer, u.array, u.index) != (0, "c", i)
+                          for m in e.finder for u, _ in m.units))
+    errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(out.as_uri(), wait_until="load")
+            assert page.locator("#flow-note").inner_text().startswith("Not measured")
+            page.select_option("#layer", "1")
+            page.select_option("#array", "h")
+            page.fill("#index", "3")
+            page.dispatch_event("#index", "change")
+            assert page.locator("#legend").inner_text().startswith("layer 1 h[3]")
+            classes = page.evaluate(
+                "() => Array.from(document.querySelectorAll('#text span'), s => s.className)")
+            assert all(c.startswith("u") for c in classes) and len(set(classes)) > 1
+            shown = np.array(page.evaluate("() => Array.from(unitValues(1, 'h', 3))"))
+            assert shown.shape == h.shape
+            assert np.abs(shown - h).max() <= (h.max() - h.min()) / 30 + 1e-5
+
+            page.locator("button.best-unit", has_text=f"layer {finder_c.layer} c"
+                         f"[{finder_c.index}]").first.click()
+            assert page.locator("#legend").inner_text().startswith(
+                f"layer {finder_c.layer} c[{finder_c.index}]")
+            page.select_option("#layer", "0")
+            page.select_option("#array", "c")
+            page.fill("#index", str(missing))
+            page.dispatch_event("#index", "change")
+            assert "is not in this page" in page.locator("#unit-range").inner_text()
+        finally:
+            browser.close()
+    assert errors == []

@@ -110,7 +110,8 @@ def test_training_output_fits_the_terminal(tmp_path, corpus, monkeypatch, column
     # under a minute: the size rule's tiny preset, with the given hidden size
     assert any(line.startswith("model   lstm 1×16") for line in lines)
     assert any(line.startswith("size    1×16, dropout") and "(--hidden-size as given)" in
-               line + next(iter(lines[lines.index(line) + 1:]), "") for line in lines)
+               " ".join((line + " " + next(iter(lines[lines.index(line) + 1:]), "")).split())
+               for line in lines)
 
 
 # ----------------------------------------------------------------------------- completion

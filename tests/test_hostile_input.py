@@ -12,6 +12,7 @@ out-dir).
 import json
 import os
 import shutil
+import socket
 import zipfile
 from pathlib import Path
 
@@ -216,6 +217,10 @@ def bad_checkpoint_cases(label, argv):
 
 
 TRAIN = ["train", *TINY, "--max-steps", "2", "-q"]  # a case that wrongly trains ends at once
+_BUSY = socket.socket()  # a port held for the whole module: no case may start serving
+_BUSY.bind(("127.0.0.1", 0))
+_BUSY.listen()
+SERVE = ["serve", "--port", str(_BUSY.getsockname()[1])]
 
 # (id, args, exit code, phrases on stderr, setup)
 CASES = [
@@ -441,7 +446,45 @@ CASES = [
     ("logs follow as json", ["logs", "r", "--follow", "--format", "json"], USAGE,
      ["--follow works only with --format table"]),
     ("logs plot without a run", ["logs", "--plot", "a.png"], USAGE, ["--plot needs a RUN"]),
+    # ----- export
+    ("export unknown run", ["export", "nope", "--format", "web", "-o", "p.html"], ERROR,
+     ["no run named 'nope'"]),
+    *bad_checkpoint_cases("export", lambda path: ["export", path, "--format", "web", "-o",
+                                                  "p.html"]),
+    ("export into a missing folder", ["export", "model.npz", "--format", "web", "-o",
+                                      "nowhere/p.html"], ERROR,
+     ["the folder nowhere does not exist"]),
+    ("export onto a folder", ["export", "model.npz", "--format", "onnx", "-o", "folder"], ERROR,
+     ["folder is a folder"]),
+    ("export web-dir onto a file", ["export", "model.npz", "--format", "web-dir", "-o",
+                                    "corpus.txt"], ERROR, ["corpus.txt exists and is not a folder"]),
+    ("export bad format", ["export", "model.npz", "--format", "tflite", "-o", "m"], USAGE,
+     ["--format"]),
+    ("export without -o", ["export", "model.npz", "--format", "web"], USAGE, ["'-o'"]),
+    ("export half onnx", ["export", "model.npz", "--format", "onnx", "-o", "m.onnx", "--half"],
+     USAGE, ["--half applies to --format web and web-dir"]),
+    # ----- serve (on a busy port: a case that wrongly loads its models fails to listen,
+    # rather than serving forever)
+    ("serve unknown run", [*SERVE, "nope"], ERROR, ["no run named 'nope'"]),
+    ("serve a directory that is not a run", [*SERVE, "folder"], ERROR, ["is not a run"]),
+    ("serve without runs", [*SERVE, "--out-dir", "no-runs"], ERROR,
+     ["no runs with a checkpoint"]),
+    ("serve two models of one name", [*SERVE, "model.npz", "model.npz"], ERROR,
+     ["two models would be called 'model'"]),
+    *bad_checkpoint_cases("serve", lambda path: [*SERVE, path]),
+    ("serve a port in use", [*SERVE, "model.npz"], ERROR, ["cannot listen on 127.0.0.1:"]),
+    ("serve a host that is not one", [*SERVE, "model.npz", "--host", "999.1.1.1"], ERROR,
+     ["cannot listen on 999.1.1.1:"]),
+    ("serve port out of range", ["serve", "model.npz", "--port", "70000"], USAGE, ["--port"]),
+    ("serve zero streams", [*SERVE, "model.npz", "--max-streams", "0"], USAGE,
+     ["--max-streams"]),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_busy_port():
+    yield
+    _BUSY.close()
 
 
 def tree(root):
@@ -484,7 +527,8 @@ def test_bad_input_is_one_clean_error_and_changes_nothing(case, template, tmp_pa
 
 def test_the_table_covers_every_command():
     commands = {args[0] for _, args, *_ in CASES}
-    assert commands == set(cli.commands) == {"train", "sample", "eval", "info", "logs", "explain"}
+    assert commands == set(cli.commands) == {"train", "sample", "eval", "info", "logs", "explain",
+                                             "export", "serve"}
     assert {code for _, _, code, *_ in CASES} == {ERROR, USAGE}
 
 

@@ -170,7 +170,8 @@ def _session_runs(corpus, out, cell_options, budgets, common):
     for budget in budgets[1:]:
         if events(out / "split", "end")[-1]["reason"] != "max_steps":
             break  # the run ended on its own (early stopping): nothing left to resume
-        result = train("--resume", out / "split", "--max-steps", budget, "-q")
+        result = train("--resume", out / "split", "--max-steps", budget, "--engine", "numpy",
+                       "-q")
         assert result.exit_code == 0, result.stderr
 
 

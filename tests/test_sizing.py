@@ -104,10 +104,18 @@ def test_a_step_budget_knows_its_passes_exactly():
     for speed in (1e3, 1e5):
         choice = sizing.choose("auto", 80_000, work=100 * 64 * 50, speed=speed)
         assert choice.dropout == sizing.dropout_for(4.0, choice.num_layers, choice.hidden_size)
-    assert sizing.choose("auto", 10**6, work=10**7, speed=1e5).size == "small"  # 1.7 minutes
-    assert sizing.choose("auto", 10**6, work=10**7, speed=1e4).size == "medium"  # 16.7 minutes
+    # the size follows from the characters the budget trains on, at any speed
+    for speed in (1e3, 1e4, 1e5, 1e6):
+        assert sizing.choose("auto", 10**6, work=2 * 10**6, speed=speed).size == "small"
+        assert sizing.choose("auto", 10**6, work=5 * 10**6, speed=speed).size == "medium"
+        assert sizing.choose("auto", 10**6, work=10**7, speed=speed).size == "large"
     # with a time limit too, the first budget reached decides
     assert sizing.choose("auto", 10**6, 60, work=10**9, speed=1e4).size == "small"
+    assert sizing.choose("auto", 10**6, 3600, work=2 * 10**6, speed=1e4).size == "small"
+    # and the phrase names the step budget's characters, not a time it cannot know
+    why = sizing.choose("auto", 10**6, work=5 * 10**6, speed=1e4).why
+    assert why.endswith("sized for 5 passes over 1 M characters")
+    assert "minute" not in why and "second" not in why
 
 
 def test_the_users_options_win():
@@ -123,15 +131,13 @@ def test_the_users_options_win():
 def test_the_phrase_says_what_and_why():
     choice = sizing.choose("auto", 1_003_854, 1800)
     assert choice.why == (f"2×512, dropout {choice.dropout:g}, weight decay 0.2: sized for 30 "
-                          "minutes on 1 M characters")
+                          "minutes on 1 M characters at 22.3 k chars/s (2×256, the calibration "
+                          "machine)")
     assert sizing.choose("auto", 10**6).why.endswith("sized for an endless run on 1 M characters")
     for seconds, said in [(1, "1 second"), (60, "1 minute"), (5400, "1.5 hours"), (40, "40 seconds")]:
         assert f"sized for {said} on" in sizing.choose("auto", 10**6, seconds).why
-
-
-def test_the_speed_estimate_is_a_positive_number():
-    speed = sizing.estimate_speed()
-    assert math.isfinite(speed) and speed > 0
+    measured = sizing.choose("auto", 10**6, 600, speed=31_400, measured="torch engine, cpu")
+    assert measured.why.endswith("at 31.4 k chars/s (2×256, torch engine, cpu)")
 
 
 # ---- through the command line
@@ -208,3 +214,55 @@ def test_size_is_part_of_the_shape_on_resume_and_init_from(tmp_path):
     result = train("--resume", run, "--max-steps", "3", "--out-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     assert load(run / "latest.npz").config.hidden_size == 8
+
+
+# ---- the rule reads the engine's measured speed
+
+SPEEDS = [2e3, 1e4, 22_300, 25e3, 1e5, 5e5, 5e6]
+
+
+@pytest.mark.parametrize("chars", CHARS)
+@pytest.mark.parametrize("minutes", [0.25, 1, 10, 60, 600])
+def test_a_faster_engine_never_buys_a_smaller_model(minutes, chars):
+    ranks = [ORDER.index(sizing.choose("auto", chars, minutes * 60, speed=s).size)
+             for s in SPEEDS]
+    assert ranks == sorted(ranks)
+
+
+def test_the_calibration_speed_keeps_the_calibrated_table():
+    for minutes in MINUTES:
+        for chars in CHARS:
+            assert sizing.auto_size(minutes, chars, sizing.PRESETS["small"].rate) == \
+                sizing.auto_size(minutes, chars)
+
+
+def test_ten_minutes_at_three_speeds():
+    picks = {s: sizing.choose("auto", 1_003_854, 600, speed=s) for s in (25e3, 1e5, 5e5)}
+    assert [picks[s].size for s in (25e3, 1e5, 5e5)] == ["medium", "large", "large"]
+    assert "at 500 k chars/s (2×256, as given)" in picks[5e5].why
+
+
+def test_the_largest_preset_only_when_the_characters_allow_it():
+    big = sizing.PRESETS["xlarge"]
+    hours = 3600.0
+    # a GPU's speed and hours of budget: the xlarge model on a big corpus ...
+    assert sizing.choose("auto", 10**7, 4 * hours, speed=5e5).size == "xlarge"
+    assert sizing.choose("auto", big.min_corpus, 4 * hours, speed=5e5).size == "xlarge"
+    # ... not on a text under its corpus size, nor where the budget cannot read enough
+    assert sizing.choose("auto", big.min_corpus - 1, 4 * hours, speed=5e5).size == "large"
+    assert sizing.choose("auto", 10**7, 600, speed=5e5).size == "large"
+    assert sizing.choose("auto", 10**7, 4 * hours, speed=22_300).size == "large"  # a CPU
+    assert sizing.choose("auto", 10**7, speed=5e5).size == "large"  # endless: no budget
+    # with its dropout, from the passes it makes
+    choice = sizing.choose("auto", 10**7, 8 * hours, speed=5e5)
+    assert (choice.num_layers, choice.hidden_size) == (big.num_layers, big.hidden_size)
+    passes = 8 * hours * sizing.rate("xlarge", 5e5) / 10**7
+    assert choice.dropout == sizing.dropout_for(passes, 2, 1024) > 0
+
+
+def test_the_users_options_win_at_any_speed():
+    for speed in SPEEDS:
+        choice = sizing.choose("auto", 10**7, 8 * 3600, speed=speed,
+                               given={"num_layers": 3, "dropout": 0.1})
+        assert (choice.num_layers, choice.dropout) == (3, 0.1)
+        assert sizing.choose("small", 10**7, 8 * 3600, speed=speed).hidden_size == 256

@@ -157,6 +157,8 @@ def cli():
       charrnn eval RUN test.txt          a run's loss on a text, in bits/char
       charrnn info RUN                   model, vocabulary and training state
       charrnn explain RUN test.txt       what surprised it; its units, gates, gradients
+      charrnn export RUN --format web -o page.html   a page that writes offline; or onnx
+      charrnn serve                      an HTTP API (OpenAI, rnn-writer) and a page
 
     \b
     Shell completion, for bash (zsh, fish: zsh_source, fish_source):

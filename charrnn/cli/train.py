@@ -133,10 +133,12 @@ TRAIN_SECTIONS = [
 @click.option("--encoding", default=None, show_default="utf-8, or the run's on --resume",
               help="Text encoding of CORPUS.")
 @click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors.")
-@click.option("--engine", type=click.Choice(ENGINES), default="numpy", show_default=True,
-              help="What does the arithmetic: numpy (always there), or torch (PyTorch: GPUs, "
-                   "and data-parallel under torchrun). Chosen per session: a run resumes on "
-                   "either engine.")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+              help="What does the arithmetic: numpy (always there), torch (PyTorch: GPUs, "
+                   "and data-parallel under torchrun), or auto: numpy without PyTorch, torch "
+                   "on a GPU or under torchrun, else whichever trains this model faster here "
+                   "(measured in a second or two, remembered). Chosen per session: a run "
+                   "resumes on either engine.")
 @click.option("--device", default="auto", show_default=True, metavar=f"[{DEVICES}]",
               help="The torch engine's device; auto: cuda if there is a GPU, else mps, else "
                    "cpu. The numpy engine runs on the CPU.")
@@ -235,7 +237,7 @@ def _launch(ctx, processes, engine):
         raise click.UsageError("--nproc-per-node starts the processes itself; under torchrun, "
                                "leave it out.")
     given = ctx.get_parameter_source("engine") not in (ParameterSource.DEFAULT, None)
-    if given and engine != "torch":
+    if given and engine not in ("torch", "auto"):
         raise click.UsageError(f"--nproc-per-node trains with the torch engine, not --engine "
                                f"{engine}; drop --engine or give --engine torch.")
     args, corpus = ["--engine", "torch"], []

@@ -2,7 +2,8 @@
 
 Here: `numpy` (the default, always there: `numpy.py` with `parallel.py` and `workers.py`, the
 batch split across the cores) and `torch` (optional: `torch.py`, `torch_optim.py`, `layout.py`
-mapping the two parameter layouts, `distributed.py` for torchrun). This module imports neither
+mapping the two parameter layouts, `distributed.py` for torchrun), and `auto.py`, which picks
+one (--engine auto, the default) and guards PyTorch's import. This module imports neither
 numpy nor PyTorch: `make_engine` and `prepare` import the engine asked for.
 
 The trainer (`train.py`) owns the run: its directory, log, evaluation schedule, checkpoints,
@@ -31,22 +32,34 @@ process: the trainer's stop decisions and learning rate) and `writer` (whether t
 writes the run). A single-process engine returns `values` as they are and is the writer.
 
 `prepare(name, device)` checks the engine and the device before a run creates anything:
-`--engine torch` without PyTorch, or a device that is not there, is a one-line error.
+`--engine torch` without PyTorch (or with one that fails to import), or a device that is not
+there, is a one-line error.
 """
 
 from charrnn.errors import CharRNNError
 
-ENGINES = ("numpy", "torch")  # the --engine choices; numpy is the default and always there
+ENGINES = ("auto", "numpy", "torch")  # the --engine choices; auto the default (`auto`),
+# numpy always there
 DEVICES = "auto|cpu|cuda|cuda:N|mps"  # the --device forms (`engines.torch.resolve_device`)
-NO_TORCH = "--engine torch needs PyTorch: pip install 'charrnn[torch]'"
 
 
 class Placement:
     """Where a session trains: the engine's name, the device (a torch.device for the torch
-    engine, "cpu" for numpy) and the process group under torchrun (else None)."""
+    engine, "cpu" for numpy) and the process group under torchrun (else None); for --engine
+    auto, `choice` (an `auto.Choice`), and until the model's shape is known engine "auto"
+    (see `settle`)."""
 
-    def __init__(self, engine, device, group=None):
-        self.engine, self.device, self.group = engine, device, group
+    def __init__(self, engine, device, group=None, choice=None):
+        self.engine, self.device, self.group, self.choice = engine, device, group, choice
+
+    def settle(self, cfg, vocab_size):
+        """For engine "auto" on a CPU: measure both engines on the model and batch of `cfg`
+        (`auto.choose`) and take the faster."""
+        if self.engine == "auto":
+            from charrnn.engines import auto
+
+            self.choice = auto.choose(cfg, vocab_size)
+            self.engine, self.device = self.choice.engine, self.choice.device
 
     @property
     def writer(self):
@@ -60,22 +73,27 @@ class Placement:
 def prepare(name, device="auto"):
     """Check engine `name` and `device` and, under torchrun, join the process group; a
     `Placement`. Raises CharRNNError (nothing created yet) for a missing PyTorch, a device
-    that is not here, or an engine that cannot run there."""
-    from charrnn.engines import distributed
+    that is not here, or an engine that cannot run there. "auto" (`engines.auto`) leaves a
+    measurement for `Placement.settle`, once the model's shape is known."""
+    from charrnn.engines import auto, distributed
 
     if name not in ENGINES:
         raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")
     env = distributed.environment()
+    if name == "auto":  # the torch engine under torchrun; else what auto decides now, or later
+        choice = auto.decide(device, distributed=env is not None)
+        if choice is None:
+            return Placement("auto", "cpu")
+        placement = prepare(choice.engine, device)
+        placement.choice = choice
+        return placement
     if name == "numpy":
         _check_numpy_device(device)
         if env is not None:
             raise CharRNNError("the numpy engine trains in one process; under torchrun use "
                                "--engine torch.")
         return Placement("numpy", "cpu")
-    try:
-        from charrnn.engines import torch as torch_engine
-    except ImportError:
-        raise CharRNNError(NO_TORCH) from None
+    torch_engine = auto.load_torch()
     if env is None:
         return Placement("torch", torch_engine.resolve_device(device))
     rank, size, local_rank = env
@@ -106,9 +124,7 @@ def make_engine(name, model, cfg, device="auto", group=None):
 
         return NumpyEngine(model, cfg)
     if name == "torch":
-        try:
-            from charrnn.engines import torch as torch_engine
-        except ImportError:
-            raise CharRNNError(NO_TORCH) from None
-        return torch_engine.TorchEngine(model, cfg, device, group)
+        from charrnn.engines import auto
+
+        return auto.load_torch().TorchEngine(model, cfg, device, group)
     raise CharRNNError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}.")

@@ -12,14 +12,21 @@ torch's layout (`layout`) and come back to numpy only in `export`, for a checkpo
 Dropout masks are drawn exactly as the numpy engine draws them with one thread (one child
 generator per step from the run's dropout generator, `layers.dropout_mask`, on the CPU),
 then copied to the device: the same run trains the same on either engine and the generator's
-state in a checkpoint means the same thing to both. The price is a host-to-device copy of
-L (T, N, H) masks per step when --dropout > 0.
+state in a checkpoint means the same thing to both. The price is one host-to-device copy of
+the (L, T, N, H) masks per step when --dropout > 0.
+
+A step is a fixed, small number of tensor operations whatever the number of parameters:
+`torch_optim` keeps parameters, gradients and optimizer state in flat buffers, the clipping
+norm is one float64 reduction over the flat gradients, the finiteness check one pass over the
+parameters and state. PyTorch failing to allocate memory is raised as MemoryError, which the
+trainer and the CLI turn into one line as they do the numpy engine's.
 
 Data parallel (`distributed.Group`): each rank runs its slice of the streams; the losses and
 gradients, scaled by the global N T, are summed over ranks before clipping, so every rank
 makes the same update as one process over all streams.
 """
 
+import functools
 import math
 import re
 
@@ -65,38 +72,55 @@ def resolve_device(spec, local_rank=None):
     raise CharRNNError(f"unknown device {spec!r}; choose auto, cpu, cuda, cuda:N or mps.")
 
 
+def _memory_errors(method):
+    """`method`, with PyTorch's failure to allocate (a RuntimeError on the CPU, OutOfMemoryError
+    on a GPU) raised as MemoryError, as numpy raises it."""
+    @functools.wraps(method)
+    def guarded(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except RuntimeError as exc:
+            text = str(exc)
+            if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or \
+                    "can't allocate memory" in text or "out of memory" in text.lower():
+                raise MemoryError(f"PyTorch could not allocate memory: {text.splitlines()[0]}") \
+                    from None
+            raise
+    return guarded
+
+
 class TorchEngine(EngineBase):
-    """The engine interface of `charrnn.engine` on PyTorch; `group` a `distributed.Group` when
+    """The engine interface of `charrnn.engines` on PyTorch; `group` a `distributed.Group` when
     trained data-parallel under torchrun."""
 
     name = "torch"
 
+    @_memory_errors
     def __init__(self, model, cfg, device="auto", group=None):
         try:
             layout.check_cell(model.config.cell)
         except ValueError as exc:
             raise CharRNNError(str(exc)) from None
+        if group is not None:
+            group.check_batch(cfg.batch_size)
         self.model = model  # the numpy model: its config, dtype, and the arrays export fills
         self.group = group
         dev = device if isinstance(device, torch.device) else \
             resolve_device(device, group.local_rank if group else None)
-        self.torch_device = dev
-        self.device = str(dev)
+        self.torch_device, self.device = dev, str(dev)
         if cfg.threads and dev.type == "cpu":
             torch.set_num_threads(cfg.threads)
         self.cell = model.config.cell
         self.H, self.V = model.config.hidden_size, model.config.vocab_size
         self.L = model.config.num_layers
         self.dtype = DTYPES[model.dtype.name]
-        self.params = {k: torch.tensor(v, device=dev, dtype=self.dtype).requires_grad_()
-                       for k, v in layout.to_torch(self.cell, model.params, self.H).items()}
-        G = model.cell.G
-        self._zero_bias = torch.zeros(G * self.H, device=dev, dtype=self.dtype)
-        self.optimizer = TorchOptimizer(cfg.optimizer, self.params, weight_decay=cfg.weight_decay)
+        self.optimizer = TorchOptimizer(cfg.optimizer, layout.to_torch(self.cell, model.params,
+                                        self.H), dev, self.dtype, weight_decay=cfg.weight_decay)
+        self.params = self.optimizer.params
+        self._zero_bias = torch.zeros(model.cell.G * self.H, device=dev, dtype=self.dtype)
+        self._eye = torch.eye(self.V, device=dev, dtype=self.dtype)  # one-hot rows
         self.grad_clip = cfg.grad_clip
         self.batch_size = cfg.batch_size
-        if group is not None:
-            group.check_batch(cfg.batch_size)
         # the numpy engine's dropout generator, seeded the same way (see the module docstring)
         self.rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
         self._dropout = cfg.dropout if cfg.dropout > 0 else 0.0
@@ -121,73 +145,66 @@ class TorchEngine(EngineBase):
     def _loss(self, x, y, state, masks, denom, train):
         """Sum of the cross-entropies of ids y (T, n) given x (T, n), divided by `denom`;
         returns (loss tensor, next state detached)."""
-        inp = F.one_hot(x, self.V).to(self.dtype)  # (T, n, V)
+        inp = self._eye[x]  # (T, n, V) one-hot
         kernel, nxt = KERNELS[self.cell], []
         for layer in range(self.L):
             hx = tuple(state[layer]) if self.cell == "lstm" else state[layer][0]
             out, *last = kernel(inp, hx, self._weights(layer), True, 1, 0.0, train, False, False)
             nxt.append([a.detach() for a in last])
             inp = out if masks is None else out * masks[layer]  # (T, n, H)
-        logits = inp @ self.params["head.W"] + self.params["head.b"]  # (T, n, V)
+        logits = F.linear(inp, self.params["head.W"].t(), self.params["head.b"])  # (T, n, V)
         loss = F.cross_entropy(logits.reshape(-1, self.V), y.reshape(-1), reduction="sum")
         return loss / denom, nxt
 
     def _masks(self, N, T, lo, hi):
-        """This step's dropout masks, (T, hi - lo, H) per layer, or None (see the docstring)."""
+        """This step's dropout masks (L, T, hi - lo, H), or None (see the module docstring)."""
         if not self._dropout:
             return None
         sub = np.random.default_rng(self.rng.integers(2**63, size=1)[0])
         masks = self.model._dropout_masks(N, T, sub)  # (H, T, N) each, as the numpy engine's
-        return [torch.from_numpy(np.ascontiguousarray(m[:, :, lo:hi].transpose(1, 2, 0)))
-                .to(self.torch_device) for m in masks]
+        stacked = np.stack([m[:, :, lo:hi] for m in masks]).transpose(0, 2, 3, 1)
+        return torch.from_numpy(np.ascontiguousarray(stacked)).to(self.torch_device)
 
     def _ids(self, ids, lo, hi):
         return torch.from_numpy(np.ascontiguousarray(ids[lo:hi].T)).to(self.torch_device)
 
     # -- the engine interface ------------------------------------------------------------------
 
+    @_memory_errors
     def step(self, x, y, lr):
         N, T = x.shape
         lo, hi = self._rows(N)
         masks = self._masks(N, T, lo, hi)
-        for p in self.params.values():
-            p.grad = None
+        grad = self.optimizer.grad  # (P,): every parameter's .grad is a view of it
+        grad.zero_()
         loss, nxt = self._loss(self._ids(x, lo, hi), self._ids(y, lo, hi), self.state, masks,
                                N * T, True)
         loss.backward()
-        grads = {k: p.grad for k, p in self.params.items()}
         loss = loss.detach()
         if self.group is not None:  # sum the ranks' shares: the mean over all N streams
-            flat = torch.cat([loss.reshape(1)] + [g.reshape(-1) for g in grads.values()])
+            flat = torch.cat([loss.reshape(1), grad])
             self.group.all_reduce(flat)
-            loss, offset = flat[0], 1
-            for g in grads.values():
-                g.copy_(flat[offset: offset + g.numel()].view_as(g))
-                offset += g.numel()
-        sq = sum((g.double() * g.double()).sum() for g in grads.values())
-        loss, norm = (float(v) for v in torch.stack([loss.double(), sq.sqrt()]).cpu())
+            loss = flat[0]
+            grad.copy_(flat[1:])
+        norm = torch.linalg.vector_norm(grad, dtype=torch.float64)  # accumulated in float64
+        loss, norm = (float(v) for v in torch.stack([loss.double(), norm]).cpu())
         if not math.isfinite(loss):
             return loss, norm, "loss"
         if not math.isfinite(norm):
             return loss, norm, "gradient norm"
         if self.grad_clip > 0 and norm > self.grad_clip:
-            scale = self.grad_clip / norm
-            for g in grads.values():
-                g.mul_(scale)
-        self.optimizer.step(self.params, grads, lr)
-        if not self._finite():
+            grad.mul_(self.grad_clip / norm)
+        self.optimizer.step(lr)
+        if not self.optimizer.finite():
             return loss, norm, "weights after the update"
         self.state = nxt
         return loss, norm, None
-
-    def _finite(self):
-        tensors = [p.detach() for p in self.params.values()] + self.optimizer.tensors()
-        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     def reset_state(self):
         lo, hi = self._rows(self.batch_size)
         self.state = self._zero_state(hi - lo)
 
+    @_memory_errors
     @torch.no_grad()
     def evaluate(self, stream):
         N, T = stream.batch_size, stream.seq_length
@@ -204,29 +221,23 @@ class TorchEngine(EngineBase):
             self.group.all_reduce(total)
         return float(total) / stream.steps_per_epoch
 
+    @_memory_errors
     def snapshot(self):
-        params = {k: p.detach().clone() for k, p in self.params.items()}
-        return params, self.optimizer.clone_state(), self.rng.bit_generator.state, self.state
+        return self.optimizer.snapshot(), self.rng.bit_generator.state, self.state
 
-    @torch.no_grad()
     def restore(self, snap):
-        params, optim, rng_state, self.state = snap
-        for k, v in params.items():
-            self.params[k].copy_(v)
-        self.optimizer.load_state(optim)
+        optim, rng_state, self.state = snap
+        self.optimizer.restore(optim)
         self.rng.bit_generator.state = rng_state
 
-    def _numpy(self, tensors):
-        return {k: t.detach().cpu().numpy() for k, t in tensors.items()}
-
+    @_memory_errors
     def export(self):
         """(numpy model, optimizer arrays, carried state) in the checkpoint layout. Under
         torchrun every rank must call it (the carried state is gathered from all ranks)."""
-        cell, H = self.cell, self.H
-        for k, v in layout.from_torch(cell, self._numpy(self.params), H).items():
+        for k, v in layout.from_torch(self.cell, _numpy(self.params), self.H).items():
             self.model.params[k][...] = v
-        slots = {s: self._numpy(per) for s, per in self.optimizer.state.items()}
-        optim = layout.optim_from_torch(cell, slots, self.optimizer.t, H)
+        slots = {s: _numpy(per) for s, per in self.optimizer.state.items()}
+        optim = layout.optim_from_torch(self.cell, slots, self.optimizer.t, self.H)
         state = self.state
         if self.group is not None:
             state = [[self.group.gather_rows(a, self.batch_size) for a in layer]
@@ -234,6 +245,7 @@ class TorchEngine(EngineBase):
         state = layout.state_from_torch([[a.cpu().numpy() for a in layer] for layer in state])
         return self.model, optim, state
 
+    @_memory_errors
     @torch.no_grad()
     def load(self, optim, state):
         """Resume from a checkpoint's optimizer arrays and carried state (numpy layout),
@@ -266,3 +278,7 @@ class TorchEngine(EngineBase):
 
     def close(self):
         pass
+
+
+def _numpy(tensors):
+    return {k: t.detach().cpu().numpy() for k, t in tensors.items()}

@@ -32,7 +32,7 @@ import numpy as np
 from charrnn import layers
 from charrnn.errors import CharRNNError, refuse_oversized
 from charrnn.explain.features import FEATURES, text_features
-from charrnn.scoring import READ_CHUNK, read_stream
+from charrnn.scoring import READ_CHUNK, encode_for_scoring, read_stream
 from charrnn.units import bits
 
 SATURATION = (0.1, 0.9)  # a sigmoid gate below / above these is left- / right-saturated
@@ -104,8 +104,10 @@ class Explanation:
 
     config: object  # the model's ModelConfig
     vocab_chars: str  # the model's characters, by id
-    text: str  # the characters read: the text without those the model does not know (n)
+    text: str  # the characters read (n): the text, with those the model does not know
+    #            skipped, or read as U+FFFD by a model that has it (as `charrnn eval` reads it)
     skipped: int  # how many characters of the text were unknown and skipped
+    replaced: int  # how many were unknown and read as U+FFFD
     unknown_chars: str  # those characters, sorted and distinct
     ids: np.ndarray  # (n,) int64
     nats: np.ndarray  # (n,) float64, nats[0] = NaN
@@ -158,6 +160,7 @@ class Explanation:
                       "hidden_size": cfg.hidden_size, "vocab_size": cfg.vocab_size},
             "text": self.text,
             "chars_skipped": self.skipped,
+            "chars_replaced": self.replaced,
             "unknown_chars": self.unknown_chars,
             "chars_predicted": int(self.ids.size - 1),
             "nats_per_char": self.nats_per_char,
@@ -443,14 +446,16 @@ def explain(model, vocab, text, *, top_k=0, span=None, arrays=(), units=(), find
     features of `charrnn.explain.features` and keep the `find_top` best units of each. saturation:
     how often each gate saturates. gradient_flow: gradient norms through time over at most
     `max_windows` windows of `window` characters (see `gradient_flow`). progress(n) is called
-    as characters are read. Characters the model does not know are skipped (counted in the
-    result). Every option is checked, and the memory needed, before any work.
+    as characters are read. Characters the model does not know are read as `charrnn eval`
+    reads them (`scoring.encode_for_scoring`): as U+FFFD by a model that has it, else
+    skipped (counted in the result). Every option is checked, and the memory needed, before any work.
     """
     cfg = model.config
     if not text:
         raise ExplainError("the text is empty; give a text to explain.")
-    ids = vocab.encode(text, unknown="skip").astype(np.int64)
-    unknown = vocab.unknown_chars(text) if ids.size < len(text) else ""
+    ids, replaced = encode_for_scoring(vocab, text)
+    ids = ids.astype(np.int64)
+    unknown = vocab.unknown_chars(text) if ids.size < len(text) or replaced else ""
     n = ids.size
     if n < 2:
         raise ExplainError(f"the text has {n} character(s) the model knows; it needs at least 2.")
@@ -463,17 +468,18 @@ def explain(model, vocab, text, *, top_k=0, span=None, arrays=(), units=(), find
     if gradient_flow:
         check_window(window, n)
         starts = flow_starts(n, window, max_windows)
+    top_k = min(top_k, cfg.vocab_size)  # no more predictions than characters to predict
     refuse_oversized(memory_needed(cfg, n, top_k, keep, len(units), find, starts.size, window,
                                    model.dtype.itemsize),
                      f"explaining {n:,} characters", "explain a shorter text, or keep fewer "
                      "activations, or use a shorter gradient-flow window.")
-    known = vocab.decode(ids) if unknown else text
+    known = vocab.decode(ids) if unknown else text  # what was read: U+FFFD for the replaced
     reader = _Reader(model, known, ids, top_k, keep, units, find, saturation, starts, progress)
     for _ in read_stream(model, n, reader.read, READ_CHUNK):
         pass
     result = Explanation(
         config=cfg, vocab_chars=vocab.chars, text=known, skipped=len(text) - n,
-        unknown_chars=unknown, ids=ids, nats=reader.nats, top_ids=reader.top_ids,
+        replaced=replaced, unknown_chars=unknown, ids=ids, nats=reader.nats, top_ids=reader.top_ids,
         top_probs=reader.top_probs, span=span, activations=reader.arrays, units=reader.units)
     if find:
         result.finder = reader.finder(find_top)

@@ -149,10 +149,19 @@ class Legend:
         yield line
 
 
-def terminal_view(e) -> Group:
+HEAD_CHARS = 2000  # characters a bounded view shows from the start: about two 80×24 screens
+SPAN_CONTEXT = 40  # characters shown on each side of a most surprising span
+
+
+def terminal_view(e, head=HEAD_CHARS, hint="") -> Group:
     """What `charrnn explain` prints: the text coloured by surprise (or by each unit kept in
-    e.units), the summary, then each analysis the Explanation holds."""
-    parts = [unit_view(e, u) for u in e.units] or [surprise_view(e)]
+    e.units), the summary, then each analysis the Explanation holds.
+
+    Bounded by default, so that a long text does not flood the terminal: a text longer than
+    `head` characters shows its first `head` and, after them, each of the most surprising
+    spans with SPAN_CONTEXT characters around it, and says how much was left out (and `hint`:
+    how to see all of it); head=None shows all of it."""
+    parts = [unit_view(e, u, head, hint) for u in e.units] or [surprise_view(e, head, hint)]
     parts.append(summary(e))
     if e.top_ids.shape[1]:
         parts += [Text(""), top_k_table(e)]
@@ -165,9 +174,29 @@ def terminal_view(e) -> Group:
     return Group(*parts)
 
 
-def surprise_view(e) -> Group:
-    """The text coloured by surprise and the legend."""
-    return Group(HeatText(e.text, e.nats, SURPRISE), Text(""), Legend(SURPRISE))
+def surprise_view(e, head=None, hint="") -> Group:
+    """The text coloured by surprise (bounded by `head`, see `terminal_view`) and the legend."""
+    return Group(*heat_parts(e, e.nats, SURPRISE, head, hint), Text(""), Legend(SURPRISE))
+
+
+def heat_parts(e, values, scale, head=None, hint="") -> list:
+    """The text coloured by `values`: all of it, or (longer than `head`) its first `head`
+    characters, a line saying what was left out, and each most surprising span beyond them
+    in its context."""
+    n = len(e.text)
+    if head is None or n <= head:
+        return [HeatText(e.text, values, scale)]
+    parts = [HeatText(e.text[:head], values[:head], scale),
+             Text(f"… the first {head:,} of {n:,} characters; the rest is left out but for the "
+                  f"most surprising spans.{' ' + hint if hint else ''}", style="dim")]
+    for start, end, nats in e.surprising_spans():
+        if end <= head:
+            continue
+        a, b = max(head, start - SPAN_CONTEXT), min(n, end + SPAN_CONTEXT)
+        parts += [Text(""), Text(f"at {start:,} ({nats:.1f} nats/char), characters {a:,}:{b:,}",
+                                 style="dim"),
+                  HeatText(e.text[a:b], values[a:b], scale)]
+    return parts
 
 
 def summary(e) -> Text:
@@ -179,6 +208,8 @@ def summary(e) -> Text:
     line.append(f" bits/char over {e.ids.size - 1:,} predicted characters")
     if e.skipped:
         line.append(f" ({e.skipped:,} unknown skipped)")
+    if e.replaced:
+        line.append(f" ({e.replaced:,} unknown read as U+FFFD)")
     spans = e.surprising_spans()
     if spans:
         line.append("; most surprising: ")
@@ -217,16 +248,18 @@ def top_k_table(e) -> Group:
     return _titled(f"the {K} most probable next characters, positions {start}:{end}", table)
 
 
-def unit_view(e, unit) -> Group:
-    """The text coloured by one unit's activation on a diverging scale, with its range."""
+def unit_view(e, unit, head=None, hint="") -> Group:
+    """The text coloured by one unit's activation on a diverging scale, with its range (the
+    text bounded by `head`, see `terminal_view`)."""
     values = e.unit(unit)
     centre = unit_centre(e.config, unit.array)
     scale = unit_scale(values, centre, f"{unit} ({unit.kind})")
-    head = Text()
-    head.append(f"{unit}", "bold")
-    head.append(f" ({unit.kind}): from {values.min():.3g} to {values.max():.3g}, mean "
+    title = Text()
+    title.append(f"{unit}", "bold")
+    title.append(f" ({unit.kind}): from {values.min():.3g} to {values.max():.3g}, mean "
                 f"{values.mean():.3g}; colours centred on {centre:g} (blue below, red above)")
-    return Group(head, Text(""), HeatText(e.text, values, scale), Text(""), Legend(scale))
+    return Group(title, Text(""), *heat_parts(e, values, scale, head, hint), Text(""),
+                 Legend(scale))
 
 
 def finder_table(e) -> Group:
