@@ -62,7 +62,7 @@ def test_a_final_evaluation_better_than_the_best_leaves_best_npz_to_the_schedule
                    "--learning-rate", 0.02, "--lr-schedule", "constant", "--out-dir", out,
                    "--name", "r")
     assert result.exit_code == 0, result.stderr
-    result = train("--resume", out / "r", "--max-steps", 27, "-q")
+    result = train("--resume", out / "r", "--max-steps", 27, "--engine", "numpy", "-q")
     assert result.exit_code == 0, result.stderr
     evals = events(out / "r", "eval")
     assert [(r["step"], r.get("final")) for r in evals] == \
