@@ -159,7 +159,8 @@ _COUNT, _AMOUNT = (_is_count, is_finite_number), (_is_amount, is_finite_number)
 _KINDS = {"step": _COUNT, "epoch": _COUNT, "batch": _COUNT, "bad_evals": _COUNT,
           "last_eval_step": _COUNT, "epoch_float": _AMOUNT, "time": _AMOUNT, "lr_scale": _AMOUNT,
           "best_val_loss": _AMOUNT, "val_loss": _AMOUNT, "rng": _of(dict),
-          "lr_schedule": _of(dict), "optimizer": _of(dict), "corpus_fingerprint": _of(dict), "corpus": _of(str),
+          "lr_schedule": _of(dict), "optimizer": _of(dict), "corpus_fingerprint": _of(dict),
+          "corpus": _of(str),
           "encoding": _of(str), "sample_context": _of(str), "saved_at": _of(str),
           "run_id": _of(str), "default_time_limit": _of(bool)}
 _REQUIRED = ("step", "epoch", "batch", "rng")  # what a resume restores with no default

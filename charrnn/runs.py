@@ -367,7 +367,8 @@ def _shown(name: str) -> str:
 def validate_name(name: str, out_dir: str | os.PathLike | None = None) -> str:
     """A run name is one path component of letters, digits, '-', '_' and '.', not empty, not
     starting with a dot or '-', no control or formatting characters (nothing a terminal would
-    read as an escape sequence), at most NAME_MAX_BYTES bytes; under `out_dir`, its files' paths must fit PATH_MAX_BYTES."""
+    read as an escape sequence), at most NAME_MAX_BYTES bytes; under `out_dir`, its files'
+    paths must fit PATH_MAX_BYTES."""
     if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
         raise RunError(
             f"invalid run name {_shown(name)}: use letters, digits, '-', '_' and '.', without "

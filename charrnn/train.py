@@ -54,7 +54,7 @@ class TrainResult:
     best_val_loss: float | None
     elapsed: float  # seconds of training of the whole run
     message: str = ""  # for "diverged": what happened and what to try
-    signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, SIGTERM, SIGHUP)
+    signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, ...)
     val_loss: float | None = None  # measured at the last step; None: no validation, a signal
 
 
@@ -544,7 +544,8 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             "engine": placement.choice and placement.choice.why,
         })
         if created:  # a typo in --out-dir or CHARRNN_HOME would otherwise go unseen
-            reporter.message(f"note: the runs directory did not exist; created it:\n        {created}")
+            reporter.message("note: the runs directory did not exist; created it:\n"
+                             f"        {created}")
         try:
             with ExcludingStops(trainer.clock):
                 return trainer.run(interrupt)
