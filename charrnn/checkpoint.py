@@ -63,6 +63,7 @@ class TrainingState:
     best_val_loss: float | None = None  # nats/char; None before the first evaluation
     bad_evals: int = 0  # evaluations since the last improvement (what --patience counts)
     last_eval_step: int | None = None  # the step of the last evaluation
+    val_loss: float | None = None  # nats/char of these weights, if evaluated at their step
     rng: dict | None = None  # the dropout generator's `bit_generator.state`
     train_config: TrainConfig | None = None  # the run's options
     lr_schedule: dict | None = None  # `LRSchedule.to_json()`, for the record
@@ -117,7 +118,8 @@ class TrainingState:
         config = self.train_config
         summary = {"step": self.step,
                    "epoch": self.epoch_float if self.epoch_float is not None else self.epoch,
-                   "best_val_loss": self.best_val_loss, "time": self.time,
+                   "best_val_loss": self.best_val_loss, "val_loss": self.val_loss,
+                   "time": self.time,
                    "learning_rate": config.base_lr if config else None,
                    "train_config": asdict(config) if config else None}
         return {k: v for k, v in summary.items() if v is not None}
@@ -156,8 +158,9 @@ _COUNT, _AMOUNT = (_is_count, is_finite_number), (_is_amount, is_finite_number)
 # per field: (whether a resume can use a saved value, whether info and sampling can show it)
 _KINDS = {"step": _COUNT, "epoch": _COUNT, "batch": _COUNT, "bad_evals": _COUNT,
           "last_eval_step": _COUNT, "epoch_float": _AMOUNT, "time": _AMOUNT, "lr_scale": _AMOUNT,
-          "best_val_loss": _AMOUNT, "rng": _of(dict), "lr_schedule": _of(dict),
-          "optimizer": _of(dict), "corpus_fingerprint": _of(dict), "corpus": _of(str),
+          "best_val_loss": _AMOUNT, "val_loss": _AMOUNT, "rng": _of(dict),
+          "lr_schedule": _of(dict), "optimizer": _of(dict), "corpus_fingerprint": _of(dict),
+          "corpus": _of(str),
           "encoding": _of(str), "sample_context": _of(str), "saved_at": _of(str),
           "run_id": _of(str), "default_time_limit": _of(bool)}
 _REQUIRED = ("step", "epoch", "batch", "rng")  # what a resume restores with no default

@@ -1,7 +1,7 @@
 """Training time and signals: the run's clock (`Clock`, which leaves out time the process
-spends stopped, `ExcludingStops`), SIGINT/SIGTERM as a flag the training loop checks between
-steps (`Interrupt`), so that a step or a checkpoint write is never cut in half, and Ctrl-C
-around a whole training call (`CtrlCBeforeTraining`).
+spends stopped, `ExcludingStops`), SIGINT/SIGTERM/SIGHUP as a flag the training loop checks
+between steps (`Interrupt`), so that a step or a checkpoint write is never cut in half, and
+Ctrl-C around a whole training call (`CtrlCBeforeTraining`).
 """
 
 import os
@@ -9,9 +9,15 @@ import signal
 import time
 
 
+# what stops training cleanly: Ctrl-C, `kill`, and SIGHUP (the terminal closed), where it exists
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
 class Interrupt:
-    """Turns SIGINT/SIGTERM into a flag checked between steps, so a step (or a checkpoint
-    write) is never cut in half; a second Ctrl-C during the final save is absorbed too."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag checked between steps, so a step (or a
+    checkpoint write) is never cut in half; a second Ctrl-C during the final save is absorbed
+    too."""
 
     def __init__(self):
         self.requested = False
@@ -20,7 +26,7 @@ class Interrupt:
 
     def __enter__(self):
         try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)
         except ValueError:  # not the main thread: no handlers, Ctrl-C is not ours to catch
             pass

@@ -5,6 +5,7 @@ library validates against it.
 """
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 from charrnn import cells
@@ -104,6 +105,18 @@ class TrainConfig:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
 
 
+# how messages show an option left unset (None): never Python's None
+UNSET = {"learning_rate": "the optimizer's default", "min_count": "none", "max_vocab": "no limit",
+         "max_steps": "no limit", "epochs": "no limit", "time_limit": "no limit",
+         "patience": "none", "seed": "random", "threads": "auto"}
+
+
+def show_option(name, value):
+    """The value of TrainConfig option `name` as a message shows it: None as what it means for
+    that option ("no limit", "none"), anything else as Python writes it (0.003, 1e+308)."""
+    return UNSET.get(name, "unset") if value is None else str(value)
+
+
 # ----------------------------------------------------------------------------------------------
 # The budget: how long a run trains, and what has ended it.
 
@@ -113,29 +126,33 @@ STOP_OPTIONS = {"max_steps": "max_steps", "epochs": "epochs", "time_limit": "tim
                 "early_stopping": "patience"}
 
 
+_DURATION_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)([hms]?)")  # ASCII digits only
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
 def parse_duration(text):
-    """'90s', '10m', '1h', '1h30m', '2.5h' or plain seconds -> seconds (float). ValueError if bad."""
+    """'90s', '10m', '1h', '1h30m', '2.5h', '1h30' (90 minutes: a number after a unit counts
+    in the next smaller one, as a clock reads), '10m30' or plain seconds -> seconds (float).
+    Units go from hours down to seconds, each at most once; ValueError if bad (e.g. '10m10m',
+    '30m1h', '10s5')."""
     s = str(text).strip().lower()
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    unreadable = f"cannot read {text!r} as a duration; use e.g. 90s, 10m or 1h30m"
-
-    def seconds(number, unit):  # '.', '1.2.3' or a Unicode digit such as '²' is no number
-        try:
-            return float(number) * unit
-        except ValueError:
-            raise ValueError(unreadable) from None
-
-    total, number = 0.0, ""
-    for ch in s:
-        if ch in "0123456789.":
-            number += ch
-        elif ch in units and number:
-            total += seconds(number, units[ch])
-            number = ""
-        else:
+    unreadable = (f"cannot read {text!r} as a duration; use e.g. 90s, 10m, 1h30m or 1h30, "
+                  "each unit once, hours before minutes before seconds")
+    total, pos, allowed = 0.0, 0, "hms"
+    while pos < len(s):
+        part = _DURATION_PART.match(s, pos)
+        if part is None:
             raise ValueError(unreadable)
-    if number:
-        total += seconds(number, 1.0)
+        number, unit = part.groups()
+        if not unit:  # a bare number: seconds alone, else the unit after the last one given
+            unit = allowed[:1] if pos else "s"
+            if part.end() != len(s) or not unit:
+                raise ValueError(unreadable)
+        if unit not in allowed:
+            raise ValueError(unreadable)
+        allowed = allowed[allowed.index(unit) + 1:]
+        total += float(number) * _UNITS[unit]
+        pos = part.end()
     if not s or not 0 < total < math.inf:
         raise ValueError(f"cannot read {text!r} as a positive duration; use e.g. 90s, 10m or 1h")
     return total

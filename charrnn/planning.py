@@ -13,7 +13,7 @@ import numpy as np
 
 from charrnn import checkpoint, data, runs, sizing
 from charrnn.engines import auto
-from charrnn.config import BUDGETS, STOP_OPTIONS, TrainConfig, stop_reason
+from charrnn.config import BUDGETS, STOP_OPTIONS, TrainConfig, show_option, stop_reason
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, grow_vocabulary
 
@@ -48,8 +48,9 @@ def _resumed_config(ckpt, overrides, notes):
     changes = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
     fixed = [k for k in changes if k in FIXED_OPTIONS]
     if fixed:
-        given = ", ".join(f"--{k.replace('_', '-')} {changes[k]}" for k in fixed)
-        kept = ", ".join(f"--{k.replace('_', '-')} {getattr(saved, k)}" for k in fixed)
+        given = ", ".join(f"{_flag(k)} {_shown(k, changes[k])}" for k in fixed)
+        kept = ", ".join(f"{_flag(k)} {_shown(k, getattr(saved, k))}" if getattr(saved, k)
+                         is not None else f"no {_flag(k)}" for k in fixed)
         raise CharRNNError(
             f"cannot resume with {given}: the run was trained with {kept}; drop those options "
             "or start a new run."
@@ -59,8 +60,16 @@ def _resumed_config(ckpt, overrides, notes):
         old, now = getattr(saved, k), getattr(new, k)
         if k == "learning_rate":  # None means the optimizer's default: show the rate itself
             old, now = saved.base_lr, new.base_lr
-        notes.append(f"note: {k.replace('_', '-')} changes from {old} to {now}.")
+        notes.append(f"note: {k.replace('_', '-')} changes from {_shown(k, old)} to "
+                     f"{_shown(k, now)}.")
     return new
+
+
+def _shown(option, value):
+    """An option's value in a message: a budget as the user writes it, None as its meaning."""
+    if value is not None and option in BUDGETS:
+        return _budget_value(option, value)
+    return show_option(option, value)
 
 
 def _options_from_parent(parent, overrides):

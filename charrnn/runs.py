@@ -67,6 +67,8 @@ class RunInfo:
     best_val_loss: float | None = None  # nats/char
     best_val_bpc: float | None = None  # bits/char
     best_val_step: int | None = None
+    last_val_loss: float | None = None  # nats/char of the last evaluation (a run's end has one)
+    last_val_step: int | None = None
     last_train_loss: float | None = None  # nats/char
     chars_per_sec: float | None = None  # median of the last CHARS_PER_SEC_WINDOW train events
     train_time: float | None = None  # seconds of training, across resumes
@@ -202,10 +204,14 @@ def summarize(run_dir: str | os.PathLike, contents: LogContents | None = None) -
     evals = [r for r in records
              if r.get("event") == "eval" and _number(r.get("val_loss")) is not None]
     if evals:
-        best = min(evals, key=lambda r: r["val_loss"])
+        # best.npz's choice: the scheduled evaluations, else a session end's ("final": true)
+        best = min([r for r in evals if r.get("final") is not True] or evals,
+                   key=lambda r: r["val_loss"])
         info.best_val_loss = float(best["val_loss"])
         info.best_val_bpc = bits(info.best_val_loss)
         info.best_val_step = _typed(best.get("step"), int)
+        info.last_val_loss = float(evals[-1]["val_loss"])
+        info.last_val_step = _typed(evals[-1].get("step"), int)
     ends = [r for r in records if r.get("event") == "end"]
     if ends and info.status not in ("running", "crashed"):
         info.end_reason = _typed(ends[-1].get("reason"), str)
@@ -309,6 +315,9 @@ def resolve_checkpoint(target: str | os.PathLike | None = None,
     training continues from the newest state, and any existing directory is taken for the run.
     Raises RunError, in one sentence, when there is no such file.
     """
+    if target is not None and not str(target).strip():  # Path("") would mean "."
+        raise RunError("an empty RUN|CKPT names no run; give a run's name, its directory or a "
+                       "checkpoint file.")
     if target is not None and Path(target).is_file():
         return Path(target)
     if resume:
@@ -356,9 +365,10 @@ def _shown(name: str) -> str:
 
 
 def validate_name(name: str, out_dir: str | os.PathLike | None = None) -> str:
-    """A run name is one path component: no separators, not empty, not starting with a dot, no
-    control or formatting characters (nothing a terminal would read as an escape sequence),
-    at most NAME_MAX_BYTES bytes; under `out_dir`, its files' paths must fit PATH_MAX_BYTES."""
+    """A run name is one path component of letters, digits, '-', '_' and '.', not empty, not
+    starting with a dot or '-', no control or formatting characters (nothing a terminal would
+    read as an escape sequence), at most NAME_MAX_BYTES bytes; under `out_dir`, its files'
+    paths must fit PATH_MAX_BYTES."""
     if not name or name != name.strip() or "/" in name or "\\" in name or name.startswith("."):
         raise RunError(
             f"invalid run name {_shown(name)}: use letters, digits, '-', '_' and '.', without "
@@ -366,6 +376,10 @@ def validate_name(name: str, out_dir: str | os.PathLike | None = None) -> str:
         )
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
         raise RunError(f"invalid run name {_shown(name)}: it contains control characters.")
+    if name.startswith("-") or not all(c.isalnum() or c in "-_." for c in name):
+        # no shell pattern (`*`, `?`), `$`, space or option look-alike: a name is typed bare
+        raise RunError(f"invalid run name {_shown(name)}: use only letters, digits, '-', '_' "
+                       "and '.', not starting with '-' or '.'.")
     if len(os.fsencode(name)) > NAME_MAX_BYTES:
         raise RunError(f"invalid run name {_shown(name)}: it is longer than {NAME_MAX_BYTES} "
                        "bytes.")

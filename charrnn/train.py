@@ -34,8 +34,11 @@ from charrnn.units import bits
 
 MAX_DIVERGENCES = 3
 DIVERGED = (f"training diverged {MAX_DIVERGENCES} times in a row (non-finite loss or gradients) "
-            "even after lowering the learning rate to {lr:.3g}; the last good state is saved in "
-            "{path}; try a smaller --learning-rate or --grad-clip.")
+            "even after lowering the learning rate to {lr:.3g}; {where}; try a smaller "
+            "--learning-rate or --grad-clip.")
+SAVED = "the last good state is saved in {path}"
+UNCHANGED = ("no step succeeded, so {path} is as it was, with the run's own options (this "
+             "session's changes are not kept)")
 # the Trainer's bookkeeping that a TrainingState holds under the same names
 PROGRESS = ("step", "epoch", "batch", "lr_scale", "best_val_loss", "bad_evals", "last_eval_step")
 
@@ -51,7 +54,8 @@ class TrainResult:
     best_val_loss: float | None
     elapsed: float  # seconds of training of the whole run
     message: str = ""  # for "diverged": what happened and what to try
-    signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, SIGTERM)
+    signal: int | None = None  # for "interrupted": the signal that stopped it (SIGINT, ...)
+    val_loss: float | None = None  # measured at the last step; None: no validation, a signal
 
 
 class Reporter:
@@ -138,7 +142,61 @@ class Rollback:
         return position
 
 
-class Trainer:
+class Evaluations:
+    """The Trainer's evaluations on the validation split: the scheduled ones (every
+    --eval-every steps), which decide --patience and best.npz, and the end of a session's,
+    which only measures. Uses the Trainer's val_stream, engine, bookkeeping and log."""
+
+    @property
+    def val_loss(self):
+        """The validation loss measured at this step in this session, or None."""
+        return self.measured[1] if self.measured and self.measured[0] == self.step else None
+
+    def eval_and_save_best(self):
+        """A scheduled evaluation (every --eval-every steps) on the validation split, if any:
+        log it, count it for --patience and save best.npz if it improved."""
+        val = self.measure()
+        if val is None:
+            return
+        improved = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
+        self.best_val_loss = val if improved else self.best_val_loss
+        self.bad_evals = 0 if improved else self.bad_evals + 1
+        self.last_eval_step = self.step
+        self.log("eval", val_loss=val, val_bpc=bits(val), best_val_loss=self.best_val_loss)
+        self.reporter.evaluated(self.step, val, self.best_val_loss)
+        if improved:
+            self.save(BEST_NAME)
+
+    def final_eval(self):
+        """The end of a session's evaluation, unless the last step was just evaluated: logged
+        (`"final": true`) and shown, but it decides nothing (patience, the schedule and the
+        scheduled evaluations' best are left as they are, so a resumed session continues as
+        the uninterrupted run would), and it writes best.npz only when no scheduled evaluation
+        has, so that every run has a best.npz to sample from; the next scheduled improvement
+        replaces it. Returns whether it measured."""
+        if self.val_stream is None or self.val_loss is not None:
+            return False
+        val = self.measure()
+        self.log("eval", val_loss=val, val_bpc=bits(val), best_val_loss=self.best_val_loss,
+                 final=True)
+        self.reporter.evaluated(self.step, val, self.best_val_loss)
+        if self.best_val_loss is None and math.isfinite(val):
+            self.save(BEST_NAME)
+        return True
+
+    def measure(self):
+        """The validation loss of the weights now (None without a validation split), recorded
+        in `measured` for the checkpoints of this step. It leaves the training state (carried
+        state, random generator, data position) as it was."""
+        if self.val_stream is None:
+            return None
+        self.reporter.evaluating(self.step)
+        val = self.engine.evaluate(self.val_stream)
+        self.measured = (self.step, val)
+        return val
+
+
+class Trainer(Evaluations):
     """One training session of a run: an engine (the model and its optimizer), the data
     position and the bookkeeping; `run` trains until a budget, an early stop, a signal or
     unrecoverable divergence ends the session, and `finish` saves and logs how it ended."""
@@ -163,7 +221,11 @@ class Trainer:
         self.encoding = "utf-8"  # of the corpus file, for a resume to read it with
         self.rollback = Rollback(engine)
         self.latest_step = None  # the step latest.npz was last written at, in this session
+        self.measured = None  # (step, validation loss) of this session's last evaluation
         self.writer = engine.writer  # False on ranks > 0 of a torchrun launch: they write nothing
+        # a resume's saved options, which checkpoints keep until a step with this session's
+        # options (`cfg`) succeeds (`trained`): a change that diverges at once is not kept
+        self.run_cfg, self.trained = None, False
 
     # -- state in and out of checkpoints -------------------------------------------------------
 
@@ -172,11 +234,14 @@ class Trainer:
         return checkpoint.TrainingState(
             **{name: getattr(self, name) for name in PROGRESS},
             epoch_float=self.epoch_float, time=self.clock.elapsed, rng=self.engine.rng_state,
-            train_config=self.cfg, lr_schedule=self.schedule.to_json(),
+            train_config=self.cfg if self.trained or self.run_cfg is None else self.run_cfg,
+            lr_schedule=self.schedule.to_json(),
             optimizer=self.engine.optimizer_info(), corpus=self.corpus,
             corpus_fingerprint=self.fingerprint, sample_context=self.sample_context,
             saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             run_id=self.run_id, encoding=self.encoding, default_time_limit=self.default_time_limit,
+            val_loss=self.val_loss if self.val_loss is not None and math.isfinite(self.val_loss)
+            else None,
         )
 
     def restore(self, ckpt):
@@ -227,21 +292,6 @@ class Trainer:
 
     # -- the work ------------------------------------------------------------------------------
 
-    def eval_and_save_best(self):
-        """Evaluate on the validation split (if any), log it, and save best.npz if it improved."""
-        if self.val_stream is None:
-            return
-        self.reporter.evaluating(self.step)
-        val = self.engine.evaluate(self.val_stream)
-        improved = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
-        self.best_val_loss = val if improved else self.best_val_loss
-        self.bad_evals = 0 if improved else self.bad_evals + 1
-        self.last_eval_step = self.step
-        self.log("eval", val_loss=val, val_bpc=bits(val), best_val_loss=self.best_val_loss)
-        self.reporter.evaluated(self.step, val, self.best_val_loss)
-        if improved:
-            self.save(BEST_NAME)
-
     def sample(self):
         model = self.engine.export()[0]  # on every rank, as in `save`
         if not self.writer:
@@ -276,6 +326,7 @@ class Trainer:
                     break
                 continue
             self.step += 1
+            self.trained = True
             self.batch += 1
             if self.batch == self.stream.steps_per_epoch:
                 self.epoch, self.batch = self.epoch + 1, 0
@@ -315,23 +366,28 @@ class Trainer:
         return not stop
 
     def finish(self, reason, signum=None):
-        """Save latest.npz (unless it is current) and log how the session ended.
-
-        No evaluation is added at the end: evaluations happen every `eval_every` steps only,
-        so that a run split into sessions evaluates (and keeps best.npz, counts --patience)
-        exactly where an uninterrupted run does.
-        """
+        """Evaluate the last step (`final_eval`; not after a signal, which asks to stop now),
+        save latest.npz (unless it is current) and log how the session ended. A resume that
+        diverged before any step succeeded leaves latest.npz as it was (the run's options, not
+        the session's)."""
         self.clock.stop()
-        saved = self.latest_step == self.step and reason != "diverged"  # latest.npz is current
+        untouched = not self.trained and self.latest_step == self.step
+        saved = self.latest_step == self.step and (reason != "diverged" or untouched)
         if reason == "interrupted":
             self.log("interrupt")
+        elif not untouched and self.final_eval():
+            saved = False  # again, with the validation loss of its step
         if not saved:
             self.save(LATEST_NAME)  # after a divergence: the last good state, rolled back to
-        self.log("end", reason=reason, best_val_loss=self.best_val_loss)
-        message = DIVERGED.format(lr=self.lr(), path=self.run_dir / LATEST_NAME) \
-            if reason == "diverged" else ""
+        val = self.val_loss
+        self.log("end", reason=reason, best_val_loss=self.best_val_loss,
+                 **({} if val is None else {"val_loss": val}))
+        message = ""
+        if reason == "diverged":
+            where = (UNCHANGED if untouched else SAVED).format(path=self.run_dir / LATEST_NAME)
+            message = DIVERGED.format(lr=self.lr(), where=where)
         return TrainResult(self.run_dir, reason, self.step, self.epoch_float,
-                           self.best_val_loss, self.clock.elapsed, message, signum)
+                           self.best_val_loss, self.clock.elapsed, message, signum, val)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,12 +476,16 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
     placement.settle(cfg, vocab.size)
     if placement.choice is not None and placement.choice.note:
         reporter.message(placement.choice.note)
+    if placement.group is not None:
+        placement.group.check_batch(cfg.batch_size)
     if val_ids.size > cfg.val_max_chars:
         reporter.message(f"note: each evaluation scores the first {cfg.val_max_chars:,} of the "
                          f"{val_ids.size:,} validation characters.")
     model = session_model(plan, cfg, vocab)
 
+    created = None  # the runs directory, if this session made it
     if not plan.in_place and writer:
+        created = None if os.path.isdir(out_dir) else Path(out_dir).absolute()
         run_dir = runs.create_run_dir(out_dir, name, plan.corpus)
         if plan.branch is not None:
             reporter.message(f"note: {plan.branch['checkpoint']} goes on as a new run in {run_dir}.")
@@ -450,6 +510,9 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             (known[-1] if known else runs.new_run_id())
         if ckpt is not None:
             trainer.restore(ckpt)
+            trainer.run_cfg = ckpt.training.train_config
+            if plan.in_place and plan.ckpt_path.name == LATEST_NAME:
+                trainer.latest_step = trainer.step  # the file resumed from is current
             if trainer.fingerprint != ckpt.training.corpus_fingerprint:
                 reporter.message("note: the training text differs from the one this run started on.")
         trainer.log(
@@ -480,6 +543,9 @@ def _train(corpus, overrides, out_dir, name, resume, encoding, reporter, default
             "config": cfg, "sizing": sized and sized.why,
             "engine": placement.choice and placement.choice.why,
         })
+        if created:  # a typo in --out-dir or CHARRNN_HOME would otherwise go unseen
+            reporter.message("note: the runs directory did not exist; created it:\n"
+                             f"        {created}")
         try:
             with ExcludingStops(trainer.clock):
                 return trainer.run(interrupt)

@@ -218,6 +218,10 @@ def run_panel(run) -> Panel:
             (fmt_float(run.best_val_bpc), "bold"), f" bits/char{at} (best.npz)"))
     else:
         add("best val", Text("no evaluation yet", style="dim"))
+    if run.last_val_loss is not None and run.last_val_step != run.best_val_step:
+        at = f" at step {fmt_int(run.last_val_step)}" if run.last_val_step is not None else ""
+        add("last val", f"{run.last_val_loss:.3f} nats/char  "
+                        f"{bits(run.last_val_loss):.3f} bits/char{at}")
     if run.last_train_loss is not None:
         add("last train", f"{fmt_float(run.last_train_loss)} nats/char")
     started = fmt_when(run.started_at)
@@ -336,9 +340,11 @@ class TrainProgress:
             self.bar.set_postfix_str(self._postfix(), refresh=True)
 
     def message(self, text):
+        """A line for the terminal, its control characters escaped (a path from CHARRNN_HOME
+        or a corpus name may hold escape sequences)."""
         from tqdm import tqdm
 
-        tqdm.write(text, file=self.file)
+        tqdm.write(printable(text), file=self.file)
 
     def close(self):
         if self.bar is not None:

@@ -32,9 +32,10 @@ def test_every_train_option_defaults_to_train_config():
     options = {p.name: p.default for p in train_command.params if p.name in config}
     assert options == {name: config[name] for name in options}
     others = {p.name for p in train_command.params} - set(config)
-    # engine and device are the session's choice, not the run's: a resume may change them
+    # engine, device and processes (--nproc-per-node) are the session's choice, not the run's:
+    # a resume may change them
     assert others == {"corpus", "out_dir", "name", "resume", "init_from", "encoding", "quiet",
-                      "engine", "device"}
+                      "engine", "device", "processes"}
     unexposed = set(config) - set(options)  # internal knobs, not on the command line
     assert unexposed == {"val_max_chars", "min_lr_ratio", "sample_length", "log_every"}
 

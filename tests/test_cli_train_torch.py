@@ -165,10 +165,13 @@ def test_torchrun_trains_like_one_process_and_only_rank_0_writes(tmp_path, corpu
     assert max(np.abs(a[k] - b[k]).max() for k in a) < 1e-10
 
     def evals(name):
-        return [e["val_loss"] for e in map(json.loads, (runs / name / "log.jsonl").open())
+        return [e for e in map(json.loads, (runs / name / "log.jsonl").open())
                 if e["event"] == "eval"]
 
-    assert len(evals("ddp")) == 1 and evals("ddp") == pytest.approx(evals("one"), abs=1e-10)
+    # the scheduled evaluation at 5 and the end's at 6, every rank taking part in both
+    assert [(e["step"], e.get("final")) for e in evals("ddp")] == [(5, None), (6, True)]
+    assert [e["val_loss"] for e in evals("ddp")] == \
+        pytest.approx([e["val_loss"] for e in evals("one")], abs=1e-10)
     assert [s.get("processes") for s in _start(runs / "ddp")] == [2]
     assert ddp.stderr.count("done (max steps)") == 1  # rank 1 shows nothing
     logs = charrnn(["logs", "ddp", "--out-dir", "runs"], tmp_path)
@@ -227,3 +230,98 @@ def test_torchrun_stops_cleanly_on_ctrl_c_or_a_dead_rank(tmp_path, corpus, stop)
 
     saved = [e["step"] for e in events if e["event"] == "checkpoint" and e["kind"] == "latest"]
     assert checkpoint.load(run / "latest.npz").training.step == saved[-1]  # whole and readable
+
+
+@needs_torch
+def test_nproc_per_node_launches_in_process_and_ctrl_c_exits_130_without_a_traceback(
+        tmp_path, corpus):
+    """`charrnn train --nproc-per-node 2`: PyTorch's elastic launch run by charrnn itself (2 CPU
+    processes, gloo); Ctrl-C (SIGINT to the process group) stops every rank, rank 0 saves
+    latest.npz, and the command exits 130 with no traceback (plain torchrun prints its own
+    SignalException)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", corpus.name, "--nproc-per-node", "2",
+         "--max-steps", "1000000", "--out-dir", "runs", "--name", "long",
+         "--checkpoint-every", "20", *SMALL[:6], "-q"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    run = tmp_path / "runs" / "long"
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e["event"] == "checkpoint" for e in _events(run)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "SignalException" not in err and out == ""
+    assert err.count("latest.npz saved") <= 1
+    events = _events(run)
+    assert [s.get("processes") for s in events if s["event"] == "start"] == [2]
+    end = events[-1]
+    assert (end["event"], end["reason"]) == ("end", "interrupted")
+    from charrnn import checkpoint
+
+    assert checkpoint.load(run / "latest.npz").training.step == end["step"]  # whole, current
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["long"]
+
+
+def test_nproc_per_node_wants_the_torch_engine_and_no_torchrun_around_it(tmp_path, corpus,
+                                                                          monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(corpus), "--nproc-per-node", "2", "--engine",
+                                 "numpy", "--out-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--nproc-per-node trains with the torch engine" in \
+        result.stderr
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    result = runner.invoke(cli, ["train", str(corpus), "--nproc-per-node", "2", "--out-dir",
+                                 str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "under torchrun, leave it out" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def _torchrun(args, cwd, launcher):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+              "2", "-m", "charrnn", "train", "--engine", "torch"] if launcher == "torchrun" \
+        else [sys.executable, "-m", "charrnn", "train", "--nproc-per-node", "2"]
+    return subprocess.run([*prefix, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@needs_torch
+@pytest.mark.parametrize("launcher", ["torchrun", "--nproc-per-node"])
+def test_a_data_parallel_start_that_fails_its_checks_creates_nothing(tmp_path, corpus, launcher):
+    """`--batch-size 1` on 2 ranks is refused before the run directory exists, as one process
+    refuses its own mistakes: no runs/NAME with a lock and an empty log."""
+    result = _torchrun([corpus.name, "--batch-size", "1", "--max-steps", "3", "--out-dir",
+                        "runs", "--name", "b", "-q"], tmp_path, launcher)
+    assert result.returncode == 1
+    assert "Error: --batch-size 1 is split across 2 processes" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
+    if launcher != "torchrun":
+        assert "Traceback" not in result.stderr and "killed" not in result.stderr
+        assert "exitcode" not in result.stderr  # the launcher's own report
+
+
+@needs_torch
+def test_a_locked_run_under_data_parallel_says_so_plainly(tmp_path, corpus):
+    """Another process trains the run: rank 0 says the run is locked, and no rank prints the
+    backend's text (gloo's addresses, "GLHF")."""
+    from charrnn.lock import RunLock
+
+    train([corpus, "--max-steps", "2", "--out-dir", tmp_path / "runs", "--name", "r",
+           *SMALL], tmp_path)
+    with RunLock(tmp_path / "runs" / "r"):
+        result = _torchrun(["--resume", "r", "--max-steps", "4", "--out-dir", "runs", "-q"],
+                           tmp_path, "--nproc-per-node")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("Error: ") for line in lines), result.stderr
+    assert any("pid" in line or "another" in line or "training" in line for line in lines)
+    assert "gloo" not in result.stderr and "GLHF" not in result.stderr

@@ -341,6 +341,7 @@ def test_train_falls_back_to_numpy_when_torch_fails_in_the_measurement(tmp_path,
 def test_train_without_pytorch_is_numpy_and_measures_nothing(tmp_path):
     code = BLOCK.format(error="ModuleNotFoundError(\"No module named 'torch'\", name='torch')") \
         + "from charrnn.engines import auto\nauto.measure = None  # would fail if called\n" + CLI
+    (tmp_path / "runs").mkdir()  # a runs directory train creates has a note of its own
     done = _run(code, "train", str(_corpus(tmp_path)), *SHAPE, "--out-dir",
                 str(tmp_path / "runs"))
     assert done.returncode == 0, done.stderr

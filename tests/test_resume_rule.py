@@ -175,21 +175,33 @@ def _session_runs(corpus, out, cell_options, budgets, common):
         assert result.exit_code == 0, result.stderr
 
 
+def _scheduled_evals(run):
+    return [{k: r[k] for k in ("step", "val_loss", "best_val_loss")}
+            for r in events(run, "eval") if not r.get("final")]
+
+
 def _assert_same_run(out):
+    """The same latest.npz and best.npz (arrays and bookkeeping), the same scheduled
+    evaluations, stop reason and best.npz writes, and the run's last step measured alike."""
     straight, split = out / "straight", out / "split"
     for name in ("latest.npz", "best.npz"):
         a, b = load(straight / name), load(split / name)
         assert_same_arrays(a, b)
         for key in ("step", "epoch", "batch", "rng", "best_val_loss", "bad_evals",
-                    "last_eval_step", "lr_scale"):
+                    "last_eval_step", "lr_scale", "val_loss"):
             assert getattr(a.training, key) == getattr(b.training, key), (name, key)
-    evals = [{k: r[k] for k in ("step", "val_loss", "best_val_loss")}
-             for r in events(straight, "eval")]
-    assert evals == [{k: r[k] for k in ("step", "val_loss", "best_val_loss")}
-                     for r in events(split, "eval")]
-    assert events(straight, "end")[-1]["reason"] == events(split, "end")[-1]["reason"]
-    assert [r["step"] for r in events(split, "checkpoint") if r["kind"] == "best"] == \
-        [r["step"] for r in events(straight, "checkpoint") if r["kind"] == "best"]
+    assert _scheduled_evals(straight) == _scheduled_evals(split)
+    end_a, end_b = events(straight, "end")[-1], events(split, "end")[-1]
+    assert (end_a["reason"], end_a["step"]) == (end_b["reason"], end_b["step"])
+    assert end_a["val_loss"] == end_b["val_loss"] == load(split / "latest.npz").training.val_loss
+    assert events(split, "eval")[-1]["step"] == end_b["step"]  # the last step is measured
+    best_writes = [r["step"] for r in events(straight, "checkpoint") if r["kind"] == "best"]
+    assert best_writes[-1] == [r["step"] for r in events(split, "checkpoint")
+                               if r["kind"] == "best"][-1]
+    scheduled = {r["step"] for r in events(straight, "eval") if not r.get("final")}
+    assert [s for s in best_writes if s in scheduled] == \
+        [r["step"] for r in events(split, "checkpoint") if r["kind"] == "best" and r["step"]
+         in scheduled]
 
 
 CELLS = {"lstm": ["--cell", "lstm", "--dropout", 0.2],
@@ -208,6 +220,33 @@ def test_a_run_split_into_budget_stopped_sessions_ends_as_the_uninterrupted_run(
     _session_runs(corpus, out, CELLS[cell], [5, 10, 15, 20], common)
     _assert_same_run(out)
     assert len(events(out / "split", "start")) == 4
+    # every session that ended off an evaluation step measured its last step, decided nothing
+    finals = [r["step"] for r in events(out / "split", "eval") if r.get("final")]
+    assert finals == [5, 10, 20]
+    assert [r["step"] for r in events(out / "straight", "eval") if r.get("final")] == [20]
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_a_first_session_shorter_than_eval_every_gets_a_best_npz_the_run_then_replaces(
+        tmp_path, cell):
+    """Sessions of 2 and 7 steps, evaluating every 3: the first session ends before any
+    scheduled evaluation, so its end-of-session evaluation writes best.npz (something to sample
+    from); the second session's scheduled evaluations then replace it exactly as the
+    uninterrupted 7-step run has it."""
+    corpus = make_corpus(tmp_path / "c.txt")
+    out = tmp_path / "runs"
+    common = [*TINY, "--seed", 7, "--eval-every", 3, "--checkpoint-every", 4,
+              "--lr-schedule", "constant", "--learning-rate", 0.02, "--out-dir", out, "-q"]
+    assert train(corpus, *common, *CELLS[cell], "--max-steps", 7, "--name",
+                 "straight").exit_code == 0
+    assert train(corpus, *common, *CELLS[cell], "--max-steps", 2, "--name", "split").exit_code == 0
+    first = load(out / "split" / "best.npz").training
+    assert (first.step, first.best_val_loss) == (2, None) and first.val_loss is not None
+    assert events(out / "split", "eval")[-1]["final"] is True
+    result = train("--resume", out / "split", "--max-steps", 7, "--engine", "numpy", "-q")
+    assert result.exit_code == 0, result.stderr
+    _assert_same_run(out)
+    assert load(out / "split" / "best.npz").training.step in (3, 6)
 
 
 @pytest.mark.parametrize("budgets", [[3, 6, 9, 12], [4, 8, 12], [1, 2, 3, 4, 5, 6, 7, 8, 9]])

@@ -58,8 +58,8 @@ class CharRNNGroup(click.Group):
             result = super().invoke(ctx)
             sys.stdout.flush()  # a full disk shows here, not in the interpreter's last flush
             return result
-        except CharRNNError as exc:
-            raise click.ClickException(str(exc)) from None
+        except CharRNNError as exc:  # a path in it may hold escape sequences: shown escaped
+            raise click.ClickException(printable(str(exc))) from None
         except KeyboardInterrupt:
             ctx.exit(130)  # 128 + SIGINT, as shells report it
         except MemoryError:

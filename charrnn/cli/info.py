@@ -4,6 +4,7 @@ import click
 
 from charrnn.cli.base import (_CKPT_ARG, _FORMAT, _OUT_DIR, _echo_json, _load_checkpoint,
                               _print_fields)
+from charrnn.config import show_option
 from charrnn.terminal import shown_path
 from charrnn.units import fmt_loss
 
@@ -70,7 +71,7 @@ def info_command(target, fmt, out_dir):
     if fmt == "json":
         _echo_json(info)
         return
-    c, best = ckpt.config, training.get("best_val_loss")
+    c, best, measured = ckpt.config, training.get("best_val_loss"), training.get("val_loss")
     fields = [
         ("checkpoint", shown_path(path)),
         *([("describes", what)] if (what := _describes(path, training)) else []),
@@ -84,9 +85,12 @@ def info_command(target, fmt, out_dir):
         ("steps", ui.fmt_int(training.get("step"))),
         ("epochs", ui.fmt_float(training.get("epoch"), 2)),
         ("best val loss", "-" if best is None else fmt_loss(best)),
+        ("val loss", "-" if measured is None else
+         f"{fmt_loss(measured)} at step {ui.fmt_int(training.get('step'))}, these weights"),
         ("training time", ui.fmt_duration(training.get("time"))),
     ]
     if "train_config" in training:
         options = {**training["train_config"], "learning_rate": training["learning_rate"]}
-        fields.append(("train config", ", ".join(f"{k}={v}" for k, v in options.items())))
+        fields.append(("train config", ", ".join(f"{k}={show_option(k, v)}"
+                                                 for k, v in options.items())))
     _print_fields(fields)

@@ -11,7 +11,7 @@ from charrnn.config import (DEFAULT_LR, DEFAULT_TIME_LIMIT, DTYPES, LR_SCHEDULES
                             SIZES, TrainConfig)
 from charrnn.engines import DEVICES, ENGINES
 from charrnn.engines.distributed import is_secondary
-from charrnn.units import fmt_loss
+from charrnn.units import DIGITS, fmt_loss
 
 
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -108,7 +108,7 @@ TRAIN_SECTIONS = [
     ("Evaluation, checkpoints and output",
      ["eval_every", "checkpoint_every", "sample_every", "quiet"]),
     ("Run", ["out_dir", "name", "resume", "init_from", "seed", "threads"]),
-    ("Engine", ["engine", "device"]),
+    ("Engine", ["engine", "device", "processes"]),
 ]
 
 
@@ -142,9 +142,14 @@ TRAIN_SECTIONS = [
 @click.option("--device", default="auto", show_default=True, metavar=f"[{DEVICES}]",
               help="The torch engine's device; auto: cuda if there is a GPU, else mps, else "
                    "cpu. The numpy engine runs on the CPU.")
+@click.option("--nproc-per-node", "processes", type=click.IntRange(1, 1024), default=None,
+              metavar="K",
+              help="Train data-parallel in K processes on this machine with the torch engine, "
+                   "as torchrun --standalone --nproc-per-node K would, but Ctrl-C exits 130 "
+                   "without the launcher's traceback.")
 @click.pass_context
 def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet, engine, device,
-                  **options):
+                  processes, **options):
     """Train a model on a text file, or on the built-in demo corpus.
 
     CORPUS is a text file (UTF-8 unless --encoding). Without it, charrnn trains on a demo
@@ -171,6 +176,7 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
     from click.core import ParameterSource
 
     from charrnn.clock import CtrlCBeforeTraining
+    from charrnn.jsonvalues import printable
     from charrnn.runs import CHECKPOINT_NAMES, LATEST_NAME
     from charrnn.terminal import fit, shown_path
     from charrnn.train import Reporter, train
@@ -178,6 +184,8 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
 
     explicit = {k: v for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    if processes is not None:
+        ctx.exit(_launch(ctx, processes, engine))
     secondary = is_secondary()  # a rank > 0 under torchrun: rank 0 shows the run
     quiet = quiet or secondary
     reporter = Reporter() if quiet else TrainProgress()
@@ -191,22 +199,58 @@ def train_command(ctx, corpus, out_dir, name, resume, init_from, encoding, quiet
         click.echo("interrupted before training started.", err=True)
         ctx.exit(130)
     if result.reason == "diverged":
-        raise click.ClickException(result.message)
+        raise click.ClickException(printable(result.message))
     run = result.run_dir
+    shown = shown_path(run)  # escaped (CHARRNN_HOME may hold escape sequences), relative
     if result.reason == "interrupted":
         if secondary:
             ctx.exit(128 + (result.signal or signal.SIGINT))
         click.echo(fit(f"interrupted at step {result.step}; {LATEST_NAME} saved. Resume "
-                       f"with: charrnn train --resume {shown_path(run)}"), err=True)
+                       f"with: charrnn train --resume {shown}"), err=True)
         ctx.exit(128 + (result.signal or signal.SIGINT))  # the shell's convention: 130, 143
     if not quiet:
-        best = "no validation loss yet" if result.best_val_loss is None else \
-            f"best validation loss {fmt_loss(result.best_val_loss)}"
+        best, last = result.best_val_loss, result.val_loss
+        if best is None:  # no scheduled evaluation yet: the last step's measurement alone
+            best = "no validation split" if last is None else f"validation loss {fmt_loss(last)}"
+        else:
+            best = f"best validation loss {fmt_loss(best)}" + (
+                "" if last is None else ", at the last step" if last == best else
+                f"; {last:.{DIGITS}f} nats/char at the last step")
         saved = " and ".join(f for f in CHECKPOINT_NAMES if (run / f).exists())
         click.echo(fit(
             f"done ({result.reason.replace('_', ' ')}) after {plural(result.step, 'step')}, "
             f"{result.epoch:.2f} epochs, {fmt_duration(result.elapsed)}: {best}.\n"
-            f"checkpoints: {saved} in {shown_path(run)}\n"
-            f"next: charrnn sample {shown_path(run)}"),
+            f"checkpoints: {saved} in {shown}\n"
+            f"next: charrnn sample {shown}"),
             err=True,
         )
+
+
+def _launch(ctx, processes, engine):
+    """`--nproc-per-node K`: this command's options, given again to K processes of the torch
+    engine started by PyTorch's elastic launcher in this process; the exit code."""
+    from click.core import ParameterSource
+
+    from charrnn.engines.distributed import environment
+    from charrnn.engines.launch import launch
+
+    if environment() is not None:
+        raise click.UsageError("--nproc-per-node starts the processes itself; under torchrun, "
+                               "leave it out.")
+    given = ctx.get_parameter_source("engine") not in (ParameterSource.DEFAULT, None)
+    if given and engine not in ("torch", "auto"):
+        raise click.UsageError(f"--nproc-per-node trains with the torch engine, not --engine "
+                               f"{engine}; drop --engine or give --engine torch.")
+    args, corpus = ["--engine", "torch"], []
+    for param in ctx.command.params:
+        if param.name in ("processes", "engine") or \
+                ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            corpus = ["--", str(value)]
+        elif param.is_flag:
+            args += [param.opts[0]] if value else []
+        else:
+            args += [param.opts[0], repr(value) if isinstance(value, float) else str(value)]
+    return launch(processes, [*args, *corpus])

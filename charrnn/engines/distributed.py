@@ -65,12 +65,21 @@ class Group:
     def rows(self, N):
         return split(N, self.rank, self.size)
 
+    def check_batch(self, N):
+        """Refuse a batch of `N` streams that leaves a rank without one (before the run is
+        created: every rank sees the same options and refuses alike)."""
+        if N < self.size:
+            raise CharRNNError(f"--batch-size {N} is split across {self.size} processes; give "
+                               f"at least {self.size} streams.")
+
     def _call(self, fn, *args):
         try:
             return fn(*args)
-        except RuntimeError as exc:  # gloo/nccl: a peer closed its connection or timed out
-            raise PeerLost(f"another process of this data-parallel run stopped ({exc}); "
-                           "latest.npz is as it was last saved.") from None
+        except RuntimeError:  # gloo/nccl: a peer closed its connection or timed out
+            # the backend's text (addresses, "GLHF") says nothing the user can act on
+            who = "another process" if self.rank == 0 else "rank 0 (its message says why)"
+            raise PeerLost(f"{who} of this data-parallel run stopped; latest.npz is as it was "
+                           "last saved.") from None
 
     def all_reduce(self, tensor):
         """Sum `tensor` over ranks, in place."""

@@ -101,9 +101,8 @@ class TorchEngine(EngineBase):
             layout.check_cell(model.config.cell)
         except ValueError as exc:
             raise CharRNNError(str(exc)) from None
-        if group is not None and cfg.batch_size < group.size:
-            raise CharRNNError(f"--batch-size {cfg.batch_size} is split across {group.size} "
-                               f"processes; give at least {group.size} streams.")
+        if group is not None:
+            group.check_batch(cfg.batch_size)
         self.model = model  # the numpy model: its config, dtype, and the arrays export fills
         self.group = group
         dev = device if isinstance(device, torch.device) else \
