@@ -341,10 +341,11 @@ class TrainProgress:
 
     def message(self, text):
         """A line for the terminal, its control characters escaped (a path from CHARRNN_HOME
-        or a corpus name may hold escape sequences)."""
+        or a corpus name may hold escape sequences), wrapped at spaces to its width."""
         from tqdm import tqdm
 
-        tqdm.write(printable(text), file=self.file)
+        tqdm.write(terminal.wrap(printable(text), terminal.columns(self.file), indent="        "),
+                   file=self.file)
 
     def close(self):
         if self.bar is not None:
