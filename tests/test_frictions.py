@@ -270,7 +270,7 @@ def test_readme_example_tables_match_todays_output():
     panel = re.search(r"--height 10`.*?\n\n```text\n(.*?)```", readme, re.S).group(1)
     fields = re.findall(r"^│ (\w[\w ]*?)  ", panel, re.M)
     assert fields == ["model", "size", "corpus", "training", "progress", "best val",
-                      "last train", "started", "engine", "ended"]
+                      "last val", "last train", "started", "engine", "ended"]
     assert re.search(r"│ progress +[\d,]+ steps, [\d.]+ epochs", panel)
     assert _labels_under_ticks(panel.splitlines())
     quick = readme.index("## Quick start")
