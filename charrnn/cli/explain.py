@@ -162,8 +162,9 @@ def explain_command(paths, text_arg, encoding, top_k, span, unit, state, gate, f
                "units": [explain.make_unit(model.config, *unit, state, gate)] if unit else []}
     known = encode_for_scoring(vocab, text)[0].size  # what the model reads, as eval does
     if html:
-        options.update(explain_html.page_options(model.config, known),
+        options.update(explain_html.page_options(model.config, known, window),
                        top_k=max(options["top_k"], explain_html.TOP_K))
+        options["gradient_flow"] |= gradient_flow  # asked for: a short text is an error
     with tqdm(total=known, unit="char", unit_scale=True, leave=False, dynamic_ncols=True,
               file=sys.stderr, disable=None) as bar:
         result = explain.explain(model, vocab, text, progress=bar.update, **options)
