@@ -178,6 +178,25 @@ def test_torchrun_trains_like_one_process_and_only_rank_0_writes(tmp_path, corpu
     assert "torch on cpu, 2 processes" in logs.stdout, logs.stderr
 
 
+def _long_run_until_a_checkpoint(argv, cwd):
+    """`python ARGV ...` training the run `runs/long` (in its own process group) without end,
+    returned once its first checkpoint is logged (at most 120 s)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, *argv, "--max-steps", "1000000", "--out-dir", "runs", "--name", "long",
+         "--checkpoint-every", "20", *SMALL[:6], "-q"],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(e["event"] == "checkpoint" for e in _events(cwd / "runs" / "long")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"no checkpoint: {proc.communicate()}")
+        time.sleep(0.2)
+    return proc
+
+
 def _events(run):
     path = run / "log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -189,19 +208,11 @@ def test_torchrun_stops_cleanly_on_ctrl_c_or_a_dead_rank(tmp_path, corpus, stop)
     """Ctrl-C (SIGINT to the terminal's process group) stops every rank, rank 0 saving
     latest.npz; a rank killed outright ends the session on rank 0 as `rank_lost`, latest.npz
     as it was last saved."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "charrnn", "train", corpus.name, "--engine", "torch", "--max-steps", "1000000",
-         "--out-dir", "runs", "--name", "long", "--checkpoint-every", "20", *SMALL[:6], "-q"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+    proc = _long_run_until_a_checkpoint(
+        ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "charrnn",
+         "train", corpus.name, "--engine", "torch"], tmp_path)
     run = tmp_path / "runs" / "long"
     try:
-        deadline = time.monotonic() + 120
-        while not any(e["event"] == "checkpoint" for e in _events(run)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.2)
         if stop == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)
         else:
@@ -239,19 +250,10 @@ def test_nproc_per_node_launches_in_process_and_ctrl_c_exits_130_without_a_trace
     processes, gloo); Ctrl-C (SIGINT to the process group) stops every rank, rank 0 saves
     latest.npz, and the command exits 130 with no traceback (plain torchrun prints its own
     SignalException)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "train", corpus.name, "--nproc-per-node", "2",
-         "--max-steps", "1000000", "--out-dir", "runs", "--name", "long",
-         "--checkpoint-every", "20", *SMALL[:6], "-q"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+    proc = _long_run_until_a_checkpoint(
+        ["-m", "charrnn", "train", corpus.name, "--nproc-per-node", "2"], tmp_path)
     run = tmp_path / "runs" / "long"
     try:
-        deadline = time.monotonic() + 120
-        while not any(e["event"] == "checkpoint" for e in _events(run)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:

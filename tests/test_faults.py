@@ -22,12 +22,12 @@ import charrnn
 from charrnn import checkpoint, lock, runlog
 from charrnn import train as train_module
 from test_cli_train import _assert_clean_error
+from helpers.processes import finish, wait_until
 from helpers.train_helpers import TINY, all_finite, events, load, make_corpus, train
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
 # checkpoint at every step, so that kills often land during a write
 EVERY_STEP = [*TINY, "--checkpoint-every", 1, "--eval-every", 2, "--max-steps", 10_000, "--quiet"]
-DEADLINE = 120  # seconds to wait for a subprocess to get somewhere; generous for a busy CI
 
 
 def spawn(*args, code=None):
@@ -36,25 +36,6 @@ def spawn(*args, code=None):
         "-c", f"{code}\nimport sys\nfrom charrnn.cli import cli\ncli(sys.argv[1:], prog_name='charrnn')"]
     return subprocess.Popen([sys.executable, *prefix, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
-
-
-def wait_until(condition, proc):
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"charrnn exited with {proc.returncode}: {proc.stderr.read()}")
-        assert time.monotonic() < deadline, "timed out waiting for the training subprocess"
-        time.sleep(0.02)
-
-
-def finish(proc):
-    """Wait for the process (killing it if a test failed first); (stdout, stderr)."""
-    try:
-        return proc.communicate(timeout=DEADLINE)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def temporaries(run):

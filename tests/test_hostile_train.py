@@ -5,33 +5,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import charrnn
+from helpers.processes import finish, wait_until
 from helpers.train_helpers import TINY, events, load, make_corpus, train
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
-DEADLINE = 120  # seconds a subprocess may take to get somewhere, on a busy machine
-
-
-def wait_until(condition, proc):
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert proc.poll() is None, proc.communicate(timeout=DEADLINE)[1]
-        assert time.monotonic() < deadline, "timed out waiting for the training subprocess"
-        time.sleep(0.05)
-
-
-def finish(proc):
-    try:
-        return proc.communicate(timeout=DEADLINE)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
