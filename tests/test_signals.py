@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import cli
-from test_faults import DEADLINE, finish, spawn, wait_until
+from helpers.processes import DEADLINE, finish, wait_until
+from test_faults import spawn
 from helpers.train_helpers import TINY, events, load, make_corpus
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(charrnn.__file__).parents[1])}
